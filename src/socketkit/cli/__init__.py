@@ -1,0 +1,1 @@
+"""The ``socketkit`` command line: ``main(argv) -> int``, subcommands imported lazily."""

@@ -1,0 +1,124 @@
+"""``socketkit`` entry point: a table of subcommands, each imported only when used.
+
+Every subcommand module has ``SUMMARY: str``, ``add_arguments(parser)`` and
+``run(args) -> int``. Errors become one line on stderr and an exit status from
+:mod:`socketkit.cli.exit_codes`; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from .exit_codes import ExitStatus, status_for
+
+PROG = "socketkit"
+
+#: subcommand -> (module, one-line summary). The summary is here so that ``--help`` imports
+#: nothing else.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tour": ("socketkit.cli.tour", "walk the socket tutorial's flow on loopback, step by step"),
+    "methods": ("socketkit.cli.methods", "the socket method table: returns, parameters, purpose"),
+    "connect": ("socketkit.cli.connect", "connect to a TCP/UDP/Unix peer: stdin <-> socket"),
+    "listen": ("socketkit.cli.listen", "listen for TCP/UDP/Unix peers: socket <-> stdout"),
+    "sniff": ("socketkit.cli.sniff", "capture, filter, decode and save packets (like tcpdump)"),
+    "ping": ("socketkit.cli.ping", "send ICMP echo requests (like ping)"),
+    "traceroute": ("socketkit.cli.traceroute", "trace the route to a host (like traceroute)"),
+    "bench": ("socketkit.cli.bench", "measure throughput, loss and latency (speaks iperf3)"),
+}
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    lines = [f"  {name:<11} {summary}" for name, (_mod, summary) in COMMANDS.items()]
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        usage=f"{PROG} [--debug] [--version] COMMAND [ARGS...]",
+        description="Sockets from the shell: TCP streams, UDP datagrams and raw packets.",
+        epilog="commands:\n" + "\n".join(lines) + f"\n\nRun '{PROG} COMMAND --help' for a "
+        "command's options. Exit codes: see 'docs/cli.md' (0 ok, 1 failure, 2 usage, "
+        "3 resolve, 4 refused, 5 timeout, 6 TLS, 7 access denied, 8 permission, 9 I/O, "
+        "10 protocol, 11 missing dependency, 70 internal, 130 interrupted).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and debug logging on errors"
+    )
+    parser.add_argument("command", metavar="COMMAND", choices=sorted(COMMANDS), nargs="?")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``socketkit`` command line with ``argv`` (default ``sys.argv[1:]``)."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    split = _command_index(args_in)
+    debug = "--debug" in args_in[:split] or bool(os.environ.get("SOCKETKIT_DEBUG"))
+    top = _top_parser()
+    ns = top.parse_args(args_in[: split + 1] if split < len(args_in) else args_in)
+    if ns.command is None:
+        top.print_help()
+        return ExitStatus.USAGE
+    module_name, summary = COMMANDS[ns.command]
+    try:
+        module = importlib.import_module(module_name)
+        parser = argparse.ArgumentParser(
+            prog=f"{PROG} {ns.command}",
+            description=getattr(module, "DESCRIPTION", summary),
+            epilog=getattr(module, "EPILOG", None),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(parser)
+        parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        sub = parser.parse_args(args_in[split + 1 :])
+        debug = debug or sub.debug
+        sub.debug = debug
+        return int(module.run(sub))
+    except KeyboardInterrupt:
+        return ExitStatus.INTERRUPTED
+    except BrokenPipeError:
+        # Our stdout went away (``socketkit sniff | head``): quiet, like the shell's SIGPIPE.
+        _silence_stdout()
+        return 141
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"{PROG} {ns.command}: {_one_line(exc)}", file=sys.stderr)
+        status = status_for(exc)
+        if status is ExitStatus.INTERNAL:
+            print(f"{PROG}: this is a bug; run with --debug for the traceback", file=sys.stderr)
+        return status
+
+
+def _command_index(args: list[str]) -> int:
+    """Index of the first argument that is not a top-level option (the subcommand)."""
+    for index, arg in enumerate(args):
+        if not arg.startswith("-"):
+            return index
+    return len(args)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
