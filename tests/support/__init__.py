@@ -1,0 +1,1 @@
+"""Shared test helpers: network namespaces, privilege checks, process hygiene."""
