@@ -1,0 +1,1 @@
+"""Sans-I/O protocol cores: framing, the bench control protocol. No sockets, no clock."""
