@@ -1,0 +1,278 @@
+"""``socketkit sniff``: capture, filter, decode and save packets (tcpdump's everyday jobs)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import IO, Any
+
+from .._errors import MissingDependency, SocketkitError
+from .exit_codes import ExitStatus
+
+SUMMARY = "capture, filter, decode and save packets (like tcpdump)"
+DESCRIPTION = (
+    "Capture packets on an interface (or 'any'), keep those matching a tcpdump-syntax FILTER "
+    "(run in the kernel), and print one summary line per packet, or write them straight to a "
+    "pcap/pcapng file without decoding. -r reads a capture file instead."
+)
+EPILOG = """examples:
+  socketkit sniff -i lo tcp port 8080
+  socketkit sniff -i eth0 -c 100 -w out.pcap 'udp and not port 53'
+  socketkit sniff -r out.pcap -X icmp
+  socketkit sniff -i any --json -c 10
+
+exit codes: 0 ok (also after Ctrl-C), 2 usage or bad filter, 8 no CAP_NET_RAW,
+9 the file could not be read or written (e.g. full disk), 10 damaged capture file,
+11 libpcap missing (Debian package libpcap0.8). See docs/sniff.md."""
+
+#: tcpdump's default snap length; -s 0 means this as well.
+DEFAULT_SNAPLEN = 262144
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("filter", nargs="*", metavar="FILTER", help="tcpdump filter expression")
+    parser.add_argument(
+        "-i", dest="interface", default="any", metavar="IFACE", help="interface or 'any' (default)"
+    )
+    parser.add_argument("-c", dest="count", type=int, metavar="N", help="stop after N packets")
+    parser.add_argument(
+        "-w", dest="write", metavar="FILE", help="write packets to FILE ('-' = stdout), no decoding"
+    )
+    parser.add_argument("-r", dest="read", metavar="FILE", help="read packets from a pcap/pcapng")
+    parser.add_argument(
+        "-s",
+        dest="snaplen",
+        type=int,
+        default=DEFAULT_SNAPLEN,
+        metavar="SNAPLEN",
+        help=f"keep at most SNAPLEN bytes per packet (0 = {DEFAULT_SNAPLEN})",
+    )
+    parser.add_argument(
+        "-B",
+        dest="buffer_kib",
+        type=int,
+        default=32768,
+        metavar="KIB",
+        help="capture ring size in KiB (default 32768)",
+    )
+    parser.add_argument("-X", dest="hex", action="store_true", help="add a hex+ASCII dump")
+    parser.add_argument("--json", action="store_true", help="one JSON object per packet line")
+    parser.add_argument("--pcapng", action="store_true", help="write pcapng instead of pcap")
+    parser.add_argument("--nano", action="store_true", help="nanosecond timestamps in -w files")
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="stop capturing after SECONDS"
+    )
+    parser.add_argument("-q", dest="quiet", action="store_true", help="no 'listening on' line")
+
+
+def run(args: argparse.Namespace) -> int:
+    expression = " ".join(args.filter).strip() or None
+    if args.count is not None and args.count < 0:
+        print("socketkit sniff: -c must be >= 0", file=sys.stderr)
+        return ExitStatus.USAGE
+    snaplen = args.snaplen if args.snaplen > 0 else DEFAULT_SNAPLEN
+    stop = _install_sigterm()
+    try:
+        if args.read is not None:
+            return _read_file(args, expression)
+        return _live(args, expression, snaplen)
+    finally:
+        stop()
+
+
+# --- live capture ------------------------------------------------------------
+
+
+def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int:
+    from ..raw.capture import Capture, pcap_file_header
+
+    cap = Capture(
+        args.interface,
+        filter=expression,
+        count=args.count,
+        timeout=args.timeout,
+        snaplen=snaplen,
+        buffer_size=max(64, args.buffer_kib) * 1024,
+    )
+    status: int = ExitStatus.OK
+    try:
+        if not args.quiet:
+            name = {1: "EN10MB (Ethernet)", 276: "LINUX_SLL2 (Linux cooked v2)"}.get(
+                cap.linktype, str(cap.linktype)
+            )
+            print(
+                f"listening on {args.interface}, link-type {name}, snapshot length {snaplen} bytes",
+                file=sys.stderr,
+                flush=True,
+            )
+        try:
+            if args.write is not None:
+                with _open_output(args.write) as fh:
+                    try:
+                        if args.pcapng:
+                            writer = _writer(fh, cap.linktype, snaplen, args)
+                            for pkt in cap:
+                                writer(pkt.ts_ns, pkt.data, pkt.orig_len)
+                        else:
+                            fh.write(pcap_file_header(cap.linktype, snaplen, nanosecond=args.nano))
+                            cap.write_pcap(fh, nanosecond=args.nano)
+                        fh.flush()
+                    except OSError as exc:
+                        return _io_error(args.write, exc)
+            else:
+                out = sys.stdout
+                for pkt in cap:
+                    out.write(_format(pkt.data, pkt.linktype, pkt.ts_ns, pkt.orig_len, args))
+                    if not cap.buffered:
+                        out.flush()
+                out.flush()
+        except KeyboardInterrupt:
+            status = ExitStatus.OK  # tcpdump exits 0 on Ctrl-C; the statistics follow
+    finally:
+        cap.close()
+        stats = cap.stats()
+        print(
+            f"{stats.captured} packets captured, {stats.dropped} dropped by kernel",
+            file=sys.stderr,
+            flush=True,
+        )
+    return status
+
+
+# --- reading a file ------------------------------------------------------------
+
+
+def _read_file(args: argparse.Namespace, expression: str | None) -> int:
+    from ..raw import bpf
+
+    packet = _packet_api()
+    filters: dict[int, bpf.OfflineFilter] = {}
+    count = 0
+    out = sys.stdout
+    fh_out: IO[bytes] | None = None
+    writer: Callable[[int, bytes, int], None] | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            if args.read == "-":
+                source: Any = sys.stdin.buffer
+            else:
+                try:
+                    source = stack.enter_context(open(args.read, "rb"))
+                except OSError as exc:
+                    return _io_error(args.read, exc)
+            try:
+                for rec in packet.open_capture_file(source):
+                    if args.count is not None and count >= args.count:
+                        break
+                    if expression is not None:
+                        flt = filters.get(rec.linktype)
+                        if flt is None:
+                            flt = filters[rec.linktype] = bpf.OfflineFilter(
+                                expression, rec.linktype
+                            )
+                        if not flt.matches(rec.data, rec.orig_len):
+                            continue
+                    count += 1
+                    if args.write is not None:
+                        if writer is None:
+                            fh_out = stack.enter_context(_open_output(args.write))
+                            writer = _writer(fh_out, rec.linktype, DEFAULT_SNAPLEN, args)
+                        writer(rec.ts_ns, rec.data, rec.orig_len)
+                    else:
+                        out.write(_format(rec.data, rec.linktype, rec.ts_ns, rec.orig_len, args))
+                out.flush()
+                if fh_out is not None:
+                    fh_out.flush()
+            except SocketkitError:
+                out.flush()
+                raise
+            except OSError as exc:
+                out.flush()
+                return _io_error(args.write or args.read, exc)
+    except KeyboardInterrupt:
+        out.flush()
+    return ExitStatus.OK
+
+
+# --- helpers ------------------------------------------------------------
+
+
+def _packet_api() -> Any:
+    try:
+        from .. import packet
+    except ImportError as exc:  # pragma: no cover - part of the package
+        raise MissingDependency(f"socketkit.packet is not available: {exc}") from exc
+    return packet
+
+
+def _format(data: bytes, linktype: int, ts_ns: int, orig_len: int, args: argparse.Namespace) -> str:
+    packet = _packet_api()
+    line: str = packet.summary(data, linktype, ts_ns)
+    if args.json:
+        record: dict[str, object] = {
+            "ts_ns": ts_ns,
+            "time": ts_ns / 1e9,
+            "linktype": linktype,
+            "caplen": len(data),
+            "len": orig_len,
+            "summary": line,
+        }
+        if args.hex:
+            record["hex"] = data.hex()
+        return json.dumps(record, separators=(",", ":")) + "\n"
+    if args.hex:
+        dump = packet.hexdump(data)
+        return f"{line}\n{dump.rstrip(chr(10))}\n"
+    return line + "\n"
+
+
+@contextlib.contextmanager
+def _open_output(path: str) -> Iterator[IO[bytes]]:
+    if path == "-":
+        yield sys.stdout.buffer
+        return
+    with open(path, "wb") as fh:
+        yield fh
+
+
+def _writer(
+    fh: IO[bytes], linktype: int, snaplen: int, args: argparse.Namespace
+) -> Callable[[int, bytes, int], None]:
+    packet = _packet_api()
+    if args.pcapng:
+        w = packet.PcapngWriter(fh, linktype)
+    else:
+        w = packet.PcapWriter(fh, linktype, snaplen=snaplen, nanosecond=args.nano)
+
+    def write(ts_ns: int, data: bytes, orig_len: int) -> None:
+        w.write(ts_ns, data, orig_len)
+
+    return write
+
+
+def _io_error(path: str, exc: OSError) -> int:
+    reason = exc.strerror or str(exc)
+    print(f"socketkit sniff: {path}: {reason}", file=sys.stderr, flush=True)
+    return ExitStatus.IO
+
+
+def _install_sigterm() -> Callable[[], None]:
+    """Treat SIGTERM like Ctrl-C (print statistics, close the file), as tcpdump does."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return lambda: None
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
