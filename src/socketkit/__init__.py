@@ -37,7 +37,25 @@ _EXPORTS: dict[str, str] = {
     # addresses
     "Address": "socketkit._addr",
     "parse_address": "socketkit._addr",
+    # the stream API (sync; asyncio twins in socketkit.aio)
+    "connect": "socketkit._sync.connect",
+    "serve": "socketkit._sync.server",
+    "Stream": "socketkit._sync.stream",
+    "Server": "socketkit._sync.server",
+    # framing (sans-I/O)
+    "LineFramer": "socketkit.proto.framing",
+    "LengthPrefixFramer": "socketkit.proto.framing",
+    "ByteBuffer": "socketkit.proto.buffer",
+    "TLSEngine": "socketkit.proto.tls",
+    # TLS configuration
+    "client_context": "socketkit._tls",
+    "server_context": "socketkit._tls",
+    "describe_tls": "socketkit._tls",
+    "ephemeral_certificate": "socketkit._tls",
 }
+
+# public name -> the name inside its module, where they differ
+_ALIASES = {"describe_tls": "describe"}
 
 __all__ = ["__version__", *_EXPORTS]
 
@@ -65,13 +83,21 @@ if TYPE_CHECKING:
         TLSError,
         WriteTimeout,
     )
+    from ._sync.connect import connect
+    from ._sync.server import Server, serve
+    from ._sync.stream import Stream
+    from ._tls import client_context, ephemeral_certificate, server_context
+    from ._tls import describe as describe_tls
+    from .proto.buffer import ByteBuffer
+    from .proto.framing import LengthPrefixFramer, LineFramer
+    from .proto.tls import TLSEngine
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'socketkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), _ALIASES.get(name, name))
     globals()[name] = value
     return value
 

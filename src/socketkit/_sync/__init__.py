@@ -1,0 +1,1 @@
+"""The synchronous stream API: ``connect``, ``serve``, ``Stream``, ``Server``."""

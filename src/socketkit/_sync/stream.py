@@ -1,0 +1,422 @@
+"""The synchronous :class:`Stream`: a connected TCP or Unix stream socket, optionally TLS.
+
+What it adds over a bare socket: ``send_all`` that finishes or says how far it got, reads that
+keep partial data on timeout or EOF, bounded delimiter reads, framed-message iteration,
+half-close (also over TLS), one error tree, and idempotent close.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from types import TracebackType
+
+from .._addr import format_sockaddr
+from .._errors import (
+    ClosedResourceError,
+    IncompleteReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    SocketkitError,
+    TLSError,
+    WriteTimeout,
+    translate_os_error,
+)
+from ..proto.buffer import DEFAULT_CHUNK, ByteBuffer
+from ..proto.framing import DEFAULT_MAX_MESSAGE, Framer, LineFramer
+from ..proto.tls import TLSEngine
+
+__all__ = ["DEFAULT_RECEIVE_SIZE", "Stream"]
+
+#: ``receive_some`` default: 64 KiB, below glibc's mmap threshold (PERF-NOTES trap 1).
+DEFAULT_RECEIVE_SIZE = 64 * 1024
+#: "No timeout" — wait as long as it takes.
+_NO_TIMEOUT = None
+_UNSET: float = -1.0
+
+
+class Stream:
+    """A connected byte stream. Use :func:`socketkit.connect` or a server handler to get one.
+
+    Every receive/send takes an optional ``timeout`` in seconds; without one, the stream's
+    ``default_timeout`` applies (``None`` = wait forever). What a timeout leaves behind is
+    documented on each method; in short, receiving never loses bytes.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        tls: TLSEngine | None = None,
+        default_timeout: float | None = None,
+    ) -> None:
+        self._sock = sock
+        self._tls = tls
+        self._buffer = ByteBuffer()
+        self._closed = False
+        self._eof = False
+        self.default_timeout = default_timeout
+        self._applied_timeout: float | None = sock.gettimeout()
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        try:
+            self.local_address = format_sockaddr(sock.getsockname())
+            self.peer_address = format_sockaddr(sock.getpeername())
+        except OSError as exc:
+            raise translate_os_error(exc, "inspect the new connection") from exc
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def socket(self) -> socket.socket:
+        """The underlying socket (for setsockopt and friends; do not read or write it)."""
+        return self._sock
+
+    @property
+    def tls(self) -> TLSEngine | None:
+        """The TLS engine when this is a TLS stream (``tls.ssl_object`` for details)."""
+        return self._tls
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    # -- low-level helpers ------------------------------------------------------------------
+
+    def _set_timeout(self, timeout: float | None) -> None:
+        if timeout is not None and timeout < 0:
+            timeout = 0.0
+        if timeout != self._applied_timeout:
+            self._sock.settimeout(timeout)
+            self._applied_timeout = timeout
+
+    def _deadline(self, timeout: float) -> float | None:
+        t = self.default_timeout if timeout == _UNSET else timeout
+        return None if t is None else time.monotonic() + t
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedResourceError("the stream is closed")
+
+    def _fill(self, deadline: float | None, minimum: int = 1) -> int:
+        """Receive once into the buffer (at least ``minimum`` bytes of room).
+
+        Returns the number of bytes received; 0 at EOF. Raises ``TimeoutError`` (builtin) when
+        the deadline passes, for the caller to turn into ReadTimeout with its partial data.
+        """
+        if self._eof:
+            return 0
+        self._set_timeout(None if deadline is None else deadline - time.monotonic())
+        if self._tls is not None:
+            return self._fill_tls(minimum)
+        view = self._buffer.writable(max(minimum, DEFAULT_CHUNK))
+        try:
+            count = self._sock.recv_into(view)
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise self._error(exc, "receive") from exc
+        finally:
+            view.release()
+        if count == 0:
+            self._eof = True
+        self._buffer.commit(count)
+        self.bytes_received += count
+        return count
+
+    def _fill_tls(self, minimum: int) -> int:
+        assert self._tls is not None
+        while True:
+            plain = self._tls.read()
+            if plain is None:
+                try:
+                    cipher = self._sock.recv(max(minimum, DEFAULT_CHUNK))
+                except TimeoutError:
+                    raise
+                except OSError as exc:
+                    raise self._error(exc, "receive") from exc
+                self._tls.receive_data(cipher)
+                self._flush_tls()
+                continue
+            if not plain:
+                self._eof = True
+            self._buffer.append(plain)
+            self.bytes_received += len(plain)
+            return len(plain)
+
+    def _flush_tls(self) -> None:
+        assert self._tls is not None
+        out = self._tls.data_to_send()
+        if out:
+            self._send_raw(out, None)
+
+    def _send_raw(self, data: bytes | bytearray | memoryview, deadline: float | None) -> None:
+        if deadline is None:
+            self._set_timeout(None)
+            try:
+                self._sock.sendall(data)
+            except OSError as exc:
+                raise self._error(exc, "send") from exc
+            return
+        view = memoryview(data).cast("B")
+        sent = 0
+        try:
+            while sent < len(view):
+                self._set_timeout(deadline - time.monotonic())
+                sent += self._sock.send(view[sent:])
+        except TimeoutError as exc:
+            raise WriteTimeout(
+                f"send timed out after {sent} of {len(view)} bytes", sent=sent
+            ) from exc
+        except OSError as exc:
+            raise self._error(exc, "send") from exc
+
+    def _error(self, exc: OSError, action: str) -> SocketkitError:
+        if self._closed:
+            return ClosedResourceError(f"{action}: the stream was closed")
+        return translate_os_error(exc, f"{action} ({self.peer_address})")
+
+    # -- receiving --------------------------------------------------------------------------
+
+    def receive_some(
+        self, max_bytes: int = DEFAULT_RECEIVE_SIZE, *, timeout: float = _UNSET
+    ) -> bytes:
+        """Return between 1 and ``max_bytes`` bytes, waiting for at least one.
+
+        Returns ``b""`` only at EOF (the peer called ``send_eof`` or closed).
+
+        Raises:
+            ReadTimeout: nothing arrived in time (``partial`` is ``b""``; nothing was lost).
+            BrokenStreamError: the connection was reset.
+        """
+        self._check_open()
+        if not len(self._buffer):
+            if self._tls is None and not self._eof:
+                self._set_timeout(self.default_timeout if timeout == _UNSET else timeout)
+                try:
+                    data = self._sock.recv(max_bytes)
+                except TimeoutError as exc:
+                    raise ReadTimeout("receive timed out") from exc
+                except OSError as exc:
+                    raise self._error(exc, "receive") from exc
+                if not data:
+                    self._eof = True
+                self.bytes_received += len(data)
+                return data
+            try:
+                self._fill(self._deadline(timeout))
+            except TimeoutError as exc:
+                raise ReadTimeout("receive timed out") from exc
+        return self._buffer.take(max_bytes)
+
+    def receive_into(self, buffer: bytearray | memoryview, *, timeout: float = _UNSET) -> int:
+        """Receive into ``buffer`` (no allocation: the bulk-transfer path). Returns the count,
+        0 only at EOF. Timeouts raise :class:`ReadTimeout` with nothing consumed."""
+        self._check_open()
+        target = memoryview(buffer).cast("B")
+        if len(self._buffer):
+            return self._buffer.take_into(target)
+        if self._tls is not None or self._eof:
+            try:
+                self._fill(self._deadline(timeout))
+            except TimeoutError as exc:
+                raise ReadTimeout("receive timed out") from exc
+            return self._buffer.take_into(target)
+        self._set_timeout(self.default_timeout if timeout == _UNSET else timeout)
+        try:
+            count = self._sock.recv_into(target)
+        except TimeoutError as exc:
+            raise ReadTimeout("receive timed out") from exc
+        except OSError as exc:
+            raise self._error(exc, "receive") from exc
+        if count == 0:
+            self._eof = True
+        self.bytes_received += count
+        return count
+
+    def receive_exactly(self, count: int, *, timeout: float = _UNSET) -> bytes:
+        """Return exactly ``count`` bytes.
+
+        Raises:
+            IncompleteReadError: EOF came first; ``partial`` has every byte received.
+            ReadTimeout: time ran out; ``partial`` is a copy of what had arrived, and those
+                bytes stay in the stream, so the call can simply be repeated.
+        """
+        self._check_open()
+        deadline = self._deadline(timeout)
+        while len(self._buffer) < count:
+            try:
+                got = self._fill(deadline, count - len(self._buffer))
+            except TimeoutError as exc:
+                raise ReadTimeout(
+                    f"receive timed out with {len(self._buffer)} of {count} bytes",
+                    partial=self._buffer.peek(),
+                ) from exc
+            if got == 0:
+                raise IncompleteReadError(self._buffer.take_all(), count)
+        return self._buffer.take(count)
+
+    def receive_until(
+        self,
+        delimiter: bytes = b"\n",
+        *,
+        max_size: int = DEFAULT_MAX_MESSAGE,
+        include_delimiter: bool = False,
+        timeout: float = _UNSET,
+    ) -> bytes:
+        """Return the bytes up to ``delimiter`` (excluded unless ``include_delimiter``).
+
+        Raises:
+            RemoteProtocolError: no delimiter within ``max_size`` bytes (``partial`` holds
+                them; memory never grows past ``max_size`` plus one read).
+            IncompleteReadError: EOF before the delimiter; ``partial`` has the bytes.
+            ReadTimeout: time ran out; the bytes stay buffered (``partial`` is a copy).
+        """
+        self._check_open()
+        if not delimiter:
+            raise ValueError("the delimiter must not be empty")
+        deadline = self._deadline(timeout)
+        while True:
+            index = self._buffer.find(delimiter)
+            if index >= 0:
+                if index > max_size:
+                    raise RemoteProtocolError(
+                        f"no {delimiter!r} within {max_size} bytes", self._buffer.take_all()
+                    )
+                data = self._buffer.take(index + len(delimiter))
+                return data if include_delimiter else data[: -len(delimiter)]
+            if len(self._buffer) > max_size:
+                raise RemoteProtocolError(
+                    f"no {delimiter!r} within {max_size} bytes", self._buffer.take_all()
+                )
+            try:
+                got = self._fill(deadline)
+            except TimeoutError as exc:
+                raise ReadTimeout(
+                    f"receive timed out waiting for {delimiter!r}", partial=self._buffer.peek()
+                ) from exc
+            if got == 0:
+                raise IncompleteReadError(self._buffer.take_all(), None)
+
+    def receive_line(
+        self, *, max_size: int = DEFAULT_MAX_MESSAGE, timeout: float = _UNSET
+    ) -> bytes:
+        """One line without its ``\\n`` (a ``\\r`` before it is dropped too). Errors as
+        :meth:`receive_until`; at EOF, ``IncompleteReadError`` with ``partial`` = the unterminated
+        rest (``b""`` when the stream ended cleanly after a full line)."""
+        line = self.receive_until(b"\n", max_size=max_size, timeout=timeout)
+        return line[:-1] if line.endswith(b"\r") else line
+
+    def iter_messages(
+        self, framer: Framer | None = None, *, timeout: float = _UNSET
+    ) -> Iterator[bytes]:
+        """Yield framed messages until EOF (lines by default).
+
+        ``framer`` is a :class:`~socketkit.LineFramer` or :class:`~socketkit.LengthPrefixFramer`.
+        At EOF a line framer yields an unterminated last line; a length-prefix framer raises
+        ``RemoteProtocolError`` if the stream ended inside a frame. ``timeout`` applies to each
+        wait for data.
+        """
+        framer = framer if framer is not None else LineFramer(strip_cr=True)
+        if len(self._buffer):
+            framer.buffer.append(self._buffer.take_all())
+        while True:
+            message = framer.next_message()
+            if message is not None:
+                yield message
+                continue
+            try:
+                got = self._fill(self._deadline(timeout))
+            except TimeoutError as exc:
+                raise ReadTimeout("receive timed out waiting for a message") from exc
+            if got == 0:
+                last = framer.check_eof()
+                if last is not None:
+                    yield last
+                return
+            framer.buffer.append(self._buffer.take_all())
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Iterate over lines (``\\n`` or ``\\r\\n``, without the ending) until EOF."""
+        return self.iter_messages()
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def send_all(self, data: bytes | bytearray | memoryview, *, timeout: float = _UNSET) -> None:
+        """Send every byte of ``data`` (loops over partial sends).
+
+        Raises:
+            WriteTimeout: time ran out; ``sent`` says how many bytes went out. Close the stream.
+            BrokenStreamError: the peer reset or closed the connection.
+        """
+        self._check_open()
+        deadline = self._deadline(timeout)
+        if self._tls is None:
+            self._send_raw(data, deadline)
+        else:
+            self._tls.write(data)
+            self._send_raw(self._tls.data_to_send(), deadline)
+        self.bytes_sent += len(data)
+
+    def send_message(
+        self, message: bytes | bytearray | memoryview, framer: Framer, *, timeout: float = _UNSET
+    ) -> None:
+        """Send one message framed by ``framer`` (e.g. a 4-byte length prefix)."""
+        self.send_all(framer.encode(message), timeout=timeout)
+
+    def send_eof(self) -> None:
+        """Half-close: tell the peer we are done sending; receiving goes on.
+
+        Over TLS this sends ``close_notify`` first. Calling it twice is harmless.
+        """
+        self._check_open()
+        try:
+            if self._tls is not None:
+                if self._tls.eof_sent:
+                    return
+                self._tls.send_eof()
+                self._flush_tls()
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            raise self._error(exc, "send EOF") from exc
+        except TLSError:
+            raise
+
+    # -- closing ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (idempotent). Unread data is discarded."""
+        if self._closed:
+            return
+        self._closed = True
+        self._sock.close()
+
+    def abort(self) -> None:
+        """Close with a TCP reset (SO_LINGER 0) instead of a FIN."""
+        if self._closed:
+            return
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
+        except OSError:
+            pass
+        self.close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        tls = " tls" if self._tls else ""
+        return f"<Stream {self.local_address} -> {self.peer_address}{tls} {state}>"

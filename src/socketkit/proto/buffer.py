@@ -1,0 +1,101 @@
+"""A growable byte buffer with a read cursor and a writable tail (sans-I/O).
+
+It is the one receive buffer of every socketkit stream: the sync stream ``recv_into`` its
+tail, the asyncio protocol hands its tail to the event loop (``get_buffer``), and the framers
+parse from it. The bytearray is never resized in place (only replaced or written with
+same-length slice assignment), so a memoryview handed out earlier never blocks it.
+"""
+
+from __future__ import annotations
+
+#: Free space asked of the buffer before a read: large enough that bulk reads are few,
+#: small enough (< 128 KiB) that glibc serves it from the heap, not mmap (PERF-NOTES trap 1).
+DEFAULT_CHUNK = 64 * 1024
+
+
+class ByteBuffer:
+    """Bytes received but not yet consumed."""
+
+    __slots__ = ("_buf", "_end", "_scan", "_start")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._start = 0  # first unread byte
+        self._end = 0  # one past the last written byte
+        self._scan = 0  # where the next delimiter search resumes
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    @property
+    def capacity(self) -> int:
+        return len(self._buf)
+
+    def writable(self, min_free: int = DEFAULT_CHUNK) -> memoryview:
+        """A view of at least ``min_free`` free bytes at the tail; call :meth:`commit` after
+        writing into it."""
+        if len(self._buf) - self._end < min_free:
+            size = self._end - self._start
+            if self._start and len(self._buf) - size >= min_free:
+                self._buf[:size] = self._buf[self._start : self._end]
+            else:
+                grown = bytearray(max(2 * len(self._buf), size + min_free))
+                grown[:size] = self._buf[self._start : self._end]
+                self._buf = grown
+            self._scan = max(0, self._scan - self._start)
+            self._start, self._end = 0, size
+        return memoryview(self._buf)[self._end :]
+
+    def commit(self, count: int) -> None:
+        """Mark ``count`` bytes written into the last :meth:`writable` view as received."""
+        self._end += count
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        count = len(data)
+        if count:
+            self.writable(count)[:count] = data
+            self._end += count
+
+    def take(self, count: int) -> bytes:
+        """Remove and return up to ``count`` bytes from the front."""
+        start = self._start
+        stop = min(start + count, self._end)
+        out = memoryview(self._buf)[start:stop].tobytes()
+        if stop == self._end:
+            self._start = self._end = self._scan = 0
+        else:
+            self._start = stop
+        return out
+
+    def take_all(self) -> bytes:
+        return self.take(len(self))
+
+    def peek(self) -> bytes:
+        """A copy of everything buffered, left in place."""
+        return memoryview(self._buf)[self._start : self._end].tobytes()
+
+    def take_into(self, target: memoryview) -> int:
+        """Move up to ``len(target)`` bytes into ``target``; returns how many."""
+        count = min(len(target), len(self))
+        target[:count] = memoryview(self._buf)[self._start : self._start + count]
+        self._start += count
+        if self._start == self._end:
+            self._start = self._end = self._scan = 0
+        return count
+
+    def find(self, delimiter: bytes) -> int:
+        """Offset (from the front) of the first ``delimiter``, or -1. Repeated calls after more
+        data arrives resume where the last search stopped, so a long line costs O(n), not
+        O(n²)."""
+        begin = max(self._start, self._scan)
+        index = self._buf.find(delimiter, begin, self._end)
+        if index < 0:
+            self._scan = max(self._start, self._end - len(delimiter) + 1)
+            return -1
+        return index - self._start
+
+    def release(self, keep: int = DEFAULT_CHUNK) -> None:
+        """Free the storage if it is empty and bigger than ``keep`` (bounded idle memory)."""
+        if self._start == self._end and len(self._buf) > keep:
+            self._buf = bytearray()
+            self._start = self._end = self._scan = 0

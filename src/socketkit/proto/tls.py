@@ -1,0 +1,103 @@
+"""TLS as a sans-I/O engine: ciphertext in, plaintext out, over ``ssl.MemoryBIO``.
+
+Both the sync and the asyncio streams drive this one engine, so TLS behaves the same on both,
+and — unlike ``ssl.SSLSocket`` and asyncio's SSL transport — it supports half-close:
+:meth:`TLSEngine.send_eof` sends ``close_notify`` and the stream can still read what the peer
+sends afterwards (RFC 8446 §6.1 lets each side close its write direction independently).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from .._errors import TLSError, translate_os_error
+
+#: Largest plaintext read from the engine at once (a TLS record is at most 16 KiB).
+READ_CHUNK = 256 * 1024
+
+
+class TLSEngine:
+    """One side of a TLS connection, with no socket."""
+
+    __slots__ = ("_incoming", "_obj", "_outgoing", "eof_sent", "handshake_done", "info")
+
+    def __init__(
+        self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None
+    ) -> None:
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._obj = context.wrap_bio(
+            self._incoming, self._outgoing, server_side=server_side, server_hostname=server_hostname
+        )
+        self.handshake_done = False
+        self.eof_sent = False
+        #: What was negotiated (``socketkit.describe_tls``), set when the handshake completes.
+        self.info: dict[str, Any] = {}
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject:
+        return self._obj
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Ciphertext from the peer; ``b""`` means the transport reached EOF."""
+        if data:
+            self._incoming.write(data)
+        else:
+            self._incoming.write_eof()
+
+    def data_to_send(self) -> bytes:
+        """Ciphertext to put on the wire now (possibly ``b""``)."""
+        return self._outgoing.read()
+
+    def do_handshake(self) -> bool:
+        """Advance the handshake. True when complete; False when it needs more peer data.
+
+        Raises:
+            TLSError: the handshake failed (certificate, host name, protocol).
+        """
+        try:
+            self._obj.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        except (ssl.SSLError, OSError) as exc:
+            raise translate_os_error(exc, "TLS handshake") from exc
+        self.handshake_done = True
+        from .._tls import describe
+
+        self.info = describe(self._obj)
+        return True
+
+    def read(self, size: int = READ_CHUNK) -> bytes | None:
+        """Plaintext: ``None`` if more ciphertext is needed, ``b""`` at the peer's EOF.
+
+        A peer that closes TCP without ``close_notify`` (common: netcats, ``openssl
+        s_client``) is treated as EOF too, as ``ssl``'s ``suppress_ragged_eofs`` does.
+        """
+        try:
+            return self._obj.read(size)
+        except ssl.SSLWantReadError:
+            return None
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            return b""
+        except ssl.SSLError as exc:
+            raise TLSError(f"TLS error while receiving: {exc.reason or exc}") from exc
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Encrypt ``data``; fetch the ciphertext with :meth:`data_to_send`."""
+        try:
+            self._obj.write(data)
+        except ssl.SSLError as exc:
+            raise TLSError(f"TLS error while sending: {exc.reason or exc}") from exc
+
+    def send_eof(self) -> None:
+        """Queue ``close_notify`` (our write direction ends; reading goes on)."""
+        if self.eof_sent:
+            return
+        self.eof_sent = True
+        try:
+            self._obj.unwrap()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass
+        except ssl.SSLError as exc:
+            raise TLSError(f"TLS error while closing: {exc.reason or exc}") from exc
