@@ -1,0 +1,364 @@
+"""``socketkit.ping()``: ICMP echo over a raw socket (root / CAP_NET_RAW) or an unprivileged
+ICMP datagram socket (Linux ``net.ipv4.ping_group_range``, also used for IPv6).
+
+Replies are validated: the identifier (the kernel rewrites it to the socket's "port" on a
+datagram socket, so that is what we expect there), a sequence number we sent and have not seen
+answered, the IPv4 checksum, and the source address.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import select
+import socket
+import struct
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+
+from .._errors import (
+    AddressError,
+    PermissionDenied,
+    ResolutionError,
+    SocketkitError,
+    translate_os_error,
+)
+from . import echo
+
+__all__ = ["PingReport", "PingStats", "Probe", "iter_ping", "ping", "resolve", "open_icmp"]
+
+#: iputils' default: 56 data bytes, 64 with the ICMP header.
+DEFAULT_SIZE = 56
+#: Seconds to wait for the last reply (iputils -W; its linger default is 10 s).
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_INTERVAL = 1.0
+IP_RECVTTL, IP_TTL_CMSG = 12, 2  # linux/in.h
+IPV6_RECVHOPLIMIT, IPV6_HOPLIMIT = 51, 52  # linux/in6.h
+
+UNPRIVILEGED_HINT = (
+    "ping needs CAP_NET_RAW or unprivileged ICMP sockets: run it as root, or allow your group "
+    "with 'sudo sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One echo request and what became of it.
+
+    ``rtt_ms`` is None when no reply came; ``error`` holds an ICMP error text (e.g. "Time to
+    live exceeded") and ``address`` then names the router that sent it.
+    """
+
+    seq: int
+    address: str | None
+    rtt_ms: float | None
+    ttl: int | None
+    size: int
+    error: str | None = None
+    duplicate: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.rtt_ms is not None and self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class PingStats:
+    transmitted: int
+    received: int
+    errors: int
+    duplicates: int
+    loss_percent: float
+    time_ms: int
+    rtt_min: float | None
+    rtt_avg: float | None
+    rtt_max: float | None
+    rtt_mdev: float | None
+
+
+@dataclass
+class PingReport:
+    """What :func:`ping` returns: the probes (iterate it) and the statistics."""
+
+    host: str
+    address: str
+    method: str  # "raw" or "dgram"
+    probes: list[Probe] = field(default_factory=list)
+    stats: PingStats | None = None
+
+    def __iter__(self) -> Iterator[Probe]:
+        return iter(self.probes)
+
+    def __len__(self) -> int:
+        return len(self.probes)
+
+
+def resolve(host: str, family: int = 0) -> tuple[int, str]:
+    """(address family, numeric address) of ``host``; IPv4 preferred like iputils."""
+    try:
+        infos = socket.getaddrinfo(host, None, family, socket.SOCK_DGRAM)
+    except socket.gaierror as exc:
+        raise ResolutionError(f"{host}: {exc.strerror}") from exc
+    infos.sort(key=lambda info: 0 if info[0] == socket.AF_INET else 1)
+    fam, _t, _p, _c, addr = infos[0]
+    return fam, str(addr[0])
+
+
+def open_icmp(family: int, method: str = "auto") -> tuple[socket.socket, str]:
+    """An ICMP socket: raw when allowed (or ``method="raw"``), else the datagram kind.
+
+    Raises:
+        PermissionDenied: neither is allowed; the message says how to enable one.
+    """
+    proto = socket.IPPROTO_ICMP if family == socket.AF_INET else socket.IPPROTO_ICMPV6
+    if method not in ("auto", "raw", "dgram"):
+        raise ValueError("method must be 'auto', 'raw' or 'dgram'")
+    if method in ("auto", "raw"):
+        try:
+            return socket.socket(family, socket.SOCK_RAW, proto), "raw"
+        except PermissionError as exc:
+            if method == "raw":
+                raise PermissionDenied(
+                    "raw ICMP sockets need CAP_NET_RAW: run as root (sudo)"
+                ) from exc
+    try:
+        return socket.socket(family, socket.SOCK_DGRAM, proto), "dgram"
+    except PermissionError as exc:
+        raise PermissionDenied(UNPRIVILEGED_HINT) from exc
+    except OSError as exc:
+        raise translate_os_error(exc, "open an ICMP socket") from exc
+
+
+class _Pinger:
+    def __init__(self, address: str, family: int, sock: socket.socket, method: str) -> None:
+        self.address = address
+        self.ipv6 = family == socket.AF_INET6
+        self.sock = sock
+        self.method = method
+        if method == "dgram":
+            sock.bind(("::", 0) if self.ipv6 else ("0.0.0.0", 0))
+            self.ident = sock.getsockname()[1]  # the kernel puts its "port" in the id field
+        else:
+            self.ident = os.getpid() & 0xFFFF
+        if self.ipv6:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+        elif method == "dgram":
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+
+    def send(self, seq: int, payload: bytes) -> None:
+        packet = echo.build_request(self.ident, seq, payload, ipv6=self.ipv6)
+        self.sock.sendto(packet, (self.address, 0))
+
+    def receive(self) -> tuple[echo.EchoReply | echo.IcmpError, str, int | None] | None:
+        """One message from the socket, if it is about our probes: (parsed, source, ttl)."""
+        data, ancdata, _flags, addr = self.sock.recvmsg(65536, 64)
+        source = str(addr[0])
+        ttl: int | None = None
+        for level, kind, value in ancdata:
+            if (level, kind) in (
+                (socket.IPPROTO_IP, IP_TTL_CMSG),
+                (socket.IPPROTO_IPV6, IPV6_HOPLIMIT),
+            ) and len(value) >= 4:
+                ttl = struct.unpack("i", value[:4])[0]
+        if not self.ipv6 and self.method == "raw":
+            ip = echo.parse_ipv4(data)
+            if ip is None:
+                return None
+            ttl, source, data = ip
+        parsed = echo.parse_icmp(data, ipv6=self.ipv6)
+        if parsed is None:
+            return None
+        if isinstance(parsed, echo.EchoReply):
+            if parsed.ident != self.ident or not parsed.checksum_ok:
+                return None
+            if source != self.address and not _same_v6(source, self.address):
+                return None
+        elif parsed.ident != self.ident:
+            return None
+        return parsed, source, ttl
+
+
+def _same_v6(a: str, b: str) -> bool:
+    try:
+        return socket.inet_pton(socket.AF_INET6, a.split("%", maxsplit=1)[0]) == socket.inet_pton(
+            socket.AF_INET6, b.split("%", maxsplit=1)[0]
+        )
+    except OSError:
+        return False
+
+
+def iter_ping(
+    host: str,
+    *,
+    count: int | None = 4,
+    interval: float = DEFAULT_INTERVAL,
+    timeout: float = DEFAULT_TIMEOUT,
+    size: int = DEFAULT_SIZE,
+    ttl: int | None = None,
+    family: int = 0,
+    method: str = "auto",
+    report: PingReport | None = None,
+) -> Generator[Probe, None, None]:
+    """Yield a :class:`Probe` for each reply or error as it arrives, then one per probe that
+    got no answer (``rtt_ms=None``). ``report`` (if given) is filled in as it goes, and its
+    ``stats`` set at the end, also when the caller stops early (Ctrl-C)."""
+    if size < 0 or size > 65507:
+        raise AddressError("size must be 0..65507")
+    if interval < 0:
+        raise AddressError("interval must be >= 0")
+    if count is not None and count <= 0:
+        raise AddressError("count must be > 0")
+    fam, address = resolve(host, family)
+    sock, used = open_icmp(fam, method)
+    if report is None:
+        report = PingReport(host, address, used)
+    else:
+        report.address, report.method = address, used
+    with sock:
+        try:
+            pinger = _Pinger(address, fam, sock, used)
+            if ttl is not None:
+                if fam == socket.AF_INET:
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+                else:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+        except OSError as exc:
+            raise translate_os_error(exc, "set up the ICMP socket") from exc
+        yield from _run(pinger, report, count=count, interval=interval, timeout=timeout, size=size)
+
+
+def _run(
+    pinger: _Pinger,
+    report: PingReport,
+    *,
+    count: int | None,
+    interval: float,
+    timeout: float,
+    size: int,
+) -> Iterator[Probe]:
+    sent: dict[int, float] = {}
+    answered: set[int] = set()
+    errors = duplicates = 0
+    rtts: list[float] = []
+    seq = 0
+    start = time.monotonic()
+    next_send = start
+    last_send = start
+    poller = select.poll()
+    poller.register(pinger.sock.fileno(), select.POLLIN)
+    try:
+        while True:
+            now = time.monotonic()
+            more = count is None or seq < count
+            if more and now >= next_send:
+                seq += 1
+                payload = struct.pack("!Q", time.time_ns()) + bytes(
+                    (0x10 + i) & 0xFF for i in range(max(0, size - 8))
+                )
+                try:
+                    pinger.send(seq, payload[:size])
+                except OSError as exc:
+                    if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES):
+                        raise translate_os_error(exc, f"send to {pinger.address}") from exc
+                    raise translate_os_error(exc, f"send to {pinger.address}") from exc
+                sent[seq & 0xFFFF] = last_send = time.monotonic()
+                next_send += interval
+                if next_send < last_send:
+                    next_send = last_send + interval
+                continue
+            if not more and (len(answered) >= len(sent) or now >= last_send + timeout):
+                break
+            wake = next_send if more else last_send + timeout
+            if not poller.poll(max(0, int((wake - now) * 1000) + 1)):
+                continue
+            try:
+                got = pinger.receive()
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EINTR):
+                    continue
+                if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED):
+                    errors += 1  # an ICMP error on a datagram socket (no quote to read)
+                    continue
+                raise translate_os_error(exc, "receive") from exc
+            if got is None:
+                continue
+            parsed, source, ttl = got
+            at = time.monotonic()
+            key = parsed.seq
+            if key is None or key not in sent:
+                continue
+            if isinstance(parsed, echo.IcmpError):
+                errors += 1
+                answered.add(key)
+                probe = Probe(key, source, None, ttl, 0, parsed.text)
+            else:
+                dup = key in answered
+                rtt = (at - sent[key]) * 1000.0
+                if dup:
+                    duplicates += 1
+                else:
+                    answered.add(key)
+                    rtts.append(rtt)
+                probe = Probe(key, source, rtt, ttl, parsed.size, None, dup)
+            report.probes.append(probe)
+            yield probe
+    finally:
+        elapsed = int((time.monotonic() - start) * 1000)
+        for key in sorted(set(sent) - answered):
+            report.probes.append(Probe(key, None, None, None, 0))
+        report.stats = _stats(len(sent), rtts, errors, duplicates, elapsed)
+
+
+def _stats(sent: int, rtts: list[float], errors: int, dups: int, elapsed: int) -> PingStats:
+    received = len(rtts)
+    loss = 100.0 * (sent - received) / sent if sent else 0.0
+    if not rtts:
+        return PingStats(sent, 0, errors, dups, loss, elapsed, None, None, None, None)
+    avg = sum(rtts) / received
+    mdev = math.sqrt(max(0.0, sum(r * r for r in rtts) / received - avg * avg))
+    return PingStats(sent, received, errors, dups, loss, elapsed, min(rtts), avg, max(rtts), mdev)
+
+
+def ping(
+    host: str,
+    *,
+    count: int = 4,
+    interval: float = DEFAULT_INTERVAL,
+    timeout: float = DEFAULT_TIMEOUT,
+    size: int = DEFAULT_SIZE,
+    ttl: int | None = None,
+    family: int = 0,
+    method: str = "auto",
+) -> PingReport:
+    """Send ``count`` echo requests to ``host``, ``interval`` seconds apart.
+
+    Args:
+        timeout: seconds to wait for replies after the last request.
+        size: data bytes per request (56 gives 64-byte ICMP messages, like iputils).
+        ttl: IP TTL / IPv6 hop limit of the requests.
+        family: ``socket.AF_INET``/``AF_INET6`` to force one (0: IPv4 first).
+        method: ``"raw"`` (needs CAP_NET_RAW), ``"dgram"`` (ping_group_range), or ``"auto"``.
+    Returns:
+        a :class:`PingReport`: ``probes`` (replies, errors, and one entry per unanswered
+        request) and ``stats`` (transmitted/received/loss, rtt min/avg/max/mdev in ms).
+    Raises:
+        ResolutionError, PermissionDenied (with what to do), SocketkitError.
+    """
+    report = PingReport(host, "", method)
+    for _probe in iter_ping(
+        host,
+        count=count,
+        interval=interval,
+        timeout=timeout,
+        size=size,
+        ttl=ttl,
+        family=family,
+        method=method,
+        report=report,
+    ):
+        pass
+    if report.stats is None:  # pragma: no cover - set by iter_ping's finally
+        raise SocketkitError("ping ended without statistics")
+    return report
