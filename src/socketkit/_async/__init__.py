@@ -1,0 +1,1 @@
+"""The asyncio stream API (public as ``socketkit.aio``)."""

@@ -1,0 +1,218 @@
+"""The asyncio side's only transport-facing code: a ``BufferedProtocol``.
+
+Why a BufferedProtocol and not asyncio streams: selector transports ``recv`` a fresh 256 KiB
+bytes object per read (one mmap + munmap each, PERF-NOTES trap 2); a BufferedProtocol receives
+into memory it owns. Here that memory is the stream's :class:`ByteBuffer` tail, or — when a
+``receive_into`` is waiting and nothing is buffered — the caller's own buffer (zero copies,
+like ``sock.recv_into``).
+
+Flow control bounds memory: reading pauses once ``high_water`` bytes wait unread (or more, if a
+pending ``receive_exactly`` asked for more) and resumes when the reader catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .._errors import BrokenStreamError, TLSError
+from ..proto.buffer import DEFAULT_CHUNK, ByteBuffer
+from ..proto.tls import TLSEngine
+
+#: Unread bytes held per connection before reading pauses (per-connection memory bound).
+DEFAULT_HIGH_WATER = 256 * 1024
+
+
+class StreamProtocol(asyncio.BufferedProtocol):
+    """Receives into a :class:`ByteBuffer`; wakes one waiting reader; tracks write pauses."""
+
+    __slots__ = (
+        "_cipher",
+        "_closed_waiter",
+        "_drain_waiter",
+        "_lent_user",
+        "_loop",
+        "_read_waiter",
+        "_reading_paused",
+        "_user_count",
+        "_user_view",
+        "_write_paused",
+        "buffer",
+        "eof",
+        "error",
+        "high_water",
+        "lost",
+        "tls",
+        "transport",
+        "want",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, high_water: int = DEFAULT_HIGH_WATER):
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.buffer = ByteBuffer()
+        self.eof = False
+        self.error: BaseException | None = None
+        self.lost = False
+        self.high_water = high_water
+        self.want = 0  # bytes a pending read needs buffered (may exceed high_water)
+        self.tls: TLSEngine | None = None
+        self._cipher: bytearray | None = None
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._closed_waiter: asyncio.Future[None] | None = None
+        self._user_view: memoryview | None = None
+        self._user_count = 0
+        self._lent_user = False
+        self._reading_paused = False
+        self._write_paused = False
+
+    # -- asyncio callbacks ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.tls is not None:
+            if self._cipher is None:
+                self._cipher = bytearray(DEFAULT_CHUNK)
+            self._lent_user = False
+            return memoryview(self._cipher)
+        if self._user_view is not None and not len(self.buffer):
+            self._lent_user = True
+            return self._user_view
+        self._lent_user = False
+        return self.buffer.writable(DEFAULT_CHUNK)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.tls is not None:
+            assert self._cipher is not None
+            self.tls.receive_data(self._cipher[:nbytes])
+            self._pump_tls()
+        elif self._lent_user:
+            self._user_count = nbytes
+            self._user_view = None
+            self._lent_user = False
+        else:
+            self.buffer.commit(nbytes)
+        if len(self.buffer) >= max(self.high_water, self.want) and self.transport is not None:
+            self.transport.pause_reading()
+            self._reading_paused = True
+        self._wake()
+
+    def eof_received(self) -> bool:
+        if self.tls is not None:
+            self.tls.receive_data(b"")
+            self._pump_tls()
+        self.eof = True
+        self._wake()
+        return True  # keep our write side open: half-close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.lost = True
+        if exc is not None and self.error is None:
+            self.error = exc
+        self._wake()
+        for waiter in (self._drain_waiter, self._closed_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- for the Stream ---------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _pump_tls(self) -> None:
+        """Move decrypted bytes into the buffer; send what the engine wants sent."""
+        tls = self.tls
+        assert tls is not None
+        if tls.handshake_done:
+            try:
+                while True:
+                    plain = tls.read()
+                    if not plain:
+                        if plain == b"":
+                            self.eof = True
+                        break
+                    self.buffer.append(plain)
+            except TLSError as exc:
+                self.error = exc
+                self.eof = True
+        out = tls.data_to_send()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+
+    def reader_consumed(self) -> None:
+        """Called after the reader took bytes: resume reading below the high-water mark."""
+        if self._reading_paused and len(self.buffer) < self.high_water // 2:
+            self._reading_paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def new_read_waiter(self) -> asyncio.Future[None]:
+        if self._reading_paused:
+            self._reading_paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+        waiter = self._loop.create_future()
+        self._read_waiter = waiter
+        return waiter
+
+    def lend(self, view: memoryview) -> None:
+        self._user_view = view
+        self._user_count = 0
+
+    def take_lent(self) -> int:
+        """Bytes received straight into the lent buffer (0 if none); ends the loan."""
+        count = self._user_count
+        self._user_view = None
+        self._user_count = 0
+        return count
+
+    async def drain(self) -> None:
+        if self.error is not None:
+            raise _broken(self.error)
+        if self._write_paused and self.transport is not None and not self.transport.is_closing():
+            waiter = self._loop.create_future()
+            self._drain_waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+            if self.error is not None:
+                raise _broken(self.error)
+
+    def closed_waiter(self) -> asyncio.Future[None]:
+        if self._closed_waiter is None:
+            self._closed_waiter = self._loop.create_future()
+            if self.lost:
+                self._closed_waiter.set_result(None)
+        return self._closed_waiter
+
+
+def _broken(exc: BaseException) -> BrokenStreamError:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    err = BrokenStreamError(f"connection broken: {text}")
+    err.__cause__ = exc
+    return err
+
+
+def peer_error(protocol: StreamProtocol) -> BrokenStreamError | None:
+    """The error to raise once the buffer is drained, if the connection broke (not clean EOF)."""
+    return None if protocol.error is None else _broken(protocol.error)
+
+
+def info(protocol: StreamProtocol, name: str) -> Any:
+    return None if protocol.transport is None else protocol.transport.get_extra_info(name)

@@ -1,0 +1,367 @@
+"""The asyncio :class:`Stream`: the same methods and semantics as the sync one, awaited.
+
+Timeouts are per call (``timeout=`` seconds) or the stream's ``default_timeout``; a cancelled
+or timed-out receive consumes nothing (the bytes stay buffered; ``ReadTimeout.partial`` is a
+copy), so it can be retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+from .._addr import format_sockaddr
+from .._errors import (
+    ClosedResourceError,
+    IncompleteReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    WriteTimeout,
+)
+from ..proto.framing import DEFAULT_MAX_MESSAGE, Framer, LineFramer
+from ..proto.tls import TLSEngine
+from .protocol import StreamProtocol, peer_error
+
+__all__ = ["DEFAULT_RECEIVE_SIZE", "Stream"]
+
+#: ``receive_some`` default, as in the sync stream.
+DEFAULT_RECEIVE_SIZE = 64 * 1024
+#: Seconds ``aclose`` waits for buffered writes to flush before it aborts the connection.
+CLOSE_FLUSH_TIMEOUT = 5.0
+_UNSET: float = -1.0
+_TIMED_OUT = object()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class Stream:
+    """A connected byte stream on an asyncio loop (``socketkit.aio.connect`` / a handler)."""
+
+    __slots__ = (
+        "_closed",
+        "_loop",
+        "_p",
+        "_transport",
+        "bytes_sent",
+        "default_timeout",
+        "local_address",
+        "peer_address",
+    )
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        protocol: StreamProtocol,
+        *,
+        default_timeout: float | None = None,
+    ) -> None:
+        self._transport = transport
+        self._p = protocol
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        self.default_timeout = default_timeout
+        self.bytes_sent = 0
+        self.local_address = format_sockaddr(transport.get_extra_info("sockname"))
+        self.peer_address = format_sockaddr(transport.get_extra_info("peername"))
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def socket(self) -> socket.socket:
+        """The underlying socket (for options only)."""
+        sock: socket.socket = self._transport.get_extra_info("socket")
+        return sock
+
+    @property
+    def tls(self) -> TLSEngine | None:
+        return self._p.tls
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        return self._transport
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    async def _wait(self, timeout: float | None) -> None:
+        """Wait for the protocol to signal data, EOF or an error. Raises TimeoutError."""
+        waiter = self._p.new_read_waiter()
+        if timeout is None:
+            await waiter
+            return
+        handle = self._loop.call_later(max(0.0, timeout), _expire, waiter)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+            self._p._read_waiter = None
+
+    def _timeout(self, timeout: float) -> float | None:
+        return self.default_timeout if timeout == _UNSET else timeout
+
+    def _remaining(self, deadline: float | None) -> float | None:
+        return None if deadline is None else deadline - self._loop.time()
+
+    def _deadline(self, timeout: float) -> float | None:
+        t = self._timeout(timeout)
+        return None if t is None else self._loop.time() + t
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedResourceError("the stream is closed")
+
+    # -- receiving --------------------------------------------------------------------------
+
+    async def receive_some(
+        self, max_bytes: int = DEFAULT_RECEIVE_SIZE, *, timeout: float = _UNSET
+    ) -> bytes:
+        """Between 1 and ``max_bytes`` bytes; ``b""`` only at EOF. See the sync ``Stream``."""
+        self._check_open()
+        p = self._p
+        if not len(p.buffer):
+            if not p.eof:
+                try:
+                    await self._wait(self._timeout(timeout))
+                except TimeoutError as exc:
+                    raise ReadTimeout("receive timed out") from exc
+            if not len(p.buffer):
+                err = peer_error(p)
+                if err is not None:
+                    raise err
+                return b""
+        data = p.buffer.take(max_bytes)
+        p.reader_consumed()
+        return data
+
+    async def receive_into(self, buffer: bytearray | memoryview, *, timeout: float = _UNSET) -> int:
+        """Receive into ``buffer``; the count, 0 only at EOF. When nothing is buffered the
+        kernel writes straight into ``buffer`` (no copy)."""
+        self._check_open()
+        p = self._p
+        target = memoryview(buffer).cast("B")
+        if not len(p.buffer) and not p.eof:
+            if p.tls is None:
+                p.lend(target)
+            try:
+                await self._wait(self._timeout(timeout))
+            except TimeoutError as exc:
+                raise ReadTimeout("receive timed out") from exc
+            finally:
+                count = p.take_lent()
+            if count:
+                return count
+        if len(p.buffer):
+            count = p.buffer.take_into(target)
+            p.reader_consumed()
+            return count
+        err = peer_error(p)
+        if err is not None:
+            raise err
+        return 0
+
+    async def _fill(self, deadline: float | None, want: int = 0) -> bool:
+        """Wait for more bytes; False at EOF. ``want``: how many must fit before pausing."""
+        p = self._p
+        if p.eof:
+            err = peer_error(p)
+            if err is not None and not len(p.buffer):
+                raise err
+            return False
+        p.want = want
+        before = len(p.buffer)
+        try:
+            while len(p.buffer) == before and not p.eof:
+                await self._wait(self._remaining(deadline))
+        finally:
+            p.want = 0
+        return len(p.buffer) > before or not p.eof
+
+    async def receive_exactly(self, count: int, *, timeout: float = _UNSET) -> bytes:
+        """Exactly ``count`` bytes. Raises ``IncompleteReadError`` (with ``partial``) at EOF,
+        ``ReadTimeout`` (bytes stay buffered, ``partial`` is a copy) when time runs out."""
+        self._check_open()
+        p = self._p
+        deadline = self._deadline(timeout)
+        while len(p.buffer) < count:
+            try:
+                more = await self._fill(deadline, count)
+            except TimeoutError as exc:
+                raise ReadTimeout(
+                    f"receive timed out with {len(p.buffer)} of {count} bytes",
+                    partial=p.buffer.peek(),
+                ) from exc
+            if not more:
+                raise IncompleteReadError(p.buffer.take_all(), count)
+        data = p.buffer.take(count)
+        p.reader_consumed()
+        return data
+
+    async def receive_until(
+        self,
+        delimiter: bytes = b"\n",
+        *,
+        max_size: int = DEFAULT_MAX_MESSAGE,
+        include_delimiter: bool = False,
+        timeout: float = _UNSET,
+    ) -> bytes:
+        """Bytes up to ``delimiter``; errors as the sync ``Stream.receive_until``."""
+        self._check_open()
+        if not delimiter:
+            raise ValueError("the delimiter must not be empty")
+        p = self._p
+        deadline = self._deadline(timeout)
+        while True:
+            index = p.buffer.find(delimiter)
+            if index >= 0:
+                if index > max_size:
+                    raise RemoteProtocolError(
+                        f"no {delimiter!r} within {max_size} bytes", p.buffer.take_all()
+                    )
+                data = p.buffer.take(index + len(delimiter))
+                p.reader_consumed()
+                return data if include_delimiter else data[: -len(delimiter)]
+            if len(p.buffer) > max_size:
+                raise RemoteProtocolError(
+                    f"no {delimiter!r} within {max_size} bytes", p.buffer.take_all()
+                )
+            try:
+                more = await self._fill(deadline, max_size + len(delimiter))
+            except TimeoutError as exc:
+                raise ReadTimeout(
+                    f"receive timed out waiting for {delimiter!r}", partial=p.buffer.peek()
+                ) from exc
+            if not more:
+                raise IncompleteReadError(p.buffer.take_all(), None)
+
+    async def receive_line(
+        self, *, max_size: int = DEFAULT_MAX_MESSAGE, timeout: float = _UNSET
+    ) -> bytes:
+        """One line without ``\\n`` (and a ``\\r`` before it)."""
+        line = await self.receive_until(b"\n", max_size=max_size, timeout=timeout)
+        return line[:-1] if line.endswith(b"\r") else line
+
+    async def iter_messages(
+        self, framer: Framer | None = None, *, timeout: float = _UNSET
+    ) -> AsyncIterator[bytes]:
+        """Yield framed messages until EOF (lines by default); see the sync ``Stream``."""
+        framer = framer if framer is not None else LineFramer(strip_cr=True)
+        p = self._p
+        while True:
+            if len(p.buffer):
+                framer.buffer.append(p.buffer.take_all())
+                p.reader_consumed()
+            message = framer.next_message()
+            if message is not None:
+                yield message
+                continue
+            try:
+                more = await self._fill(self._deadline(timeout))
+            except TimeoutError as exc:
+                raise ReadTimeout("receive timed out waiting for a message") from exc
+            if not more and not len(p.buffer):
+                last = framer.check_eof()
+                if last is not None:
+                    yield last
+                return
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        """``async for line in stream``: lines without their endings, until EOF."""
+        return self.iter_messages()
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def send_all(
+        self, data: bytes | bytearray | memoryview, *, timeout: float = _UNSET
+    ) -> None:
+        """Send all of ``data``; returns once it is handed to the transport and the transport's
+        buffer is below its high-water mark. Raises ``BrokenStreamError`` if the connection
+        broke, ``WriteTimeout`` if the peer does not read within the timeout."""
+        self._check_open()
+        p = self._p
+        if p.error is not None or self._transport.is_closing():
+            err = peer_error(p)
+            raise err if err is not None else ClosedResourceError("the connection is closed")
+        if p.tls is not None:
+            p.tls.write(data)
+            self._transport.write(p.tls.data_to_send())
+        else:
+            self._transport.write(data)
+        self.bytes_sent += len(data)
+        if p._write_paused:
+            t = self._timeout(timeout)
+            if t is None:
+                await p.drain()
+            else:
+                try:
+                    await asyncio.wait_for(p.drain(), t)
+                except TimeoutError as exc:
+                    raise WriteTimeout(
+                        "send timed out: the peer is not reading",
+                        sent=len(data) - self._transport.get_write_buffer_size(),
+                    ) from exc
+
+    async def send_message(
+        self, message: bytes | bytearray | memoryview, framer: Framer, *, timeout: float = _UNSET
+    ) -> None:
+        await self.send_all(framer.encode(message), timeout=timeout)
+
+    async def send_eof(self) -> None:
+        """Half-close (``close_notify`` first over TLS); receiving goes on."""
+        self._check_open()
+        p = self._p
+        if p.tls is not None:
+            if p.tls.eof_sent:
+                return
+            p.tls.send_eof()
+            out = p.tls.data_to_send()
+            if out:
+                self._transport.write(out)
+        if self._transport.can_write_eof() and not self._transport.is_closing():
+            self._transport.write_eof()
+        await p.drain()
+
+    # -- closing ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close without waiting (buffered writes are still flushed by the transport)."""
+        if not self._closed:
+            self._closed = True
+            self._transport.close()
+
+    async def aclose(self) -> None:
+        """Close and wait (up to 5 s) for buffered writes to flush; then abort. Idempotent."""
+        self.close()
+        waiter = self._p.closed_waiter()
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), CLOSE_FLUSH_TIMEOUT)
+        except TimeoutError:
+            self._transport.abort()
+
+    def abort(self) -> None:
+        """Close at once with a TCP reset, dropping unsent data."""
+        self._closed = True
+        self._transport.abort()
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        tls = " tls" if self._p.tls else ""
+        return f"<aio.Stream {self.local_address} -> {self.peer_address}{tls} {state}>"
