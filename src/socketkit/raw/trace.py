@@ -1,0 +1,341 @@
+"""``socketkit.traceroute()``: UDP probes (default) or ICMP echo probes with rising TTL.
+
+UDP probes need no privilege: each probe is a UDP socket with ``IP_RECVERR``; the ICMP
+"time exceeded" or "port unreachable" that comes back is read from the socket's error queue
+with the router's address (``SO_EE_OFFENDER``, ip(7)) — the method of Linux traceroute's
+default. ICMP probes (``method="icmp"``) use a raw ICMP socket as root, or an unprivileged
+ICMP datagram socket with ``IP_RECVERR`` otherwise.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import struct
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+from .._errors import AddressError, translate_os_error
+from . import echo
+from .ping import open_icmp, resolve
+
+__all__ = ["Hop", "HopProbe", "TraceReport", "iter_traceroute", "traceroute"]
+
+DEFAULT_PORT = 33434  # traceroute(8): base UDP port, +1 per probe
+DEFAULT_MAX_TTL = 30
+DEFAULT_QUERIES = 3
+DEFAULT_WAIT = 5.0
+DEFAULT_PACKET_LEN = 60  # traceroute's default total IPv4 packet length
+
+IP_RECVERR, IPV6_RECVERR = 11, 25
+SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3
+_EXTERR = struct.Struct("IBBBBII")  # struct sock_extended_err (linux/errqueue.h)
+
+
+@dataclass(frozen=True, slots=True)
+class HopProbe:
+    """One probe: who answered (None: nobody within the wait) and the round-trip time.
+    ``note`` is traceroute's annotation (``!H``, ``!N``, ``!P``, ``!X``) or ""."""
+
+    address: str | None
+    rtt_ms: float | None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    ttl: int
+    probes: tuple[HopProbe, ...]
+
+    @property
+    def addresses(self) -> list[str]:
+        seen: list[str] = []
+        for probe in self.probes:
+            if probe.address is not None and probe.address not in seen:
+                seen.append(probe.address)
+        return seen
+
+
+@dataclass
+class TraceReport:
+    """What :func:`traceroute` returns: ``hops`` in order, and whether the target answered."""
+
+    host: str
+    address: str
+    method: str
+    hops: list[Hop] = field(default_factory=list)
+    reached: bool = False
+
+
+class _Pending:
+    def __init__(self, sock: socket.socket, key: int, sent: float) -> None:
+        self.sock, self.key, self.sent = sock, key, sent
+        self.result: HopProbe | None = None
+
+
+def _note(ipv6: bool, kind: int, code: int) -> tuple[bool, str]:
+    """(the destination answered, annotation) for an ICMP type/code."""
+    if ipv6:
+        if kind == 1:
+            return code == 4, {0: "!N", 1: "!X", 3: "!H", 4: ""}.get(code, f"!<{code}>")
+        return False, ""
+    if kind == 3:
+        return code in (2, 3), {0: "!N", 1: "!H", 2: "!P", 3: "", 4: "!F", 13: "!X"}.get(
+            code, f"!<{code}>"
+        )
+    return False, ""
+
+
+def iter_traceroute(
+    host: str,
+    *,
+    max_ttl: int = DEFAULT_MAX_TTL,
+    nqueries: int = DEFAULT_QUERIES,
+    wait: float = DEFAULT_WAIT,
+    method: str = "udp",
+    port: int = DEFAULT_PORT,
+    first_ttl: int = 1,
+    family: int = 0,
+    report: TraceReport | None = None,
+) -> Generator[Hop, None, None]:
+    """Yield one :class:`Hop` per TTL until the target answers or ``max_ttl``."""
+    if not 1 <= first_ttl <= max_ttl <= 255:
+        raise AddressError("need 1 <= first_ttl <= max_ttl <= 255")
+    if nqueries < 1 or nqueries > 10:
+        raise AddressError("nqueries must be 1..10")
+    if method not in ("udp", "icmp"):
+        raise AddressError("method must be 'udp' or 'icmp'")
+    fam, address = resolve(host, family)
+    ipv6 = fam == socket.AF_INET6
+    if report is None:
+        report = TraceReport(host, address, method)
+    else:
+        report.address = address
+    icmp_sock: socket.socket | None = None
+    icmp_kind = ""
+    if method == "icmp":
+        icmp_sock, icmp_kind = open_icmp(fam)
+        report.method = f"icmp/{icmp_kind}"
+    try:
+        if icmp_sock is not None and icmp_kind == "dgram":
+            icmp_sock.bind(("::", 0) if ipv6 else ("0.0.0.0", 0))
+            _recverr(icmp_sock, ipv6)
+        probe_no = 0
+        for ttl in range(first_ttl, max_ttl + 1):
+            if method == "udp":
+                results = _udp_hop(address, fam, ttl, nqueries, wait, port + probe_no)
+            else:
+                assert icmp_sock is not None
+                results = _icmp_hop(icmp_sock, icmp_kind, address, fam, ttl, nqueries, wait,
+                                    probe_no)  # fmt: skip
+            probe_no += nqueries
+            hop = Hop(ttl, tuple(r for r, _ in results))
+            report.hops.append(hop)
+            yield hop
+            if any(done for _, done in results):
+                report.reached = True
+                return
+    finally:
+        if icmp_sock is not None:
+            icmp_sock.close()
+
+
+def _recverr(sock: socket.socket, ipv6: bool) -> None:
+    if ipv6:
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+
+
+def _set_ttl(sock: socket.socket, ipv6: bool, ttl: int) -> None:
+    if ipv6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+
+
+def _read_error(sock: socket.socket, ipv6: bool) -> tuple[str, int, int] | None:
+    """(offender address, ICMP type, code) from the socket's error queue, or None."""
+    try:
+        _data, ancdata, _flags, _addr = sock.recvmsg(512, 512, socket.MSG_ERRQUEUE)
+    except BlockingIOError:
+        return None
+    for _level, _kind, value in ancdata:
+        if len(value) < _EXTERR.size + 8:
+            continue
+        _errno, origin, kind, code, _pad, _info, _data2 = _EXTERR.unpack_from(value)
+        if origin not in (SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6):
+            continue
+        offender = value[_EXTERR.size :]
+        family = struct.unpack_from("H", offender)[0]
+        if family == socket.AF_INET6:
+            addr = socket.inet_ntop(socket.AF_INET6, offender[8:24])
+        else:
+            addr = socket.inet_ntop(socket.AF_INET, offender[4:8])
+        return addr, kind, code
+    return None
+
+
+def _udp_hop(  # noqa: PLR0917
+    address: str, fam: int, ttl: int, nqueries: int, wait: float, port: int
+) -> list[tuple[HopProbe, bool]]:
+    ipv6 = fam == socket.AF_INET6
+    payload = bytes(DEFAULT_PACKET_LEN - (48 if ipv6 else 28))
+    pending: list[_Pending] = []
+    poller = select.poll()
+    try:
+        for q in range(nqueries):
+            sock = socket.socket(fam, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            pending.append(_Pending(sock, q, 0.0))
+            try:
+                _recverr(sock, ipv6)
+                _set_ttl(sock, ipv6, ttl)
+                sock.connect((address, port + q))
+                pending[-1].sent = time.monotonic()
+                sock.send(payload)
+            except OSError as exc:
+                raise translate_os_error(exc, f"send a probe to {address}") from exc
+            poller.register(sock.fileno(), select.POLLERR | select.POLLIN)
+        by_fd = {p.sock.fileno(): p for p in pending}
+        results: dict[int, tuple[HopProbe, bool]] = {}
+        deadline = time.monotonic() + wait
+        while len(results) < nqueries:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for fd, _ev in poller.poll(int(left * 1000) + 1):
+                p = by_fd[fd]
+                got = _read_error(p.sock, ipv6)
+                if got is None:
+                    try:  # a UDP answer from the target itself counts as reaching it
+                        p.sock.recv(1)
+                        results[p.key] = (
+                            HopProbe(address, (time.monotonic() - p.sent) * 1000.0),
+                            True,
+                        )
+                    except OSError:
+                        pass
+                    poller.unregister(fd)
+                    continue
+                source, kind, code = got
+                reached, note = _note(ipv6, kind, code)
+                rtt = (time.monotonic() - p.sent) * 1000.0
+                results[p.key] = (HopProbe(source, rtt, note), reached or source == address)
+                poller.unregister(fd)
+        return [results.get(q, (HopProbe(None, None), False)) for q in range(nqueries)]
+    finally:
+        for p in pending:
+            p.sock.close()
+
+
+def _icmp_hop(  # noqa: PLR0917
+    sock: socket.socket,
+    kind: str,
+    address: str,
+    fam: int,
+    ttl: int,
+    nqueries: int,
+    wait: float,
+    probe_no: int,
+) -> list[tuple[HopProbe, bool]]:
+    import os
+
+    ipv6 = fam == socket.AF_INET6
+    ident = sock.getsockname()[1] if kind == "dgram" else os.getpid() & 0xFFFF
+    payload = bytes(DEFAULT_PACKET_LEN - (48 if ipv6 else 28))
+    sent: dict[int, float] = {}
+    _set_ttl(sock, ipv6, ttl)
+    for q in range(nqueries):
+        seq = (probe_no + q + 1) & 0xFFFF
+        try:
+            sock.sendto(echo.build_request(ident, seq, payload, ipv6=ipv6), (address, 0))
+        except OSError as exc:
+            raise translate_os_error(exc, f"send a probe to {address}") from exc
+        sent[seq] = time.monotonic()
+    results: dict[int, tuple[HopProbe, bool]] = {}
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLERR)
+    deadline = time.monotonic() + wait
+    while len(results) < nqueries:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(int(left * 1000) + 1):
+            break
+        now = time.monotonic()
+        if kind == "dgram":
+            err = _read_error(sock, ipv6)
+            if err is not None:
+                # The error queue names no sequence: give it to the oldest unanswered probe.
+                open_seqs = [s for s in sorted(sent) if s not in results]
+                if open_seqs:
+                    source, itype, code = err
+                    reached, note = _note(ipv6, itype, code)
+                    s = open_seqs[0]
+                    results[s] = (HopProbe(source, (now - sent[s]) * 1000.0, note), reached)
+                continue
+        try:
+            data, addr = sock.recvfrom(65536, socket.MSG_DONTWAIT)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                continue
+            raise translate_os_error(exc, "receive") from exc
+        source = str(addr[0])
+        if not ipv6 and kind == "raw":
+            ip = echo.parse_ipv4(data)
+            if ip is None:
+                continue
+            _t, source, data = ip
+        parsed = echo.parse_icmp(data, ipv6=ipv6)
+        if parsed is None or parsed.ident != ident or parsed.seq not in sent:
+            continue
+        if parsed.seq in results:
+            continue
+        rtt = (now - sent[parsed.seq]) * 1000.0
+        if isinstance(parsed, echo.EchoReply):
+            results[parsed.seq] = (HopProbe(source, rtt), True)
+        else:
+            reached, note = _note(ipv6, parsed.type, parsed.code)
+            results[parsed.seq] = (HopProbe(source, rtt, note), reached)
+    return [results.get(s, (HopProbe(None, None), False)) for s in sorted(sent)]
+
+
+def traceroute(
+    host: str,
+    *,
+    max_ttl: int = DEFAULT_MAX_TTL,
+    nqueries: int = DEFAULT_QUERIES,
+    wait: float = DEFAULT_WAIT,
+    method: str = "udp",
+    port: int = DEFAULT_PORT,
+    first_ttl: int = 1,
+    family: int = 0,
+) -> TraceReport:
+    """Trace the route to ``host``.
+
+    Args:
+        max_ttl: the last TTL tried (traceroute -m).
+        nqueries: probes per hop (-q).
+        wait: seconds to wait for the answers of one hop (-w).
+        method: ``"udp"`` (no privilege needed, ports ``port``, ``port+1``, ...) or ``"icmp"``.
+    Returns:
+        a :class:`TraceReport` with one :class:`Hop` per TTL; ``reached`` says whether the
+        target answered.
+    Raises:
+        ResolutionError, PermissionDenied (ICMP without privilege), SocketkitError.
+    """
+    report = TraceReport(host, "", method)
+    for _hop in iter_traceroute(
+        host,
+        max_ttl=max_ttl,
+        nqueries=nqueries,
+        wait=wait,
+        method=method,
+        port=port,
+        first_ttl=first_ttl,
+        family=family,
+        report=report,
+    ):
+        pass
+    return report
