@@ -34,9 +34,33 @@ _EXPORTS: dict[str, str] = {
     "AccessDenied": "socketkit._errors",
     "PermissionDenied": "socketkit._errors",
     "MissingDependency": "socketkit._errors",
+    # raw sockets: live capture, ping, traceroute
+    "capture": "socketkit.raw.capture",
+    "Capture": "socketkit.raw.capture",
+    "CaptureStats": "socketkit.raw.capture",
+    "Packet": "socketkit.raw.capture",
+    "FilterError": "socketkit.raw.bpf",
+    "ping": "socketkit.raw.ping",
+    "PingReport": "socketkit.raw.ping",
+    "PingStats": "socketkit.raw.ping",
+    "Probe": "socketkit.raw.ping",
+    "traceroute": "socketkit.raw.trace",
+    "TraceReport": "socketkit.raw.trace",
+    "Hop": "socketkit.raw.trace",
+    "HopProbe": "socketkit.raw.trace",
     # addresses
     "Address": "socketkit._addr",
     "parse_address": "socketkit._addr",
+    # packets and capture files (sans-I/O decoding, pcap/pcapng)
+    "decode": "socketkit.packet",
+    "summary": "socketkit.packet",
+    "hexdump": "socketkit.packet",
+    "open_capture_file": "socketkit.packet",
+    "PcapWriter": "socketkit.packet",
+    "PcapngWriter": "socketkit.packet",
+    "Record": "socketkit.packet",
+    "Packet": "socketkit.packet",
+    "LinkType": "socketkit.packet",
     # the stream API (sync; asyncio twins in socketkit.aio)
     "connect": "socketkit._sync.connect",
     "serve": "socketkit._sync.server",
@@ -60,6 +84,10 @@ _ALIASES = {"describe_tls": "describe"}
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from .raw.bpf import FilterError
+    from .raw.capture import Capture, CaptureStats, Packet, capture
+    from .raw.ping import PingReport, PingStats, Probe, ping
+    from .raw.trace import Hop, HopProbe, TraceReport, traceroute
     from ._addr import Address, parse_address
     from ._errors import (
         AccessDenied,
@@ -88,6 +116,17 @@ if TYPE_CHECKING:
     from ._sync.stream import Stream
     from ._tls import client_context, ephemeral_certificate, server_context
     from ._tls import describe as describe_tls
+    from .packet import (
+        LinkType,
+        Packet,
+        PcapngWriter,
+        PcapWriter,
+        Record,
+        decode,
+        hexdump,
+        open_capture_file,
+        summary,
+    )
     from .proto.buffer import ByteBuffer
     from .proto.framing import LengthPrefixFramer, LineFramer
     from .proto.tls import TLSEngine
