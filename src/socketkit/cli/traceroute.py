@@ -90,5 +90,5 @@ def _label(address: str, numeric: bool, cache: dict[str, str]) -> str:
             name = socket.gethostbyaddr(address)[0]
         except OSError:
             name = address
-        cache[address] = f"{name} ({address})"
+        cache[address] = address if name == address else f"{name} ({address})"
     return cache[address]

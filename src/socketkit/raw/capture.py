@@ -36,7 +36,7 @@ from .ring import (
 __all__ = [
     "Capture",
     "CaptureStats",
-    "Packet",
+    "CapturedPacket",
     "capture",
     "LINKTYPE_ETHERNET",
     "LINKTYPE_LINUX_SLL2",
@@ -52,7 +52,7 @@ _SLL2 = struct.Struct(">HHIHBB8s")
 _REC_NS = struct.Struct("IIII")
 
 
-class Packet(NamedTuple):
+class CapturedPacket(NamedTuple):
     """One captured packet.
 
     ``data`` starts with the link-layer header given by ``linktype`` (1 Ethernet, 276 Linux
@@ -103,7 +103,7 @@ class Capture:
         self.timeout = timeout
         self.snaplen = snaplen
         self._ring: Ring | None = None
-        self._pending: deque[Packet] = deque()
+        self._pending: deque[CapturedPacket] = deque()
         self._captured = 0
         self._block_timeout_ms = block_timeout_ms
         # Cooked captures ("any", non-Ethernet) are SLL2 in files; the filter is compiled for
@@ -178,10 +178,10 @@ class Capture:
 
     # --- packets -----------------------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[Packet]:
+    def __iter__(self) -> Iterator[CapturedPacket]:
         return self
 
-    def __next__(self) -> Packet:
+    def __next__(self) -> CapturedPacket:
         while True:
             if self.count is not None and self._captured >= self.count:
                 raise StopIteration
@@ -197,10 +197,10 @@ class Capture:
                 raise StopIteration
             self._ring.wait(wait)
 
-    def __aiter__(self) -> AsyncIterator[Packet]:
+    def __aiter__(self) -> AsyncIterator[CapturedPacket]:
         return self
 
-    async def __anext__(self) -> Packet:
+    async def __anext__(self) -> CapturedPacket:
         loop = asyncio.get_running_loop()
         while True:
             if self.count is not None and self._captured >= self.count:
@@ -251,11 +251,11 @@ class Capture:
             ring.release(base)
         return True
 
-    def _decode_block(self, ring: Ring, base: int) -> list[Packet]:
+    def _decode_block(self, ring: Ring, base: int) -> list[CapturedPacket]:
         mem = ring.mem
         num, first = struct.unpack_from("II", mem, base + 12)
         off = base + first
-        out: list[Packet] = []
+        out: list[CapturedPacket] = []
         append = out.append
         unpack = _TP3.unpack_from
         linktype = self.linktype
@@ -278,7 +278,7 @@ class Capture:
                 if status & TP_STATUS_VLAN_VALID:
                     data, length = _insert_vlan(mem, off, status, data, length)
             if keep is None or keep.matches(data, length):
-                append(Packet(sec * 1_000_000_000 + nsec, data, length, linktype, ifindex))
+                append(CapturedPacket(sec * 1_000_000_000 + nsec, data, length, linktype, ifindex))
             off += nxt
         return out
 
