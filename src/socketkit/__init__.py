@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     "capture": "socketkit.raw.capture",
     "Capture": "socketkit.raw.capture",
     "CaptureStats": "socketkit.raw.capture",
-    "Packet": "socketkit.raw.capture",
+    "CapturedPacket": "socketkit.raw.capture",
     "FilterError": "socketkit.raw.bpf",
     "ping": "socketkit.raw.ping",
     "PingReport": "socketkit.raw.ping",
@@ -84,10 +84,6 @@ _ALIASES = {"describe_tls": "describe"}
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from .raw.bpf import FilterError
-    from .raw.capture import Capture, CaptureStats, Packet, capture
-    from .raw.ping import PingReport, PingStats, Probe, ping
-    from .raw.trace import Hop, HopProbe, TraceReport, traceroute
     from ._addr import Address, parse_address
     from ._errors import (
         AccessDenied,
@@ -130,6 +126,10 @@ if TYPE_CHECKING:
     from .proto.buffer import ByteBuffer
     from .proto.framing import LengthPrefixFramer, LineFramer
     from .proto.tls import TLSEngine
+    from .raw.bpf import FilterError
+    from .raw.capture import Capture, CapturedPacket, CaptureStats, capture
+    from .raw.ping import PingReport, PingStats, Probe, ping
+    from .raw.trace import Hop, HopProbe, TraceReport, traceroute
 
 
 def __getattr__(name: str) -> Any:
