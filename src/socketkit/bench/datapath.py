@@ -1,0 +1,233 @@
+"""The data phase of one test, shared by client and server: start, stop, drain, count."""
+
+from __future__ import annotations
+
+import fcntl
+import socket
+import struct
+import termios
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..proto.iperf3 import StreamResult, TestParams, TestResults
+from .cpu import CpuMeter, CpuUsage
+from .latency import EchoResponder, LatencyRequester
+from .streams import Limits, Mover, StreamStats
+from .tcp_movers import TcpReceiver, TcpSender
+from .tcpinfo import read_tcp_info
+from .udp_movers import UdpReceiver, UdpSender, kernel_drops
+
+__all__ = ["DataPath", "DataStream"]
+
+#: A receiver is drained when no byte arrived for this long after the senders stopped.
+DRAIN_IDLE = 0.1
+#: ...but never longer than this in total.
+DRAIN_MAX = 2.0
+#: How long a stopping sender may take to return from the kernel before it is woken.
+STOP_GRACE = 1.0
+#: How long to wait for the peer to acknowledge everything a TCP sender queued.
+ACK_WAIT = 2.0
+
+
+@dataclass(slots=True)
+class DataStream:
+    """A connected data socket, its iperf3 stream id and whether this side sends on it."""
+
+    id: int
+    sock: socket.socket
+    sender: bool
+
+
+class DataPath:
+    """Movers for every stream of one test, plus the CPU meter."""
+
+    def __init__(
+        self,
+        params: TestParams,
+        streams: Sequence[DataStream],
+        *,
+        role: str,
+        gso: bool = False,
+        gro: bool = False,
+    ) -> None:
+        self.params = params
+        self.role = role
+        self.streams = list(streams)
+        self.limits = Limits(total_bytes=params.num, total_blocks=params.blockcount)
+        self.movers: list[Mover] = []
+        for ds in self.streams:
+            stats = StreamStats(id=ds.id, sender=ds.sender, protocol=params.protocol)
+            self.movers.append(self._mover(ds, stats, gso=gso, gro=gro))
+            if ds.sender:
+                self.limits.streams.append(stats)
+        self.cpu = CpuMeter()
+        self.cpu_usage = CpuUsage(0.0, 0.0, 0.0)
+        self.t_start = 0.0
+        self.t_end = 0.0
+
+    def _mover(self, ds: DataStream, stats: StreamStats, *, gso: bool, gro: bool) -> Mover:
+        p = self.params
+        if p.latency_size:
+            if self.role == "client":
+                return LatencyRequester(ds.sock, stats, size=p.latency_size)
+            return EchoResponder(ds.sock, stats, size=p.latency_size)
+        if p.protocol == "udp":
+            if ds.sender:
+                return UdpSender(
+                    ds.sock,
+                    stats,
+                    length=p.length,
+                    limits=self.limits,
+                    rate=p.bandwidth,
+                    counters_64bit=p.udp_counters_64bit,
+                    gso=gso,
+                )
+            return UdpReceiver(
+                ds.sock, stats, length=p.length, counters_64bit=p.udp_counters_64bit, gro=gro
+            )
+        if ds.sender:
+            return TcpSender(ds.sock, stats, length=p.length, limits=self.limits, rate=p.bandwidth)
+        return TcpReceiver(ds.sock, stats, length=p.length)
+
+    @property
+    def stats(self) -> list[StreamStats]:
+        return [m.stats for m in self.movers]
+
+    def start(self) -> None:
+        self.cpu.start()
+        self.t_start = time.monotonic()
+        for mover in self.movers:
+            mover.start()
+
+    def mark_omit_end(self) -> None:
+        self.cpu.start()
+        self.t_start = time.monotonic()
+        for mover in self.movers:
+            mover.stats.mark_omit_end()
+
+    def senders_done(self) -> bool:
+        """True when every sender stopped on its own (limits reached or an error)."""
+        senders = [m for m in self.movers if m.stats.sender]
+        return bool(senders) and not any(m.alive for m in senders)
+
+    def errors(self) -> list[str]:
+        return [m.stats.error for m in self.movers if m.stats.error]
+
+    def stop_senders(self) -> None:
+        senders = [m for m in self.movers if m.stats.sender]
+        for mover in senders:
+            mover.request_stop()
+        deadline = time.monotonic() + STOP_GRACE
+        for mover in senders:
+            if not mover.join(max(0.0, deadline - time.monotonic())):
+                mover.wake()
+                mover.join(STOP_GRACE)
+        self.t_end = time.monotonic()
+
+    def wait_acked(self) -> None:
+        """Wait (bounded) until the peer acknowledged all TCP data we queued, so its count
+        and ours agree when it reads the TEST_END that follows."""
+        if self.params.protocol != "tcp":
+            return
+        deadline = time.monotonic() + ACK_WAIT
+        for ds in self.streams:
+            if not ds.sender:
+                continue
+            while time.monotonic() < deadline:
+                try:
+                    queued = struct.unpack(
+                        "i", fcntl.ioctl(ds.sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+                    )[0]
+                except OSError:
+                    break
+                if queued == 0:
+                    break
+                time.sleep(0.002)
+
+    def drain_receivers(self) -> None:
+        """Read until the receivers have been idle for DRAIN_IDLE, then stop them."""
+        receivers = [m for m in self.movers if not m.stats.sender]
+        if receivers:
+            deadline = time.monotonic() + DRAIN_MAX
+            last = -1
+            idle_since = time.monotonic()
+            while time.monotonic() < deadline:
+                total = sum(m.stats.bytes for m in receivers)
+                now = time.monotonic()
+                if total != last:
+                    last, idle_since = total, now
+                elif now - idle_since >= DRAIN_IDLE or not any(m.alive for m in receivers):
+                    break
+                time.sleep(0.01)
+        if not self.t_end:
+            self.t_end = time.monotonic()
+        self.cpu_usage = self.cpu.stop()
+        for mover in self.movers:
+            self._final_counters(mover)
+        for mover in receivers:
+            mover.request_stop()
+            mover.wake()
+            mover.join(STOP_GRACE)
+
+    def _final_counters(self, mover: Mover) -> None:
+        stats = mover.stats
+        if self.params.protocol == "tcp":
+            info = read_tcp_info(mover.sock)
+            if info is not None:
+                stats.rtt_us = info.rtt_us
+                stats.retransmits = info.total_retrans if stats.sender else -1
+        elif not stats.sender:
+            stats.kernel_drops = kernel_drops(mover.sock)
+
+    def stop_all(self) -> None:
+        for mover in self.movers:
+            mover.request_stop()
+            mover.wake()
+        for mover in self.movers:
+            mover.join(STOP_GRACE)
+
+    def close(self) -> None:
+        self.stop_all()
+        for ds in self.streams:
+            ds.sock.close()
+
+    @property
+    def seconds(self) -> float:
+        return max((self.t_end or time.monotonic()) - self.t_start, 1e-9)
+
+    def results(self) -> TestResults:
+        """This side's results for the exchange (iperf3's ``send_results``)."""
+        streams = []
+        for st in self.stats:
+            udp = st.udp
+            streams.append(
+                StreamResult(
+                    id=st.id,
+                    bytes=st.measured_bytes,
+                    retransmits=st.retransmits if st.sender else -1,
+                    jitter=udp.jitter if udp else 0.0,
+                    errors=(udp.errors - st.base_errors) if udp else 0,
+                    packets=(
+                        (udp.packet_count - st.base_packets)
+                        if udp
+                        else st.packets - st.base_packets
+                    ),
+                    omitted_errors=st.base_errors,
+                    omitted_packets=st.base_packets,
+                    start_time=0.0,
+                    end_time=self.seconds,
+                    out_of_order=udp.out_of_order if udp else -1,
+                    received=udp.received if udp else -1,
+                    kernel_drops=st.kernel_drops,
+                    rtt_us=st.rtt_us if self.params.protocol == "tcp" else -1,
+                )
+            )
+        has_retrans = int(self.params.protocol == "tcp" and any(s.sender for s in self.stats))
+        return TestResults(
+            streams=tuple(streams),
+            cpu_util_total=self.cpu_usage.total,
+            cpu_util_user=self.cpu_usage.user,
+            cpu_util_system=self.cpu_usage.system,
+            sender_has_retransmits=has_retrans,
+        )

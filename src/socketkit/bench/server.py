@@ -1,0 +1,422 @@
+"""The bench server: iperf3's protocol, many tests at once on one port.
+
+iperf3 runs one test at a time and answers everyone else ACCESS_DENIED (esnet/iperf #140,
+#285). Here every control connection gets its own session thread, up to ``max_tests``; the
+data connections are matched to their test by cookie. A slow or malicious client can only
+hold its own session: every wait has a timeout, every buffer a bound, and connections whose
+first 37 bytes are not a cookie are dropped with a log line.
+
+UDP: all UDP data streams arrive on one unconnected socket bound to the port. A session that
+creates UDP streams holds ``_udp_lock`` while it answers the connect datagrams (iperf3's UDP
+connect message carries no cookie), opening one connected socket per stream on the same port
+(SO_REUSEADDR; the kernel delivers a peer's datagrams to the connected socket, which scores
+higher than the unconnected one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .._errors import ProtocolError, SocketkitError, SocketkitTimeout, translate_os_error
+from ..proto import bench_udp
+from ..proto.iperf3 import (
+    COOKIE_SIZE,
+    DEFAULT_PORT,
+    JsonReceived,
+    ServerConnection,
+    State,
+    StateReceived,
+    TestParams,
+    TestResults,
+    stream_ids,
+    validate_cookie,
+)
+from .control import ControlChannel, unexpected
+from .datapath import DataPath, DataStream
+from .server_errors import IE
+
+__all__ = ["BenchServer", "ServerTestReport"]
+
+log = logging.getLogger("socketkit.bench")
+
+#: Default bound on concurrent tests (``--max-tests``).
+DEFAULT_MAX_TESTS = 8
+#: Connections that have not yet sent their 37-byte cookie; more are closed at once.
+MAX_PENDING = 64
+#: How long a new connection may take to send its cookie.
+COOKIE_TIMEOUT = 5.0
+#: How long to wait for each control message from a client.
+CONTROL_TIMEOUT = 10.0
+#: How long a client may take to open all its data streams.
+STREAM_TIMEOUT = 10.0
+#: A timed test may overrun its announced duration by this much before it is abandoned.
+RUN_GRACE = 30.0
+#: A byte- or block-count test may run at most this long.
+MAX_COUNTED_TEST = 3600.0
+#: iperf3's MAX_TIME: a day.
+MAX_DURATION = 86400
+#: The accept backlog: large, so bursts of data connections never hit SYN retries
+#: (PERF-NOTES trap 4).
+BACKLOG = 512
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTestReport:
+    """What the server logs when a test ends."""
+
+    peer: str
+    params: TestParams
+    local: TestResults | None
+    error: str = ""
+
+    def line(self) -> str:
+        p = self.params
+        if self.error:
+            return f"test from {self.peer} failed: {self.error}"
+        assert self.local is not None
+        nbytes = sum(s.bytes for s in self.local.streams)
+        secs = max((s.end_time for s in self.local.streams), default=0.0) or 1e-9
+        direction = "bidir" if p.bidirectional else ("reverse" if p.reverse else "normal")
+        return (
+            f"test from {self.peer}: {p.protocol.upper()} {direction} x{p.parallel}, "
+            f"{nbytes} bytes in {secs:.2f} s = {8 * nbytes / secs / 1e9:.3f} Gbit/s"
+        )
+
+
+class _Session:
+    """One test: owns its control connection and data streams."""
+
+    def __init__(self, server: BenchServer, sock: socket.socket, cookie: bytes) -> None:
+        self.server = server
+        self.sock = sock
+        self.cookie = cookie
+        self.peer = "{}:{}".format(*sock.getpeername()[:2])
+        self.conn = ServerConnection()
+        self.ch = ControlChannel(sock, self.conn)
+        self.incoming: queue.Queue[socket.socket] = queue.Queue(maxsize=2 * 128 + 2)
+        self.expecting = 0
+        self.path: DataPath | None = None
+        self.params: TestParams | None = None
+
+    def run(self) -> None:
+        report: ServerTestReport | None = None
+        try:
+            report = self._run()
+        except (SocketkitError, OSError) as exc:
+            err = exc if isinstance(exc, SocketkitError) else translate_os_error(exc, "control")
+            code = IE.MESSAGE if isinstance(err, ProtocolError) else IE.CTRLCLOSE
+            if isinstance(err, SocketkitTimeout):
+                code = IE.CTRLREAD
+            log.warning("test from %s refused: %s", self.peer, err)
+            with contextlib.suppress(OSError):
+                self.sock.sendall(self.conn.send_error(code))
+            if self.params is not None:
+                report = ServerTestReport(self.peer, self.params, None, str(err))
+        except Exception:
+            log.exception("test from %s: internal error", self.peer)
+        finally:
+            self.server._unregister(self)
+            if self.path is not None:
+                self.path.close()
+            while not self.incoming.empty():
+                self.incoming.get_nowait().close()
+            self.sock.close()
+        if report is not None:
+            self.server._report(report)
+
+    def _run(self) -> ServerTestReport:
+        ch, conn = self.ch, self.conn
+        conn.receive_data(self.cookie)
+        ch.next(0, "cookie")
+        ch.send(conn.send_param_exchange())
+        event = ch.next(CONTROL_TIMEOUT, "parameters")
+        if not isinstance(event, JsonReceived) or not isinstance(event.value, TestParams):
+            raise unexpected(event, "parameters")
+        p = self.params = event.value
+        if p.time > MAX_DURATION:
+            raise ProtocolError("test duration too long")
+        streams = self._accept_streams(p)
+        self.path = DataPath(p, streams, role="server", gso=p.gro, gro=p.gro)
+        ch.send(conn.send_test_start())
+        self.path.start()
+        self._wait_test_end(p)
+        path = self.path
+        path.stop_senders()
+        path.wait_acked()
+        path.drain_receivers()
+        ch.send(conn.send_exchange_results())
+        event = ch.next(CONTROL_TIMEOUT, "the client's results")
+        if not isinstance(event, JsonReceived) or not isinstance(event.value, TestResults):
+            raise unexpected(event, "results")
+        known = {ds.id for ds in path.streams}
+        for s in event.value.streams:
+            if s.id not in known:
+                raise ProtocolError(f"results for unknown stream id {s.id}")
+        local = path.results()
+        ch.send(conn.send_results(local))
+        with contextlib.suppress(SocketkitError, OSError):
+            event = ch.next(CONTROL_TIMEOUT, "IPERF_DONE")
+        return ServerTestReport(self.peer, p, local)
+
+    def _accept_streams(self, p: TestParams) -> list[DataStream]:
+        count = p.parallel if p.latency_size else p.stream_count
+        if p.bidirectional:
+            # The client opens its sending streams first: we receive on those.
+            roles = [False] * p.parallel + [True] * p.parallel
+        else:
+            roles = [p.reverse and not p.latency_size] * count
+        ids = stream_ids(count)
+        if p.protocol == "udp":
+            with self.server._udp_lock:
+                self.ch.send(self.conn.send_create_streams())
+                socks = self.server._udp_connect(self.sock.getpeername()[0], count, p.gro)
+        else:
+            self.expecting = count
+            self.ch.send(self.conn.send_create_streams())
+            socks = []
+            deadline = time.monotonic() + STREAM_TIMEOUT
+            while len(socks) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    for s in socks:
+                        s.close()
+                    raise SocketkitTimeout(f"only {len(socks)} of {count} data streams arrived")
+                try:
+                    socks.append(self.incoming.get(timeout=min(remaining, 0.2)))
+                except queue.Empty:
+                    if self.ch.poll(0) is not None:
+                        raise ProtocolError("control message while creating streams") from None
+            self.expecting = 0
+        for s in socks:
+            if p.window:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, p.window)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, p.window)
+            if p.nodelay and p.protocol == "tcp":
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return [DataStream(i, s, r) for i, s, r in zip(ids, socks, roles, strict=True)]
+
+    def _wait_test_end(self, p: TestParams) -> None:
+        limit = (p.time + p.omit + RUN_GRACE) if p.time else MAX_COUNTED_TEST
+        deadline = time.monotonic() + limit
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SocketkitTimeout("the client never ended the test")
+            event = self.ch.poll(min(remaining, 1.0))
+            if event is None:
+                continue
+            if isinstance(event, StateReceived) and event.state is State.TEST_END:
+                return
+            if isinstance(event, StateReceived) and event.state is State.CLIENT_TERMINATE:
+                raise SocketkitError("the client terminated the test")
+            raise unexpected(event, "TEST_END")
+
+    def offer_stream(self, sock: socket.socket) -> bool:
+        if self.expecting <= 0:
+            return False
+        try:
+            self.incoming.put_nowait(sock)
+        except queue.Full:
+            return False
+        return True
+
+
+class BenchServer:
+    """Serves iperf3 clients (and socketkit ones) on ``host:port``, many tests at once.
+
+    Use as a context manager, or call :meth:`start` and :meth:`close`. ``serve_forever``
+    blocks until :meth:`shutdown` (or ``max_runs`` tests have finished).
+    """
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = DEFAULT_PORT,
+        *,
+        max_tests: int = DEFAULT_MAX_TESTS,
+        max_runs: int = 0,
+        on_report: Callable[[ServerTestReport], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.max_tests = max_tests
+        self.max_runs = max_runs
+        self.on_report = on_report
+        self._lock = threading.Lock()
+        self._udp_lock = threading.Lock()
+        self._sessions: dict[bytes, _Session] = {}
+        self._pending = 0
+        self._runs = 0
+        self._closed = threading.Event()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._tcp = socket.socket(family, socket.SOCK_STREAM)
+        self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._udp = socket.socket(family, socket.SOCK_DGRAM)
+        self._udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._tcp.bind((host, port))
+            self.port = self._tcp.getsockname()[1]
+            self._udp.bind((host, self.port))
+            self._tcp.listen(BACKLOG)
+        except OSError as exc:
+            self._tcp.close()
+            self._udp.close()
+            raise translate_os_error(exc, f"listen on port {port}") from exc
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._tcp.getsockname()[:2]  # type: ignore[no-any-return]
+
+    @property
+    def active_tests(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def start(self) -> BenchServer:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(target=self.serve_forever, name="bench-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        tcp = self._tcp
+        while not self._closed.is_set():
+            try:
+                ready, _, _ = select.select([tcp], [], [], 0.2)
+                if not ready:
+                    continue
+                conn, addr = tcp.accept()
+            except OSError:
+                if self._closed.is_set():
+                    return
+                time.sleep(0.05)  # EMFILE and friends: do not spin
+                continue
+            with self._lock:
+                if self._pending >= MAX_PENDING:
+                    conn.close()
+                    log.warning("dropped a connection from %s: too many pending", addr[0])
+                    continue
+                self._pending += 1
+            threading.Thread(target=self._handshake, args=(conn,), daemon=True).start()
+
+    def _handshake(self, conn: socket.socket) -> None:
+        """Read the cookie and route the connection: a data stream or a new test."""
+        peer = "{}:{}".format(*conn.getpeername()[:2])
+        try:
+            conn.settimeout(COOKIE_TIMEOUT)
+            cookie = b""
+            deadline = time.monotonic() + COOKIE_TIMEOUT
+            while len(cookie) < COOKIE_SIZE:
+                conn.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = conn.recv(COOKIE_SIZE - len(cookie))
+                if not chunk:
+                    raise ProtocolError("closed before sending a cookie")
+                cookie += chunk
+            conn.settimeout(None)
+            validate_cookie(cookie)
+        except (TimeoutError, OSError, SocketkitError) as exc:
+            reason: object = exc
+            if isinstance(exc, TimeoutError):
+                reason = f"no cookie within {COOKIE_TIMEOUT:g} s"
+            log.warning("refused a connection from %s: %s", peer, reason)
+            with contextlib.suppress(OSError):
+                conn.sendall(ServerConnection().send_error(IE.RECVCOOKIE))
+            conn.close()
+            with self._lock:
+                self._pending -= 1
+            return
+        with self._lock:
+            self._pending -= 1
+            session = self._sessions.get(cookie)
+            if session is not None:
+                if not session.offer_stream(conn):
+                    log.warning("refused an unexpected data connection from %s", peer)
+                    conn.close()
+                return
+            if len(self._sessions) >= self.max_tests or self._closed.is_set():
+                log.warning("refused a test from %s: %d tests running", peer, len(self._sessions))
+                with contextlib.suppress(OSError):
+                    conn.sendall(ServerConnection().send_access_denied())
+                conn.close()
+                return
+            session = _Session(self, conn, cookie)
+            self._sessions[cookie] = session
+        session.run()
+
+    def _udp_connect(self, peer_ip: str, count: int, gro: bool) -> list[socket.socket]:
+        """Answer ``count`` UDP connect datagrams from ``peer_ip`` (caller holds _udp_lock)."""
+        socks: list[socket.socket] = []
+        deadline = time.monotonic() + STREAM_TIMEOUT
+        try:
+            while len(socks) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SocketkitTimeout(f"only {len(socks)} of {count} UDP streams arrived")
+                ready, _, _ = select.select([self._udp], [], [], min(remaining, 0.5))
+                if not ready:
+                    continue
+                data, addr = self._udp.recvfrom(64)
+                if addr[0] != peer_ip or len(data) != 4:
+                    log.debug("ignored a stray UDP datagram from %s", addr[0])
+                    continue
+                sock = socket.socket(self._udp.family, socket.SOCK_DGRAM)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.bind(self._udp.getsockname())
+                    sock.connect(addr)
+                    use_gro = gro and _enable_gro(sock)
+                    sock.send(bench_udp.GRO_REPLY if use_gro else bench_udp.CONNECT_REPLY)
+                except OSError:
+                    sock.close()
+                    raise
+                socks.append(sock)
+        except BaseException:
+            for s in socks:
+                s.close()
+            raise
+        return socks
+
+    def _unregister(self, session: _Session) -> None:
+        with self._lock:
+            self._sessions.pop(session.cookie, None)
+            self._runs += 1
+            if self.max_runs and self._runs >= self.max_runs:
+                self._closed.set()
+
+    def _report(self, report: ServerTestReport) -> None:
+        log.info("%s", report.line())
+        if self.on_report is not None:
+            self.on_report(report)
+
+    def wait_done(self, timeout: float | None = None) -> bool:
+        return self._closed.wait(timeout)
+
+    def shutdown(self) -> None:
+        self._closed.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(2.0)
+        self._tcp.close()
+        self._udp.close()
+
+    def __enter__(self) -> BenchServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _enable_gro(sock: socket.socket) -> bool:
+    from .udp_movers import enable_gro
+
+    return enable_gro(sock)

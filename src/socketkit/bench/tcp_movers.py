@@ -1,0 +1,94 @@
+"""TCP data movers: ``sendfile`` from an in-memory file, ``recv_into`` an aligned buffer.
+
+Measured on loopback (docs/benchmarks.md, shared PERF-NOTES): ``socket.sendfile``-style
+zero-copy sending and a page-aligned (``mmap``) receive buffer are each worth 1.3-2x over
+``sendall``/``bytearray``; a ``bytearray`` of 128 KiB or more sits at page offset 16 and halves
+``recv_into`` speed.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import socket
+
+from .pacing import Pacer
+from .streams import Limits, Mover, StreamStats
+
+__all__ = ["TcpReceiver", "TcpSender", "aligned_buffer", "payload_fd"]
+
+#: Receive buffer: large reads amortise the syscall; 256 KiB measured best here.
+RECV_BUFFER = 256 * 1024
+
+
+def aligned_buffer(size: int) -> memoryview:
+    """A page-aligned, zeroed buffer (anonymous mmap), as a writable memoryview."""
+    return memoryview(mmap.mmap(-1, max(size, mmap.PAGESIZE)))
+
+
+def payload_fd(length: int) -> int:
+    """An in-memory file holding one block of payload, for ``os.sendfile``."""
+    fd = os.memfd_create("socketkit-bench", os.MFD_CLOEXEC)
+    block = (bytes(range(256)) * (length // 256 + 1))[:length]
+    os.write(fd, block)
+    return fd
+
+
+class TcpSender(Mover):
+    """Sends blocks of ``length`` bytes until stopped or the test's limits are reached."""
+
+    def __init__(
+        self, sock: socket.socket, stats: StreamStats, *, length: int, limits: Limits, rate: int
+    ) -> None:
+        super().__init__(sock, stats)
+        self.length = length
+        self.limits = limits
+        self.rate = rate
+
+    def run(self) -> None:
+        fd = payload_fd(self.length)
+        try:
+            self._loop(fd)
+        finally:
+            os.close(fd)
+
+    def _loop(self, fd: int) -> None:
+        out = self.sock.fileno()
+        stats = self.stats
+        length = self.length
+        limits = self.limits
+        check_limits = bool(limits.total_bytes or limits.total_blocks)
+        pacer = Pacer(self.rate) if self.rate else None
+        offset = 0
+        sendfile = os.sendfile
+        while not self.stop:
+            if check_limits and limits.reached():
+                break
+            if pacer is not None:
+                pacer.wait(stats.bytes)
+            sent = sendfile(out, fd, offset, length - offset)
+            if sent == 0:
+                break
+            stats.bytes += sent
+            offset += sent
+            if offset >= length:
+                offset = 0
+                stats.blocks += 1
+
+
+class TcpReceiver(Mover):
+    """Reads everything into one reused page-aligned buffer, counting bytes, until EOF."""
+
+    def __init__(self, sock: socket.socket, stats: StreamStats, *, length: int) -> None:
+        super().__init__(sock, stats)
+        self.buffer = aligned_buffer(max(RECV_BUFFER, length))
+
+    def run(self) -> None:
+        stats = self.stats
+        recv_into = self.sock.recv_into
+        buf = self.buffer
+        while True:
+            n = recv_into(buf)
+            if not n:
+                return
+            stats.bytes += n

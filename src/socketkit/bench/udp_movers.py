@@ -1,0 +1,222 @@
+"""UDP data movers: iperf3-format datagrams, with UDP GSO/GRO when the kernel has them.
+
+GSO (``UDP_SEGMENT``, Linux 4.18) lets one ``send`` carry up to 64 datagrams, each with its own
+iperf3 header; GRO (``UDP_GRO``, Linux 5.0) hands the receiver up to 64 at once with the
+segment size in a control message. Python 3.11 has no ``sendmmsg``/``recvmmsg``, so this is
+the only way to batch UDP from pure Python (shared PERF-NOTES trap 3). Both are detected at run
+time; without them, one datagram per system call.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+import time
+
+from ..proto.bench_udp import UdpReceiveStats, header_size, pack_header, unpack_header
+from .pacing import Pacer
+from .streams import Limits, Mover, StreamStats
+from .tcp_movers import aligned_buffer
+
+__all__ = [
+    "UdpReceiver",
+    "UdpSender",
+    "enable_gro",
+    "enable_gso",
+    "gso_segments",
+    "kernel_drops",
+]
+
+SOL_UDP = 17
+UDP_SEGMENT = 103  # include/uapi/linux/udp.h
+UDP_GRO = 104
+#: UDP_MAX_SEGMENTS in include/linux/udp.h.
+MAX_SEGMENTS = 64
+#: Largest IPv4 UDP payload; a GSO super-datagram must fit in one (65535 - 20 - 8).
+MAX_GSO_BYTES = 65507
+_INT = struct.Struct("i")
+
+
+def gso_segments(length: int) -> int:
+    """How many ``length``-byte datagrams one GSO send may carry."""
+    return max(1, min(MAX_SEGMENTS, MAX_GSO_BYTES // length))
+
+
+def enable_gso(sock: socket.socket, length: int) -> bool:
+    """Set UDP_SEGMENT on ``sock``; False when the kernel or platform lacks it."""
+    if gso_segments(length) < 2:
+        return False
+    try:
+        sock.setsockopt(SOL_UDP, UDP_SEGMENT, length)
+    except OSError:
+        return False
+    return True
+
+
+def enable_gro(sock: socket.socket) -> bool:
+    """Set UDP_GRO on ``sock``; False when the kernel or platform lacks it."""
+    try:
+        sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+    except OSError:
+        return False
+    return True
+
+
+def kernel_drops(sock: socket.socket) -> int:
+    """Datagrams the kernel dropped for ``sock`` (receive queue full), from /proc/net/udp[6].
+
+    The last column of /proc/net/udp is the socket's drop counter (``sk_drops``), the same
+    count ``SO_RXQ_OVFL`` reports per message. -1 when unavailable.
+    """
+    try:
+        import os
+
+        inode = str(os.fstat(sock.fileno()).st_ino)
+        for name in ("/proc/net/udp", "/proc/net/udp6"):
+            with open(name) as fh:
+                for line in fh:
+                    cols = line.split()
+                    if len(cols) > 12 and cols[9] == inode:
+                        return int(cols[-1])
+    except (OSError, ValueError):
+        return -1
+    return -1
+
+
+class UdpSender(Mover):
+    """Sends numbered datagrams of ``length`` bytes, paced to ``rate`` bits/s (0 = flat out)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        stats: StreamStats,
+        *,
+        length: int,
+        limits: Limits,
+        rate: int,
+        counters_64bit: bool,
+        gso: bool,
+    ) -> None:
+        super().__init__(sock, stats)
+        self.length = length
+        self.limits = limits
+        self.rate = rate
+        self.c64 = counters_64bit
+        self.segments = gso_segments(length) if gso and enable_gso(sock, length) else 1
+        stats.gso = self.segments > 1
+
+    def run(self) -> None:
+        length, segments, c64 = self.length, self.segments, self.c64
+        buf = bytearray((bytes(range(256)) * (length * segments // 256 + 1))[: length * segments])
+        view = memoryview(buf)
+        stats, limits = self.stats, self.limits
+        check_limits = bool(limits.total_bytes or limits.total_blocks)
+        pacer = Pacer(self.rate) if self.rate else None
+        send = self.sock.send
+        clock = time.time
+        seq = 0
+        while not self.stop:
+            if check_limits and limits.reached():
+                break
+            if pacer is not None:
+                pacer.wait(stats.bytes)
+                # Paced: send only as many segments as are due (at least one).
+                count = 1 if segments == 1 else self._due(pacer, segments)
+            else:
+                count = segments
+            now = clock()
+            for index in range(count):
+                seq += 1
+                pack_header(buf, index * length, now, seq, c64)
+            try:
+                sent = send(view[: count * length])
+            except OSError as exc:
+                if exc.errno in (errno.ENOBUFS, errno.EAGAIN):
+                    seq -= count
+                    time.sleep(0.0005)
+                    continue
+                if exc.errno == errno.ECONNREFUSED and self.stop:
+                    break
+                raise
+            stats.bytes += sent
+            stats.packets += count
+            stats.blocks += count
+
+    def _due(self, pacer: Pacer, segments: int) -> int:
+        ahead = (time.monotonic() - pacer.t0) * pacer.bytes_per_s - self.stats.bytes
+        return max(1, min(segments, int(ahead // self.length) + 1))
+
+
+class UdpReceiver(Mover):
+    """Receives iperf3 datagrams and keeps loss/order/jitter like iperf3's ``iperf_udp_recv``."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        stats: StreamStats,
+        *,
+        length: int,
+        counters_64bit: bool,
+        gro: bool,
+    ) -> None:
+        super().__init__(sock, stats)
+        stats.udp = UdpReceiveStats()
+        self.c64 = counters_64bit
+        self.gro = gro and enable_gro(sock)
+        self.buffer = aligned_buffer(max(65536, length) + 4096)
+        self.min_len = header_size(counters_64bit)
+
+    def run(self) -> None:
+        if self.gro:
+            self._run_gro()
+        else:
+            self._run_plain()
+
+    def _run_plain(self) -> None:
+        stats = self.stats
+        udp = stats.udp
+        assert udp is not None
+        recv_into, buf, c64, min_len = self.sock.recv_into, self.buffer, self.c64, self.min_len
+        clock = time.time
+        record = udp.record
+        while not self.stop:
+            n = recv_into(buf)
+            if not n:
+                return  # shut down (iperf3 never sends empty datagrams)
+            if n < min_len:
+                continue  # a stray connect datagram
+            sent, seq = unpack_header(buf, 0, c64)
+            record(seq, sent, clock())
+            stats.bytes += n
+            stats.packets += 1
+
+    def _run_gro(self) -> None:
+        stats = self.stats
+        udp = stats.udp
+        assert udp is not None
+        recvmsg_into, buf, c64, min_len = (
+            self.sock.recvmsg_into,
+            self.buffer,
+            self.c64,
+            self.min_len,
+        )
+        ancsize = socket.CMSG_SPACE(_INT.size)
+        clock = time.time
+        record = udp.record
+        while not self.stop:
+            n, anc, _flags, _addr = recvmsg_into([buf], ancsize)
+            if not n:
+                return
+            seg = n
+            for level, kind, data in anc:
+                if level == SOL_UDP and kind == UDP_GRO and len(data) >= _INT.size:
+                    seg = _INT.unpack_from(data)[0] or n
+            now = clock()
+            for off in range(0, n, seg):
+                if n - off < min_len:
+                    continue
+                sent, seq = unpack_header(buf, off, c64)
+                record(seq, sent, now)
+                stats.packets += 1
+            stats.bytes += n
