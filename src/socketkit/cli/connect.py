@@ -1,0 +1,82 @@
+"""``socketkit connect HOST PORT``: stdin -> socket, socket -> stdout (a netcat client)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..netcat.args import EOF_TABLE, add_common_arguments, build_options
+from .exit_codes import ExitStatus, status_for
+
+SUMMARY = "connect to a TCP/UDP/Unix peer: stdin <-> socket"
+DESCRIPTION = (
+    "Connect to HOST PORT (or -U PATH) and relay stdin to the peer and the peer to stdout, "
+    "binary-safe. With -z, only check which ports of a range accept connections."
+)
+EPILOG = (
+    EOF_TABLE
+    + "\nexit codes: 0 ok, 1 no open port (-z), 2 usage, 3 unknown host, 4 refused/reset, "
+    "5 timeout, 6 TLS, 8 permission, 9 local file I/O, 130 interrupted.\n"
+    "examples:\n  socketkit connect example.org 80\n  socketkit connect -z 127.0.0.1 20-25\n"
+    "  socketkit connect --tls --alpn h2 example.org 443\n  socketkit connect -U /run/app.sock"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("host", nargs="?", metavar="HOST", help="host name or address")
+    parser.add_argument(
+        "port", nargs="?", metavar="PORT", help="port (with -z: ranges like 20-25,80)"
+    )
+    parser.add_argument(
+        "-z", "--zero-io", action="store_true", help="only report which ports accept connections"
+    )
+    add_common_arguments(parser, listening=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..netcat.connect import run_connect
+    from ..netcat.report import Reporter
+    from ..netcat.scan import parse_ports
+
+    reporter = Reporter("socketkit connect", verbose=args.verbose, json_lines=args.json)
+    try:
+        if args.unix is not None:
+            if args.host is not None:
+                return _usage("with -U PATH give no HOST or PORT")
+            host, port, ports = None, 0, None
+        else:
+            if args.host is None or args.port is None:
+                return _usage("give HOST and PORT (or -U PATH)")
+            host = args.host.strip("[]") if args.host.startswith("[") else args.host
+            ports = parse_ports(args.port) if args.zero_io else None
+            port = ports[0] if ports else _port(args.port)
+        opts = build_options(args, listening=False, host=host, port=port)
+        return run_connect(opts, reporter, ports=ports)
+    except ValueError as exc:
+        if isinstance(exc, OSError):
+            raise
+        from .._errors import AddressError
+
+        if isinstance(exc, AddressError):
+            reporter.error(str(exc), int(status_for(exc)))
+            raise
+        return _usage(str(exc))
+    except Exception as exc:
+        reporter.error(" ".join(str(exc).split()), int(status_for(exc)))
+        raise
+
+
+def _port(text: str) -> int:
+    from .._errors import AddressError
+
+    if not text.isdigit():
+        raise AddressError(f"bad port {text!r}: expected a number 0-65535")
+    port = int(text)
+    if port > 65535:
+        raise AddressError(f"port {port} out of range: expected 0-65535")
+    return port
+
+
+def _usage(message: str) -> int:
+    print(f"socketkit connect: {message}", file=sys.stderr)
+    return ExitStatus.USAGE

@@ -1,0 +1,96 @@
+"""``socketkit listen [HOST] PORT``: accept peers, socket -> stdout, stdin -> socket."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..netcat.args import EOF_TABLE, add_common_arguments, build_options
+from .exit_codes import ExitStatus, status_for
+
+SUMMARY = "listen for TCP/UDP/Unix peers: socket <-> stdout"
+DESCRIPTION = (
+    "Listen on [HOST] PORT (or -U PATH). Without -k: serve one client, then exit. With -k: "
+    "serve many clients at once (stdin goes to all of them, their data to stdout); --broker "
+    "and --chat relay clients to each other; -e/-c run a program per client."
+)
+EPILOG = (
+    EOF_TABLE + "\nexit codes: 0 ok, 2 usage, 3 unknown host, 5 timeout, 6 TLS, 8 permission "
+    "(privileged port), 9 local file I/O, 130 interrupted.\n"
+    "examples:\n  socketkit listen 5000 > received.bin\n  socketkit listen -k --exec cat 7\n"
+    "  socketkit listen -k --broker 127.0.0.1 6000\n  socketkit listen --tls 8443"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "where", nargs="*", metavar="[HOST] PORT", help="address and port to listen on"
+    )
+    parser.add_argument(
+        "-k", "--keep-open", action="store_true", help="serve many clients, concurrently"
+    )
+    parser.add_argument(
+        "-m", "--max-conns", type=int, metavar="N", help="at most N clients at once (-k)"
+    )
+    parser.add_argument("--allow", action="append", metavar="ADDR|CIDR|@FILE",
+                        help="admit only these peers (repeatable; a file holds one per line)")  # fmt: skip
+    parser.add_argument(
+        "--deny", action="append", metavar="ADDR|CIDR|@FILE", help="refuse these peers"
+    )
+    parser.add_argument(
+        "--broker", action="store_true", help="relay every client's bytes to all other clients"
+    )
+    parser.add_argument("--chat", action="store_true", help="--broker with nicknames, line by line")
+    parser.add_argument("--udp-session-idle", type=float, default=60.0, metavar="SECS",
+                        help="UDP: forget a peer after SECS without datagrams (default 60)")  # fmt: skip
+    add_common_arguments(parser, listening=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._errors import AddressError
+    from ..netcat.listen import run_listen
+    from ..netcat.report import Reporter
+
+    reporter = Reporter("socketkit listen", verbose=args.verbose, json_lines=args.json)
+    try:
+        where = list(args.where)
+        if args.unix is not None:
+            if where:
+                return _usage("with -U PATH give no HOST or PORT")
+            host, port = None, 0
+        elif len(where) == 1:
+            host, port = args.source, _port(where[0])
+        elif len(where) == 2:
+            host, port = where[0].strip("[]"), _port(where[1])
+        else:
+            return _usage("give [HOST] PORT (or -U PATH)")
+        if args.max_conns is not None and args.max_conns < 1:
+            return _usage("--max-conns must be >= 1")
+        opts = build_options(args, listening=True, host=host, port=port)
+        return run_listen(opts, reporter)
+    except ValueError as exc:
+        if isinstance(exc, AddressError):
+            reporter.error(str(exc), int(status_for(exc)))
+            raise
+        if isinstance(exc, OSError):
+            raise
+        return _usage(str(exc))
+    except Exception as exc:
+        reporter.error(" ".join(str(exc).split()), int(status_for(exc)))
+        raise
+
+
+def _port(text: str) -> int:
+    from .._errors import AddressError
+
+    if not text.isdigit():
+        raise AddressError(f"bad port {text!r}: expected a number 0-65535")
+    port = int(text)
+    if port > 65535:
+        raise AddressError(f"port {port} out of range: expected 0-65535")
+    return port
+
+
+def _usage(message: str) -> int:
+    print(f"socketkit listen: {message}", file=sys.stderr)
+    return ExitStatus.USAGE

@@ -1,0 +1,201 @@
+"""Command-line options shared by ``socketkit connect`` and ``socketkit listen``, and their
+translation into :class:`~socketkit.netcat.options.NetcatOptions`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from .eof import EofPolicy, preset
+from .net import check_port
+from .options import NetcatOptions, TlsOptions
+
+__all__ = ["add_common_arguments", "build_options"]
+
+EOF_TABLE = """\
+end-of-file behaviour (defaults = OpenBSD nc -N; see docs/connect.md for the full table):
+  --on-stdin-eof shutdown  send FIN, keep receiving           (nc -N, ncat, socat)
+  --on-stdin-eof close     close the connection at once
+  --on-stdin-eof keep      send nothing, keep the connection  (nc without -N)
+  --on-peer-eof stay       keep sending stdin, exit at its EOF (connect default: nc, ncat)
+  --on-peer-eof exit       exit once the peer's data is out   (listen default: nc -l, ncat -l)
+  --eof-preset nc|ncat|socat   all of the above at once; socat adds -q 0.5
+"""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer: {text!r}")
+    return int(text)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) -> None:
+    add = parser.add_argument
+    fam = parser.add_mutually_exclusive_group()
+    fam.add_argument("-4", dest="family", action="store_const", const=4, default=0,
+                     help="IPv4 only")  # fmt: skip
+    fam.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6 only")
+    add("-u", "--udp", action="store_true", help="UDP instead of TCP")
+    add("-U", "--unix", metavar="PATH", help="Unix stream socket at PATH instead of HOST PORT")
+    add("-n", "--numeric", action="store_true", help="numeric addresses only: no DNS lookups")
+    add(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="report connections, TLS and byte counts on stderr",
+    )
+    add(
+        "--json",
+        action="store_true",
+        help="report events as JSON lines on stderr (schema: docs/connect.md)",
+    )
+    add("-w", "--wait", dest="connect_timeout", type=_seconds, metavar="SECS",
+        help="connect (and TLS handshake) timeout" if not listening else "TLS handshake timeout")  # fmt: skip
+    add("-i", "--idle-timeout", type=_seconds, metavar="SECS",
+        help="give up after SECS without data in either direction (exit 5)")  # fmt: skip
+    add("-q", "--quit-after", type=_seconds, metavar="SECS",
+        help="after stdin's EOF, end the session SECS later even if the peer has not closed")  # fmt: skip
+    add("-C", "--crlf", action="store_true", help="send LF line endings as CRLF")
+    direction = parser.add_mutually_exclusive_group()
+    direction.add_argument(
+        "--send-only", action="store_true", help="only send; ignore received data"
+    )
+    direction.add_argument(
+        "--recv-only", action="store_true", help="only receive; never read stdin"
+    )
+    add(
+        "--on-stdin-eof",
+        choices=["shutdown", "close", "keep"],
+        help="what stdin's EOF does (default shutdown)",
+    )
+    add("--on-peer-eof", choices=["exit", "stay"],
+        help=f"what the peer's EOF does (default {'exit' if listening else 'stay'})")  # fmt: skip
+    add("--eof-preset", choices=["nc", "ncat", "socat"], help="EOF behaviour of another netcat")
+    add("--hex-dump", nargs="?", const="-", metavar="FILE",
+        help="hex dump of both directions ('>' sent, '<' received) to stderr or FILE")  # fmt: skip
+    add(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="append the session's bytes (both directions) to FILE",
+    )
+    ex = parser.add_mutually_exclusive_group()
+    ex.add_argument("-e", "--exec", dest="exec_cmd", metavar="CMD",
+                    help="run CMD (split like a shell would, no shell) with its stdin/stdout on the connection")  # fmt: skip
+    ex.add_argument(
+        "-c", "--sh-exec", metavar="CMD", help="run CMD with /bin/sh -c, stdio on the connection"
+    )
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--tls", "--ssl", action="store_true", help="TLS over TCP")
+    tls.add_argument("--tls-cert", metavar="PEM", help="certificate (chain) to present")
+    tls.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert (if not in it)")
+    tls.add_argument("--alpn", metavar="PROTO[,PROTO]", help="ALPN protocols, most preferred first")
+    if listening:
+        tls.add_argument(
+            "--tls-client-ca", metavar="PEM", help="require client certificates from this CA (mTLS)"
+        )
+    else:
+        tls.add_argument(
+            "--tls-ca", metavar="PEM", help="trust these CAs instead of the system store"
+        )
+        tls.add_argument(
+            "--tls-insecure", action="store_true", help="do not verify the certificate or name"
+        )
+        tls.add_argument(
+            "--sni", metavar="NAME", help="server name to send and verify (default: HOST)"
+        )
+    add("-s", "--source", metavar="ADDR",
+        help="local address to listen on" if listening else "source address to connect from")  # fmt: skip
+    if not listening:
+        add("-p", "--source-port", type=int, metavar="PORT", help="source port to connect from")
+    add("--force-copy", action="store_true", help=argparse.SUPPRESS)
+
+
+def build_options(
+    args: argparse.Namespace, *, listening: bool, host: str | None, port: int
+) -> NetcatOptions:
+    """Turn parsed arguments into options. Raises ``argparse.ArgumentTypeError``-style
+    :class:`ValueError` messages for combinations that make no sense."""
+    if args.eof_preset:
+        base = preset(args.eof_preset, listening=listening)
+    else:
+        base = EofPolicy("shutdown", "exit" if listening else "stay")
+    policy = EofPolicy(
+        args.on_stdin_eof or base.on_stdin_eof,
+        args.on_peer_eof or base.on_peer_eof,
+        args.quit_after if args.quit_after is not None else base.quit_after,
+    )
+    tls = None
+    if args.tls:
+        if args.udp:
+            raise ValueError(
+                "--tls works over TCP and Unix sockets, not UDP (DTLS is not supported)"
+            )
+        tls = TlsOptions(
+            ca_file=getattr(args, "tls_ca", None),
+            insecure=getattr(args, "tls_insecure", False),
+            sni=getattr(args, "sni", None),
+            alpn=tuple(p for p in (args.alpn or "").split(",") if p),
+            cert_file=args.tls_cert,
+            key_file=args.tls_key,
+            client_ca_file=getattr(args, "tls_client_ca", None),
+        )
+        if listening and tls.key_file and not tls.cert_file:
+            raise ValueError("--tls-key needs --tls-cert")
+    elif (
+        args.tls_cert
+        or args.tls_key
+        or args.alpn
+        or getattr(args, "tls_ca", None)
+        or getattr(args, "sni", None)
+    ):
+        raise ValueError("TLS options need --tls")
+    exec_argv = None
+    if args.exec_cmd is not None:
+        exec_argv = tuple(shlex.split(args.exec_cmd))
+        if not exec_argv:
+            raise ValueError("--exec needs a command")
+    source_port = getattr(args, "source_port", None)
+    if source_port is not None:
+        check_port(source_port, "source port")
+    return NetcatOptions(
+        host=host,
+        port=port,
+        unix_path=args.unix,
+        udp=args.udp,
+        family=args.family,
+        numeric=args.numeric,
+        source_host=None if listening else args.source,
+        source_port=source_port,
+        connect_timeout=args.connect_timeout,
+        idle_timeout=args.idle_timeout,
+        policy=policy,
+        send_only=args.send_only,
+        recv_only=args.recv_only,
+        crlf=args.crlf,
+        hex_dump=args.hex_dump,
+        output=args.output,
+        keep_open=getattr(args, "keep_open", False),
+        max_conns=getattr(args, "max_conns", None),
+        allow=tuple(getattr(args, "allow", None) or ()),
+        deny=tuple(getattr(args, "deny", None) or ()),
+        broker=getattr(args, "broker", False),
+        chat=getattr(args, "chat", False),
+        exec_argv=exec_argv,
+        sh_exec=args.sh_exec,
+        tls=tls,
+        verbose=args.verbose,
+        json=args.json,
+        udp_session_idle=getattr(args, "udp_session_idle", 60.0),
+        force_copy=args.force_copy,
+    )

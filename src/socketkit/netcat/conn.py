@@ -1,0 +1,129 @@
+"""One connected socket (TCP, Unix, connected UDP, or TLS over TCP) as the relay sees it.
+
+Non-blocking once the relay owns it: reads and writes raise :class:`BlockingIOError` when the
+kernel (or the TLS layer) would block, whatever the socket type.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+from typing import Any
+
+from .._addr import format_sockaddr
+from .._errors import BrokenStreamError, ConnectionRefused, translate_os_error
+
+__all__ = ["Conn"]
+
+
+class Conn:
+    """A connected socket.
+
+    Args:
+        sock: a connected ``socket.socket`` or ``ssl.SSLSocket`` (handshake done).
+        datagram: ``True`` for connected UDP (every read is one datagram).
+    """
+
+    def __init__(self, sock: socket.socket, *, datagram: bool = False) -> None:
+        self.sock = sock
+        self.datagram = datagram
+        self.tls = isinstance(sock, ssl.SSLSocket)
+        self.fd = sock.fileno()
+        self.peer = _name(sock, peer=True)
+        self.local = _name(sock, peer=False)
+        self._closed = False
+        self._write_shut = False
+
+    @property
+    def proto(self) -> str:
+        if self.sock.family == socket.AF_UNIX:
+            return "unix"
+        return "udp" if self.datagram else "tcp"
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def set_blocking(self, flag: bool) -> None:
+        self.sock.setblocking(flag)
+
+    def recv_into(self, view: memoryview) -> int:
+        """Receive into ``view``; 0 means EOF (never for UDP). Raises BlockingIOError."""
+        try:
+            return self.sock.recv_into(view)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise BlockingIOError(errno.EAGAIN, "TLS wants I/O") from None
+        except ssl.SSLZeroReturnError:
+            return 0
+        except ssl.SSLEOFError:
+            return 0  # the peer closed TCP without a close_notify: EOF, as every netcat does
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED and self.datagram:
+                raise ConnectionRefused(
+                    f"receive from {self.peer}: port unreachable (ICMP), nothing listens there"
+                ) from exc
+            raise translate_os_error(exc, f"receive from {self.peer}") from exc
+
+    def send(self, view: memoryview) -> int:
+        """Send from ``view``; returns bytes taken. Raises BlockingIOError."""
+        try:
+            return self.sock.send(view)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise BlockingIOError(errno.EAGAIN, "TLS wants I/O") from None
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED and self.datagram:
+                raise ConnectionRefused(
+                    f"send to {self.peer}: port unreachable (ICMP), nothing listens there"
+                ) from exc
+            raise translate_os_error(exc, f"send to {self.peer}") from exc
+
+    def pending(self) -> int:
+        """Bytes the TLS layer has already decrypted (poll cannot see them)."""
+        return self.sock.pending() if self.tls else 0  # type: ignore[attr-defined]
+
+    def shutdown_write(self) -> None:
+        """Send our EOF (TCP FIN) and keep receiving. Idempotent; a no-op for UDP.
+
+        For TLS this is a TCP-level half-close without close_notify (what ncat does): TLS 1.2
+        and 1.3 have no half-close, and a close_notify would end the peer's sending too.
+        """
+        if self._write_shut or self._closed or self.datagram:
+            return
+        self._write_shut = True
+        try:
+            # socket.socket.shutdown, not SSLSocket.shutdown: the latter drops the TLS state.
+            socket.socket.shutdown(self.sock, socket.SHUT_WR)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTCONN, errno.EPIPE, errno.ECONNRESET):
+                raise BrokenStreamError(f"shutdown to {self.peer}: {exc.strerror}") from exc
+
+    def close(self) -> None:
+        """Close the socket. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def tls_info(self) -> dict[str, Any] | None:
+        """Version, cipher, ALPN and the peer certificate of a TLS connection."""
+        if not self.tls:
+            return None
+        from .tls import describe_tls
+
+        return describe_tls(self.sock)  # type: ignore[arg-type]
+
+
+def _name(sock: socket.socket, *, peer: bool) -> str:
+    try:
+        addr = sock.getpeername() if peer else sock.getsockname()
+    except OSError:
+        return "?"
+    text = format_sockaddr(addr)
+    return text if text != "unix:" else "unix:(unnamed)"

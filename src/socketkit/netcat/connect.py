@@ -1,0 +1,37 @@
+"""``socketkit connect``: dial, optionally TLS, then relay stdin/stdout (or run ``--exec``)."""
+
+from __future__ import annotations
+
+from .conn import Conn
+from .net import dial
+from .options import NetcatOptions
+from .report import Reporter
+from .scan import scan_ports
+from .session import announce, relay_session
+from .tap import Tap
+from .tls import client_wrap
+
+__all__ = ["run_connect"]
+
+
+def run_connect(opts: NetcatOptions, reporter: Reporter, *, ports: list[int] | None = None) -> int:
+    """Run a connect session; returns the exit status (0). Errors are raised as
+    :class:`~socketkit.SocketkitError` (or a one-line ``OSError`` for local files)."""
+    if ports is not None:
+        return scan_ports(opts, ports, reporter)
+    tap = Tap(hex_dump=opts.hex_dump, output=opts.output)
+    try:
+        sock = dial(opts)
+        if opts.tls is not None:
+            sock = client_wrap(sock, opts.tls, opts.host, opts.connect_timeout)
+        conn = Conn(sock, datagram=opts.udp)
+        announce("connected", conn, reporter)
+        if opts.executes:
+            from .execs import run_exec_session
+
+            run_exec_session(conn, opts, reporter, tap)
+            return 0
+        relay_session(conn, opts, reporter, tap)
+        return 0
+    finally:
+        tap.close()

@@ -1,0 +1,65 @@
+"""What kind of file a local descriptor is, and the page-aligned buffers the copy path uses.
+
+The relay picks its fastest path from this: ``splice(2)`` for pipes, sockets and files,
+``sendfile(2)`` for a regular file into a socket, a plain copy through a reused buffer for the
+rest (terminals, TLS, transforms).
+"""
+
+from __future__ import annotations
+
+import enum
+import mmap
+import os
+import stat
+
+__all__ = ["FdKind", "aligned_buffer", "fd_kind", "grow_pipe"]
+
+#: Pipe capacity asked for with F_SETPIPE_SZ: 1 MiB (the default /proc/sys/fs/pipe-max-size)
+#: moves a whole socket buffer per splice call; the kernel may grant less.
+PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = 1031  # fcntl.h, Linux >= 2.6.35
+
+
+class FdKind(enum.Enum):
+    PIPE = "pipe"
+    FILE = "file"  # a regular file
+    CHAR = "char"  # a character device other than a terminal: /dev/null, /dev/zero, /dev/full
+    TERMINAL = "terminal"
+    SOCKET = "socket"
+    OTHER = "other"
+
+
+def fd_kind(fd: int) -> FdKind:
+    """Classify ``fd`` by ``fstat``; ``OTHER`` if it cannot be examined."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return FdKind.OTHER
+    if stat.S_ISFIFO(mode):
+        return FdKind.PIPE
+    if stat.S_ISREG(mode):
+        return FdKind.FILE
+    if stat.S_ISSOCK(mode):
+        return FdKind.SOCKET
+    if stat.S_ISCHR(mode):
+        return FdKind.TERMINAL if os.isatty(fd) else FdKind.CHAR
+    return FdKind.OTHER
+
+
+def grow_pipe(fd: int, size: int = PIPE_SIZE) -> int:
+    """Ask for a larger pipe buffer; return the capacity the kernel granted (or guessed)."""
+    import fcntl
+
+    try:
+        return int(fcntl.fcntl(fd, _F_SETPIPE_SZ, size))
+    except OSError:
+        return 65536  # the Linux default capacity
+
+
+def aligned_buffer(size: int) -> memoryview:
+    """A zeroed, page-aligned, writable buffer of ``size`` bytes.
+
+    ``recv_into`` a glibc-allocated bytearray of >= 128 KiB runs at half speed because it
+    starts 16 bytes into a page (PERF-NOTES.md, trap 1); anonymous mmap memory is page-aligned.
+    """
+    return memoryview(mmap.mmap(-1, size))

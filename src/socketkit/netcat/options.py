@@ -1,0 +1,66 @@
+"""Everything a ``connect`` or ``listen`` session is configured with, in one frozen record.
+
+The CLI fills it from argparse; library users may build it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .eof import EofPolicy
+
+__all__ = ["NetcatOptions", "TlsOptions"]
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """TLS settings (``--tls`` and friends). Verification is on unless ``insecure``."""
+
+    ca_file: str | None = None
+    insecure: bool = False
+    sni: str | None = None
+    alpn: tuple[str, ...] = ()
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: listen: require client certificates signed by this CA (mutual TLS).
+    client_ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class NetcatOptions:
+    """One netcat session's settings. Times are seconds; ``None`` means no limit."""
+
+    host: str | None = None
+    port: int = 0
+    unix_path: str | None = None
+    udp: bool = False
+    family: int = 0  # 0 (any), 4 or 6
+    numeric: bool = False
+    source_host: str | None = None
+    source_port: int | None = None
+    connect_timeout: float | None = None
+    idle_timeout: float | None = None
+    policy: EofPolicy = field(default_factory=EofPolicy)
+    send_only: bool = False
+    recv_only: bool = False
+    crlf: bool = False
+    hex_dump: str | None = None  # None, "-" (stderr) or a path
+    output: str | None = None
+    keep_open: bool = False
+    max_conns: int | None = None
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    broker: bool = False
+    chat: bool = False
+    exec_argv: tuple[str, ...] | None = None
+    sh_exec: str | None = None
+    tls: TlsOptions | None = None
+    verbose: bool = False
+    json: bool = False
+    #: UDP listen: a peer's session ends after this many idle seconds.
+    udp_session_idle: float = 60.0
+    force_copy: bool = False
+
+    @property
+    def executes(self) -> bool:
+        return self.exec_argv is not None or self.sh_exec is not None

@@ -1,0 +1,260 @@
+"""One direction of a relay: move bytes from a source descriptor to a destination.
+
+Three ways, fastest first, chosen by the relay:
+
+* :class:`SplicePump` — ``splice(2)`` source -> private pipe -> destination: the bytes never
+  enter Python (pipes, TCP/Unix sockets, regular files, ``/dev/null``).
+* :class:`SendfilePump` — ``sendfile(2)`` from a regular file into a socket.
+* :class:`CopyPump` — read into one reused page-aligned buffer, write from it (TLS, UDP,
+  terminals, CRLF translation, hex dump/session log). No allocation per chunk unless a
+  transform is on.
+
+Every pump moves bytes until the kernel would block, then says what it waits for in
+:attr:`Pump.want` (``(fd, POLLIN)`` or ``(fd, POLLOUT)``). A pump reports ``eof`` only once
+the source ended *and* every byte read was written.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+from collections.abc import Callable
+
+from .._errors import SocketkitError, translate_os_error
+from .conn import Conn
+from .endpoints import aligned_buffer, grow_pipe
+
+__all__ = ["CopyPump", "Pump", "SendfilePump", "SpliceUnsupported", "SplicePump"]
+
+POLLIN = select.POLLIN
+POLLOUT = select.POLLOUT
+#: Bytes per splice/sendfile call: a whole (grown) pipe, so Python runs once per MiB.
+CHUNK = 1 << 20
+#: Copy-path buffer: 256 KiB, page-aligned (PERF-NOTES trap 1).
+COPY_BUFFER = 256 * 1024
+#: Bytes one pump may move before the relay looks at the other direction again (fairness).
+STEP_BUDGET = 16 << 20
+_SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+
+
+class SpliceUnsupported(Exception):
+    """splice/sendfile cannot be used on these descriptors (EINVAL before any byte moved)."""
+
+
+class Pump:
+    """Base: ``want``, ``count`` (bytes delivered), ``eof``, ``step()``, ``ready()``."""
+
+    def __init__(
+        self, name: str, src_fd: int, dst_fd: int, src: Conn | None, dst: Conn | None
+    ) -> None:
+        self.name = name
+        self.src_fd = src_fd
+        self.dst_fd = dst_fd
+        self.src_conn = src
+        self.dst_conn = dst
+        self.count = 0
+        self.eof = False
+        self.want: tuple[int, int] | None = (src_fd, POLLIN)
+
+    def step(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """True if the pump can make progress that poll would not announce (TLS buffers)."""
+        return False
+
+    def close(self) -> None:
+        """Release private resources (pipes). Idempotent."""
+
+    # -- errors: the socket side becomes a socketkit error; stdout's EPIPE stays BrokenPipe --
+    def _src_error(self, exc: OSError) -> BaseException:
+        if self.src_conn is not None:
+            return translate_os_error(exc, f"receive from {self.src_conn.peer}")
+        return OSError(f"cannot read {self.name} input: {exc.strerror}")
+
+    def _dst_error(self, exc: OSError) -> BaseException:
+        if self.dst_conn is not None:
+            return translate_os_error(exc, f"send to {self.dst_conn.peer}")
+        if isinstance(exc, BrokenPipeError):
+            return exc
+        return OSError(f"cannot write {self.name} output: {exc.strerror}")
+
+
+class SplicePump(Pump):
+    """src -> private pipe -> dst with ``splice(2)``; the bytes stay in the kernel."""
+
+    def __init__(
+        self,
+        name: str,
+        src_fd: int,
+        dst_fd: int,
+        src: Conn | None = None,
+        dst: Conn | None = None,
+    ) -> None:
+        super().__init__(name, src_fd, dst_fd, src, dst)
+        self._r, self._w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._cap = min(grow_pipe(self._w), CHUNK)
+        self._in_pipe = 0
+
+    def step(self) -> int:
+        moved = 0
+        while moved < STEP_BUDGET:
+            if self._in_pipe:
+                try:
+                    n = os.splice(self._r, self.dst_fd, self._in_pipe, flags=_SPLICE_FLAGS)
+                except BlockingIOError:
+                    self.want = (self.dst_fd, POLLOUT)
+                    return moved
+                except OSError as exc:
+                    if exc.errno == errno.EINVAL and self.count == 0:
+                        raise SpliceUnsupported(str(exc)) from exc
+                    raise self._dst_error(exc) from exc
+                self._in_pipe -= n
+                self.count += n
+                moved += n
+                continue
+            try:
+                n = os.splice(self.src_fd, self._w, self._cap, flags=_SPLICE_FLAGS)
+            except BlockingIOError:
+                self.want = (self.src_fd, POLLIN)
+                return moved
+            except OSError as exc:
+                if exc.errno == errno.EINVAL and self.count == 0:
+                    raise SpliceUnsupported(str(exc)) from exc
+                raise self._src_error(exc) from exc
+            if n == 0:
+                self.eof = True
+                self.want = None
+                return moved
+            self._in_pipe = n
+        return moved
+
+    def close(self) -> None:
+        for fd in (self._r, self._w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._r = self._w = -1
+
+
+class SendfilePump(Pump):
+    """A regular file (at its current offset) into a socket with ``sendfile(2)``."""
+
+    def step(self) -> int:
+        moved = 0
+        while moved < STEP_BUDGET:
+            try:
+                n = os.sendfile(self.dst_fd, self.src_fd, None, CHUNK)
+            except BlockingIOError:
+                self.want = (self.dst_fd, POLLOUT)
+                return moved
+            except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.ENOSYS) and self.count == 0:
+                    raise SpliceUnsupported(str(exc)) from exc
+                raise self._dst_error(exc) from exc
+            if n == 0:
+                self.eof = True
+                self.want = None
+                return moved
+            self.count += n
+            moved += n
+        return moved
+
+
+Reader = Callable[[memoryview], int]
+Writer = Callable[[memoryview], int]
+
+
+class CopyPump(Pump):
+    """Read into a reused buffer, write it out.
+
+    Args:
+        read/write: ``recv_into``-style and ``send``-style callables (BlockingIOError = wait).
+        src_blocking: the source is a blocking descriptor (a terminal or a pipe we must not
+            make non-blocking): read once per poll wake-up, never twice.
+        zero_is_eof: ``False`` for datagram sources, where an empty datagram is not an EOF.
+        whole_writes: datagram destinations: a chunk is sent in one call or not at all.
+        transform: bytes -> bytes applied after reading (``-C``).
+        observe: called with the bytes as they will be written (hex dump, session log).
+        size: buffer size (a datagram source reads at most one datagram per call).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        src_fd: int,
+        dst_fd: int,
+        *,
+        read: Reader,
+        write: Writer,
+        src: Conn | None = None,
+        dst: Conn | None = None,
+        src_blocking: bool = False,
+        zero_is_eof: bool = True,
+        whole_writes: bool = False,
+        transform: Callable[[memoryview], bytes] | None = None,
+        observe: Callable[[memoryview], None] | None = None,
+        size: int = COPY_BUFFER,
+    ) -> None:
+        super().__init__(name, src_fd, dst_fd, src, dst)
+        self._read = read
+        self._write = write
+        self._src_blocking = src_blocking
+        self._zero_is_eof = zero_is_eof
+        self._whole = whole_writes
+        self._transform = transform
+        self._observe = observe
+        self._buf = aligned_buffer(size)
+        self._out: memoryview | None = None
+
+    def ready(self) -> bool:
+        return self._out is None and self.src_conn is not None and self.src_conn.pending() > 0
+
+    def step(self) -> int:
+        moved = 0
+        reads = 0
+        while moved < STEP_BUDGET:
+            if self._out is not None:
+                try:
+                    n = self._write(self._out)
+                except BlockingIOError:
+                    self.want = (self.dst_fd, POLLOUT)
+                    return moved
+                except SocketkitError:
+                    raise
+                except OSError as exc:
+                    raise self._dst_error(exc) from exc
+                self.count += n
+                moved += n
+                if self._whole or n >= len(self._out):
+                    self._out = None
+                else:
+                    self._out = self._out[n:]
+                continue
+            if self._src_blocking and reads:
+                self.want = (self.src_fd, POLLIN)
+                return moved
+            try:
+                n = self._read(self._buf)
+            except BlockingIOError:
+                self.want = (self.src_fd, POLLIN)
+                return moved
+            except SocketkitError:
+                raise
+            except OSError as exc:
+                raise self._src_error(exc) from exc
+            reads += 1
+            if n == 0 and self._zero_is_eof:
+                self.eof = True
+                self.want = None
+                return moved
+            chunk = self._buf[:n]
+            if self._transform is not None:
+                chunk = memoryview(self._transform(chunk))
+            if self._observe is not None and n:
+                self._observe(chunk)
+            if n:
+                self._out = chunk
+        return moved
