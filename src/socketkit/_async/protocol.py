@@ -33,18 +33,18 @@ class StreamProtocol(asyncio.BufferedProtocol):
         "_lent_user",
         "_loop",
         "_read_waiter",
-        "_reading_paused",
         "_user_count",
         "_user_view",
-        "_write_paused",
         "buffer",
         "eof",
         "error",
         "high_water",
         "lost",
+        "reading_paused",
         "tls",
         "transport",
         "want",
+        "write_paused",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, high_water: int = DEFAULT_HIGH_WATER):
@@ -64,8 +64,8 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._user_view: memoryview | None = None
         self._user_count = 0
         self._lent_user = False
-        self._reading_paused = False
-        self._write_paused = False
+        self.reading_paused = False
+        self.write_paused = False
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
@@ -85,6 +85,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         return self.buffer.writable(DEFAULT_CHUNK)
 
     def buffer_updated(self, nbytes: int) -> None:
+        buffer = self.buffer
         if self.tls is not None:
             assert self._cipher is not None
             self.tls.receive_data(self._cipher[:nbytes])
@@ -94,11 +95,14 @@ class StreamProtocol(asyncio.BufferedProtocol):
             self._user_view = None
             self._lent_user = False
         else:
-            self.buffer.commit(nbytes)
-        if len(self.buffer) >= max(self.high_water, self.want) and self.transport is not None:
+            buffer.commit(nbytes)
+        if len(buffer) >= self.high_water and len(buffer) >= self.want:
+            assert self.transport is not None
             self.transport.pause_reading()
-            self._reading_paused = True
-        self._wake()
+            self.reading_paused = True
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def eof_received(self) -> bool:
         if self.tls is not None:
@@ -119,10 +123,10 @@ class StreamProtocol(asyncio.BufferedProtocol):
                 waiter.set_result(None)
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -156,14 +160,14 @@ class StreamProtocol(asyncio.BufferedProtocol):
 
     def reader_consumed(self) -> None:
         """Called after the reader took bytes: resume reading below the high-water mark."""
-        if self._reading_paused and len(self.buffer) < self.high_water // 2:
-            self._reading_paused = False
+        if self.reading_paused and len(self.buffer) < self.high_water // 2:
+            self.reading_paused = False
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
 
     def new_read_waiter(self) -> asyncio.Future[None]:
-        if self._reading_paused:
-            self._reading_paused = False
+        if self.reading_paused:
+            self.reading_paused = False
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
         waiter = self._loop.create_future()
@@ -184,7 +188,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
     async def drain(self) -> None:
         if self.error is not None:
             raise _broken(self.error)
-        if self._write_paused and self.transport is not None and not self.transport.is_closing():
+        if self.write_paused and self.transport is not None and not self.transport.is_closing():
             waiter = self._loop.create_future()
             self._drain_waiter = waiter
             try:

@@ -47,7 +47,6 @@ class Stream:
         "_loop",
         "_p",
         "_transport",
-        "bytes_sent",
         "default_timeout",
         "local_address",
         "peer_address",
@@ -65,7 +64,6 @@ class Stream:
         self._loop = asyncio.get_running_loop()
         self._closed = False
         self.default_timeout = default_timeout
-        self.bytes_sent = 0
         self.local_address = format_sockaddr(transport.get_extra_info("sockname"))
         self.peer_address = format_sockaddr(transport.get_extra_info("peername"))
 
@@ -124,21 +122,27 @@ class Stream:
         self, max_bytes: int = DEFAULT_RECEIVE_SIZE, *, timeout: float = _UNSET
     ) -> bytes:
         """Between 1 and ``max_bytes`` bytes; ``b""`` only at EOF. See the sync ``Stream``."""
-        self._check_open()
+        if self._closed:
+            raise ClosedResourceError("the stream is closed")
         p = self._p
-        if not len(p.buffer):
+        buffer = p.buffer
+        if not len(buffer):
             if not p.eof:
-                try:
-                    await self._wait(self._timeout(timeout))
-                except TimeoutError as exc:
-                    raise ReadTimeout("receive timed out") from exc
-            if not len(p.buffer):
+                if timeout == _UNSET and self.default_timeout is None:
+                    await p.new_read_waiter()  # the hot path: no timer, no extra coroutine
+                else:
+                    try:
+                        await self._wait(self._timeout(timeout))
+                    except TimeoutError as exc:
+                        raise ReadTimeout("receive timed out") from exc
+            if not len(buffer):
                 err = peer_error(p)
                 if err is not None:
                     raise err
                 return b""
-        data = p.buffer.take(max_bytes)
-        p.reader_consumed()
+        data = buffer.take(max_bytes)
+        if p.reading_paused:
+            p.reader_consumed()
         return data
 
     async def receive_into(self, buffer: bytearray | memoryview, *, timeout: float = _UNSET) -> int:
@@ -284,18 +288,19 @@ class Stream:
         """Send all of ``data``; returns once it is handed to the transport and the transport's
         buffer is below its high-water mark. Raises ``BrokenStreamError`` if the connection
         broke, ``WriteTimeout`` if the peer does not read within the timeout."""
-        self._check_open()
+        if self._closed:
+            raise ClosedResourceError("the stream is closed")
         p = self._p
-        if p.error is not None or self._transport.is_closing():
+        transport = self._transport
+        if p.error is not None or transport.is_closing():
             err = peer_error(p)
             raise err if err is not None else ClosedResourceError("the connection is closed")
         if p.tls is not None:
             p.tls.write(data)
-            self._transport.write(p.tls.data_to_send())
+            transport.write(p.tls.data_to_send())
         else:
-            self._transport.write(data)
-        self.bytes_sent += len(data)
-        if p._write_paused:
+            transport.write(data)
+        if p.write_paused:
             t = self._timeout(timeout)
             if t is None:
                 await p.drain()
@@ -305,7 +310,7 @@ class Stream:
                 except TimeoutError as exc:
                     raise WriteTimeout(
                         "send timed out: the peer is not reading",
-                        sent=len(data) - self._transport.get_write_buffer_size(),
+                        sent=len(data) - transport.get_write_buffer_size(),
                     ) from exc
 
     async def send_message(

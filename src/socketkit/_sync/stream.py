@@ -56,10 +56,12 @@ class Stream:
         self._buffer = ByteBuffer()
         self._closed = False
         self._eof = False
-        self.default_timeout = default_timeout
+        self._default_timeout = default_timeout
         self._applied_timeout: float | None = sock.gettimeout()
-        self.bytes_sent = 0
-        self.bytes_received = 0
+        # True while a receive or send can go straight to the socket: plain TCP/Unix, nothing
+        # buffered, no EOF yet, no default timeout. Kept up to date by _refresh().
+        self._direct = False
+        self._refresh()
         try:
             self.local_address = format_sockaddr(sock.getsockname())
             self.peer_address = format_sockaddr(sock.getpeername())
@@ -86,6 +88,26 @@ class Stream:
         return self._sock.fileno()
 
     # -- low-level helpers ------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        self._direct = (
+            not self._closed
+            and self._tls is None
+            and not self._eof
+            and not len(self._buffer)
+            and self.default_timeout is None
+            and self._applied_timeout is None
+        )
+
+    @property
+    def default_timeout(self) -> float | None:
+        """Timeout of every operation that is not given its own (``None``: wait forever)."""
+        return self._default_timeout
+
+    @default_timeout.setter
+    def default_timeout(self, value: float | None) -> None:
+        self._default_timeout = value
+        self._refresh()
 
     def _set_timeout(self, timeout: float | None) -> None:
         if timeout is not None and timeout < 0:
@@ -125,7 +147,6 @@ class Stream:
         if count == 0:
             self._eof = True
         self._buffer.commit(count)
-        self.bytes_received += count
         return count
 
     def _fill_tls(self, minimum: int) -> int:
@@ -145,7 +166,6 @@ class Stream:
             if not plain:
                 self._eof = True
             self._buffer.append(plain)
-            self.bytes_received += len(plain)
             return len(plain)
 
     def _flush_tls(self) -> None:
@@ -193,6 +213,21 @@ class Stream:
             ReadTimeout: nothing arrived in time (``partial`` is ``b""``; nothing was lost).
             BrokenStreamError: the connection was reset.
         """
+        if self._direct and timeout == _UNSET:
+            try:
+                data = self._sock.recv(max_bytes)
+            except OSError as exc:
+                raise self._error(exc, "receive") from exc
+            if not data:
+                self._eof = True
+                self._direct = False
+            return data
+        try:
+            return self._receive_some(max_bytes, timeout)
+        finally:
+            self._refresh()
+
+    def _receive_some(self, max_bytes: int, timeout: float) -> bytes:
         self._check_open()
         if not len(self._buffer):
             if self._tls is None and not self._eof:
@@ -205,7 +240,6 @@ class Stream:
                     raise self._error(exc, "receive") from exc
                 if not data:
                     self._eof = True
-                self.bytes_received += len(data)
                 return data
             try:
                 self._fill(self._deadline(timeout))
@@ -216,6 +250,21 @@ class Stream:
     def receive_into(self, buffer: bytearray | memoryview, *, timeout: float = _UNSET) -> int:
         """Receive into ``buffer`` (no allocation: the bulk-transfer path). Returns the count,
         0 only at EOF. Timeouts raise :class:`ReadTimeout` with nothing consumed."""
+        if self._direct and timeout == _UNSET:
+            try:
+                count = self._sock.recv_into(buffer)
+            except OSError as exc:
+                raise self._error(exc, "receive") from exc
+            if not count:
+                self._eof = True
+                self._direct = False
+            return count
+        try:
+            return self._receive_into(buffer, timeout)
+        finally:
+            self._refresh()
+
+    def _receive_into(self, buffer: bytearray | memoryview, timeout: float) -> int:
         self._check_open()
         target = memoryview(buffer).cast("B")
         if len(self._buffer):
@@ -235,7 +284,6 @@ class Stream:
             raise self._error(exc, "receive") from exc
         if count == 0:
             self._eof = True
-        self.bytes_received += count
         return count
 
     def receive_exactly(self, count: int, *, timeout: float = _UNSET) -> bytes:
@@ -246,6 +294,12 @@ class Stream:
             ReadTimeout: time ran out; ``partial`` is a copy of what had arrived, and those
                 bytes stay in the stream, so the call can simply be repeated.
         """
+        try:
+            return self._receive_exactly(count, timeout)
+        finally:
+            self._refresh()
+
+    def _receive_exactly(self, count: int, timeout: float) -> bytes:
         self._check_open()
         deadline = self._deadline(timeout)
         while len(self._buffer) < count:
@@ -276,6 +330,14 @@ class Stream:
             IncompleteReadError: EOF before the delimiter; ``partial`` has the bytes.
             ReadTimeout: time ran out; the bytes stay buffered (``partial`` is a copy).
         """
+        try:
+            return self._receive_until(delimiter, max_size, include_delimiter, timeout)
+        finally:
+            self._refresh()
+
+    def _receive_until(
+        self, delimiter: bytes, max_size: int, include_delimiter: bool, timeout: float
+    ) -> bytes:
         self._check_open()
         if not delimiter:
             raise ValueError("the delimiter must not be empty")
@@ -322,6 +384,12 @@ class Stream:
         wait for data.
         """
         framer = framer if framer is not None else LineFramer(strip_cr=True)
+        try:
+            yield from self._iter_messages(framer, timeout)
+        finally:
+            self._refresh()
+
+    def _iter_messages(self, framer: Framer, timeout: float) -> Iterator[bytes]:
         if len(self._buffer):
             framer.buffer.append(self._buffer.take_all())
         while True:
@@ -353,14 +421,22 @@ class Stream:
             WriteTimeout: time ran out; ``sent`` says how many bytes went out. Close the stream.
             BrokenStreamError: the peer reset or closed the connection.
         """
+        if self._direct and timeout == _UNSET:
+            try:
+                self._sock.sendall(data)
+            except OSError as exc:
+                raise self._error(exc, "send") from exc
+            return
         self._check_open()
         deadline = self._deadline(timeout)
-        if self._tls is None:
-            self._send_raw(data, deadline)
-        else:
-            self._tls.write(data)
-            self._send_raw(self._tls.data_to_send(), deadline)
-        self.bytes_sent += len(data)
+        try:
+            if self._tls is None:
+                self._send_raw(data, deadline)
+            else:
+                self._tls.write(data)
+                self._send_raw(self._tls.data_to_send(), deadline)
+        finally:
+            self._refresh()
 
     def send_message(
         self, message: bytes | bytearray | memoryview, framer: Framer, *, timeout: float = _UNSET
@@ -393,6 +469,7 @@ class Stream:
         if self._closed:
             return
         self._closed = True
+        self._direct = False
         self._sock.close()
 
     def abort(self) -> None:

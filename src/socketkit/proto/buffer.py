@@ -16,10 +16,11 @@ DEFAULT_CHUNK = 64 * 1024
 class ByteBuffer:
     """Bytes received but not yet consumed."""
 
-    __slots__ = ("_buf", "_end", "_scan", "_start")
+    __slots__ = ("_buf", "_end", "_scan", "_start", "_view")
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._view = memoryview(self._buf)
         self._start = 0  # first unread byte
         self._end = 0  # one past the last written byte
         self._scan = 0  # where the next delimiter search resumes
@@ -42,9 +43,10 @@ class ByteBuffer:
                 grown = bytearray(max(2 * len(self._buf), size + min_free))
                 grown[:size] = self._buf[self._start : self._end]
                 self._buf = grown
+                self._view = memoryview(grown)
             self._scan = max(0, self._scan - self._start)
             self._start, self._end = 0, size
-        return memoryview(self._buf)[self._end :]
+        return self._view[self._end :]
 
     def commit(self, count: int) -> None:
         """Mark ``count`` bytes written into the last :meth:`writable` view as received."""
@@ -60,7 +62,7 @@ class ByteBuffer:
         """Remove and return up to ``count`` bytes from the front."""
         start = self._start
         stop = min(start + count, self._end)
-        out = memoryview(self._buf)[start:stop].tobytes()
+        out = self._view[start:stop].tobytes()
         if stop == self._end:
             self._start = self._end = self._scan = 0
         else:
@@ -72,12 +74,12 @@ class ByteBuffer:
 
     def peek(self) -> bytes:
         """A copy of everything buffered, left in place."""
-        return memoryview(self._buf)[self._start : self._end].tobytes()
+        return self._view[self._start : self._end].tobytes()
 
     def take_into(self, target: memoryview) -> int:
         """Move up to ``len(target)`` bytes into ``target``; returns how many."""
         count = min(len(target), len(self))
-        target[:count] = memoryview(self._buf)[self._start : self._start + count]
+        target[:count] = self._view[self._start : self._start + count]
         self._start += count
         if self._start == self._end:
             self._start = self._end = self._scan = 0
@@ -98,4 +100,5 @@ class ByteBuffer:
         """Free the storage if it is empty and bigger than ``keep`` (bounded idle memory)."""
         if self._start == self._end and len(self._buf) > keep:
             self._buf = bytearray()
+            self._view = memoryview(self._buf)
             self._start = self._end = self._scan = 0

@@ -1,0 +1,110 @@
+"""Echo servers for bench_echo.py, one per process: ``python echo_servers.py KIND``.
+
+Prints the listening port on stdout, then serves 127.0.0.1 until killed.
+KIND: sk-aio (socketkit.aio on uvloop), sk-aio-asyncio (socketkit.aio on the default loop),
+uvloop-protocol (bare asyncio.Protocol on uvloop), asyncio-streams (default loop),
+sk-sync (socketkit threaded server), socketserver (ThreadingTCPServer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socketserver
+import sys
+
+
+def announce(port: int) -> None:
+    print(port, flush=True)
+
+
+async def sk_aio() -> None:
+    import socketkit.aio as skio
+
+    async def echo(stream: skio.Stream) -> None:
+        while data := await stream.receive_some():
+            await stream.send_all(data)
+
+    server = await skio.serve(echo, "127.0.0.1:0")
+    announce(server.address.port)
+    await server.serve_forever()
+
+
+class EchoProtocol(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+async def bare_protocol() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(EchoProtocol, "127.0.0.1", 0, backlog=4096)
+    announce(server.sockets[0].getsockname()[1])
+    await server.serve_forever()
+
+
+async def asyncio_streams() -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0, backlog=4096)
+    announce(server.sockets[0].getsockname()[1])
+    await server.serve_forever()
+
+
+def sk_sync() -> None:
+    import socketkit
+
+    def echo(stream: socketkit.Stream) -> None:
+        while data := stream.receive_some():
+            stream.send_all(data)
+
+    server = socketkit.serve(echo, "127.0.0.1:0")
+    announce(server.address.port)
+    server.serve_forever()
+
+
+class EchoHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(65536):
+            self.request.sendall(data)
+
+
+def plain_socketserver() -> None:
+    socketserver.ThreadingTCPServer.daemon_threads = True
+    socketserver.ThreadingTCPServer.request_queue_size = 4096
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), EchoHandler) as server:
+        announce(server.server_address[1])
+        server.serve_forever()
+
+
+def main() -> None:
+    kind = sys.argv[1]
+    if kind == "sk-aio":
+        import uvloop
+
+        uvloop.run(sk_aio())
+    elif kind == "sk-aio-asyncio":
+        asyncio.run(sk_aio())
+    elif kind == "uvloop-protocol":
+        import uvloop
+
+        uvloop.run(bare_protocol())
+    elif kind == "asyncio-protocol":
+        asyncio.run(bare_protocol())
+    elif kind == "asyncio-streams":
+        asyncio.run(asyncio_streams())
+    elif kind == "sk-sync":
+        sk_sync()
+    elif kind == "socketserver":
+        plain_socketserver()
+    else:
+        raise SystemExit(f"unknown kind {kind}")
+
+
+if __name__ == "__main__":
+    main()
