@@ -32,8 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-m", "--max-conns", type=int, metavar="N", help="at most N clients at once (-k)"
     )
-    parser.add_argument("--allow", action="append", metavar="ADDR|CIDR|@FILE",
-                        help="admit only these peers (repeatable; a file holds one per line)")  # fmt: skip
+    parser.add_argument(
+        "--allow",
+        action="append",
+        metavar="ADDR|CIDR|@FILE",
+        help="admit only these peers (repeatable; a file holds one per line)",
+    )
     parser.add_argument(
         "--deny", action="append", metavar="ADDR|CIDR|@FILE", help="refuse these peers"
     )
@@ -41,8 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--broker", action="store_true", help="relay every client's bytes to all other clients"
     )
     parser.add_argument("--chat", action="store_true", help="--broker with nicknames, line by line")
-    parser.add_argument("--udp-session-idle", type=float, default=60.0, metavar="SECS",
-                        help="UDP: forget a peer after SECS without datagrams (default 60)")  # fmt: skip
+    parser.add_argument(
+        "--udp-session-idle",
+        type=float,
+        default=60.0,
+        metavar="SECS",
+        help="UDP: forget a peer after SECS without datagrams (default 60)",
+    )
     add_common_arguments(parser, listening=True)
 
 

@@ -26,7 +26,7 @@ def _entries(values: Iterable[str], option: str) -> list[Network]:
     file with one entry per line (``#`` starts a comment)."""
     nets: list[Network] = []
     for value in values:
-        if value.startswith("@") or "/" in value and not _looks_like_cidr(value):
+        if value.startswith("@") or ("/" in value and not _looks_like_cidr(value)):
             path = value[1:] if value.startswith("@") else value
             try:
                 with open(path, encoding="utf-8") as fh:

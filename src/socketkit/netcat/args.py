@@ -42,8 +42,9 @@ def _positive_int(text: str) -> int:
 def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) -> None:
     add = parser.add_argument
     fam = parser.add_mutually_exclusive_group()
-    fam.add_argument("-4", dest="family", action="store_const", const=4, default=0,
-                     help="IPv4 only")  # fmt: skip
+    fam.add_argument(
+        "-4", dest="family", action="store_const", const=4, default=0, help="IPv4 only"
+    )
     fam.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6 only")
     add("-u", "--udp", action="store_true", help="UDP instead of TCP")
     add("-U", "--unix", metavar="PATH", help="Unix stream socket at PATH instead of HOST PORT")
@@ -59,12 +60,28 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
         action="store_true",
         help="report events as JSON lines on stderr (schema: docs/connect.md)",
     )
-    add("-w", "--wait", dest="connect_timeout", type=_seconds, metavar="SECS",
-        help="connect (and TLS handshake) timeout" if not listening else "TLS handshake timeout")  # fmt: skip
-    add("-i", "--idle-timeout", type=_seconds, metavar="SECS",
-        help="give up after SECS without data in either direction (exit 5)")  # fmt: skip
-    add("-q", "--quit-after", type=_seconds, metavar="SECS",
-        help="after stdin's EOF, end the session SECS later even if the peer has not closed")  # fmt: skip
+    add(
+        "-w",
+        "--wait",
+        dest="connect_timeout",
+        type=_seconds,
+        metavar="SECS",
+        help="connect (and TLS handshake) timeout" if not listening else "TLS handshake timeout",
+    )
+    add(
+        "-i",
+        "--idle-timeout",
+        type=_seconds,
+        metavar="SECS",
+        help="give up after SECS without data in either direction (exit 5)",
+    )
+    add(
+        "-q",
+        "--quit-after",
+        type=_seconds,
+        metavar="SECS",
+        help="after stdin's EOF, end the session SECS later even if the peer has not closed",
+    )
     add("-C", "--crlf", action="store_true", help="send LF line endings as CRLF")
     direction = parser.add_mutually_exclusive_group()
     direction.add_argument(
@@ -78,11 +95,19 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
         choices=["shutdown", "close", "keep"],
         help="what stdin's EOF does (default shutdown)",
     )
-    add("--on-peer-eof", choices=["exit", "stay"],
-        help=f"what the peer's EOF does (default {'exit' if listening else 'stay'})")  # fmt: skip
+    add(
+        "--on-peer-eof",
+        choices=["exit", "stay"],
+        help=f"what the peer's EOF does (default {'exit' if listening else 'stay'})",
+    )
     add("--eof-preset", choices=["nc", "ncat", "socat"], help="EOF behaviour of another netcat")
-    add("--hex-dump", nargs="?", const="-", metavar="FILE",
-        help="hex dump of both directions ('>' sent, '<' received) to stderr or FILE")  # fmt: skip
+    add(
+        "--hex-dump",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="hex dump of both directions ('>' sent, '<' received) to stderr or FILE",
+    )
     add(
         "-o",
         "--output",
@@ -90,8 +115,13 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
         help="append the session's bytes (both directions) to FILE",
     )
     ex = parser.add_mutually_exclusive_group()
-    ex.add_argument("-e", "--exec", dest="exec_cmd", metavar="CMD",
-                    help="run CMD (split like a shell would, no shell) with its stdin/stdout on the connection")  # fmt: skip
+    ex.add_argument(
+        "-e",
+        "--exec",
+        dest="exec_cmd",
+        metavar="CMD",
+        help="run CMD (split like a shell, no shell) with stdin/stdout on the connection",
+    )
     ex.add_argument(
         "-c", "--sh-exec", metavar="CMD", help="run CMD with /bin/sh -c, stdio on the connection"
     )
@@ -114,8 +144,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
         tls.add_argument(
             "--sni", metavar="NAME", help="server name to send and verify (default: HOST)"
         )
-    add("-s", "--source", metavar="ADDR",
-        help="local address to listen on" if listening else "source address to connect from")  # fmt: skip
+    add(
+        "-s",
+        "--source",
+        metavar="ADDR",
+        help="local address to listen on" if listening else "source address to connect from",
+    )
     if not listening:
         add("-p", "--source-port", type=int, metavar="PORT", help="source port to connect from")
     add("--force-copy", action="store_true", help=argparse.SUPPRESS)

@@ -82,4 +82,4 @@ def run_exec_session(conn: Conn, opts: NetcatOptions, reporter: Reporter, tap: T
         return status
     finally:
         conn.close()
-        closed(reporter, conn, sent, received, time.monotonic() - started, error)
+        closed(reporter, conn, sent, received, time.monotonic() - started, error=error)

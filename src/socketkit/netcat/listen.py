@@ -8,9 +8,9 @@ import select
 import socket
 import ssl
 
+from .._addr import format_sockaddr
 from .._errors import TLSError
 from .._sockets import cleanup_unix_path
-from .._addr import format_sockaddr
 from .access import AccessList
 from .conn import Conn
 from .net import open_tcp_listeners, open_udp_listener
@@ -44,8 +44,12 @@ def run_listen(opts: NetcatOptions, reporter: Reporter) -> int:
             if opts.keep_open or opts.broker or opts.chat:
                 from .hub import serve_many
 
-                return serve_many(listeners, opts, reporter, access, tap, ctx)
-            return _serve_one(listeners, opts, reporter, access, tap, ctx)
+                return serve_many(
+                    listeners, opts=opts, reporter=reporter, access=access, tap=tap, ctx=ctx
+                )
+            return _serve_one(
+                listeners, opts=opts, reporter=reporter, access=access, tap=tap, ctx=ctx
+            )
         finally:
             for sock in listeners:
                 cleanup_unix_path(sock)
@@ -102,6 +106,7 @@ def admit(sock: socket.socket, addr: object, access: AccessList, reporter: Repor
 
 def _serve_one(
     listeners: list[socket.socket],
+    *,
     opts: NetcatOptions,
     reporter: Reporter,
     access: AccessList,

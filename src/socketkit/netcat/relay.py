@@ -193,9 +193,9 @@ class Relay:
                         f"on the connection with {self.conn.peer}"
                     )
         finally:
-            for pump in (self.up, self.down):
-                if pump is not None:
-                    pump.close()
+            for done in (self.up, self.down):
+                if done is not None:
+                    done.close()
         return RelayResult(self.sent, self.received, reason)
 
     @property
@@ -224,9 +224,11 @@ class Relay:
         except SpliceUnsupported:
             pump.close()
             if pump is self.up:
-                self.up = pump = self._make_up(pump.src_fd, allow_fast=False)
+                pump = self._make_up(pump.src_fd, allow_fast=False)
+                self.up = pump
             else:
-                self.down = pump = self._make_down(pump.dst_fd, allow_fast=False)
+                pump = self._make_down(pump.dst_fd, allow_fast=False)
+                self.down = pump
             moved = pump.step()
         if pump.eof:
             if pump is self.up:

@@ -19,12 +19,15 @@ __all__ = ["announce", "relay_session"]
 def announce(event: str, conn: Conn, reporter: Reporter, **extra: Any) -> None:
     """Report ``connected``/``accepted`` (and, for TLS, what was negotiated)."""
     info = conn.tls_info()
-    verb = "connected to" if event == "connected" else "accepted"
+    kind = conn.proto + (" TLS" if info else "")
+    text = (
+        f"connected to {conn.peer} ({kind}) from {conn.local}"
+        if event == "connected"
+        else f"accepted {kind} connection from {conn.peer} on {conn.local}"
+    )
     reporter.event(
         event,
-        f"{verb} {conn.peer} ({conn.proto}{', TLS' if info else ''}) from {conn.local}"
-        if event == "connected"
-        else f"{verb} {conn.proto}{' TLS' if info else ''} connection from {conn.peer} on {conn.local}",
+        text,
         proto=conn.proto,
         local=conn.local,
         remote=conn.peer,
@@ -66,7 +69,7 @@ def relay_session(
         raise
     finally:
         conn.close()
-        closed(reporter, conn, relay.sent, relay.received, time.monotonic() - started, error)
+        closed(reporter, conn, relay.sent, relay.received, time.monotonic() - started, error=error)
 
 
 def closed(
@@ -75,6 +78,7 @@ def closed(
     sent: int,
     received: int,
     duration: float,
+    *,
     error: str | None = None,
 ) -> None:
     reporter.event(

@@ -1,0 +1,464 @@
+"""``listen -k``: many clients at once, in one poll loop.
+
+* plain ``-k``: stdin goes to every client; every client's bytes go to stdout.
+* ``--broker``: every client's bytes go to every *other* client (stdin/stdout unused).
+* ``--chat``: ``--broker`` line by line, each line prefixed with the sender's nickname.
+* ``-e``/``-c``: a program per client (threads; see :mod:`.execs`).
+
+Robustness (ANCHORS.md §3.9, nmap #2827): a client that resets or vanishes mid-message only
+ends its own session; each client's queue is bounded and a client that falls further behind is
+disconnected with a warning (memory stays bounded); stdin is not read while any client's queue
+is above the high-water mark, so no stdin byte is ever dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+from .._addr import format_sockaddr
+from .._errors import SocketkitError
+from .access import AccessList
+from .conn import Conn
+from .options import NetcatOptions
+from .report import Reporter
+from .session import announce, closed
+from .tap import Tap
+from .tls import server_wrap
+
+__all__ = ["serve_many"]
+
+#: Stop reading stdin while any client has this much queued (backpressure, nothing dropped).
+HIGH_WATER = 1 << 20
+#: A broker client further behind than this is disconnected: one stalled reader must not make
+#: the hub's memory grow without bound.
+MAX_BACKLOG = 8 << 20
+#: Longest chat line kept while waiting for its newline; longer lines are sent in pieces.
+MAX_CHAT_LINE = 64 * 1024
+READ_CHUNK = 256 * 1024
+
+
+def serve_many(
+    listeners: list[socket.socket],
+    *,
+    opts: NetcatOptions,
+    reporter: Reporter,
+    access: AccessList,
+    tap: Tap,
+    ctx: ssl.SSLContext | None,
+) -> int:
+    """Serve clients until interrupted (or, with ``--on-stdin-eof close``, stdin's EOF)."""
+    if opts.executes:
+        return _ExecServer(
+            listeners, opts=opts, reporter=reporter, access=access, tap=tap, ctx=ctx
+        ).run()
+    return Hub(listeners, opts=opts, reporter=reporter, access=access, tap=tap, ctx=ctx).run()
+
+
+def _accept_all(
+    listener: socket.socket,
+    access: AccessList,
+    reporter: Reporter,
+    count: Callable[[], int],
+    max_conns: int | None,
+) -> list[tuple[socket.socket, object]]:
+    """Accept every pending connection; drop denied ones and those over ``--max-conns``."""
+    from .listen import admit
+
+    accepted: list[tuple[socket.socket, object]] = []
+    while True:
+        try:
+            sock, addr = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return accepted
+        except OSError as exc:  # EMFILE, ECONNABORTED: report, keep serving
+            reporter.warning(f"accept failed: {exc.strerror}")
+            return accepted
+        if not admit(sock, addr, access, reporter):
+            continue
+        if max_conns is not None and count() + len(accepted) >= max_conns:
+            shown = format_sockaddr(addr)
+            reporter.event(
+                "rejected", f"rejected {shown}: --max-conns {max_conns} reached", remote=shown
+            )
+            sock.close()
+            continue
+        accepted.append((sock, addr))
+
+
+class _Client:
+    __slots__ = ("conn", "line", "name", "out", "read_done", "received", "sent", "started")
+
+    def __init__(self, conn: Conn, name: str) -> None:
+        self.conn = conn
+        self.name = name
+        self.out = bytearray()
+        self.line = bytearray()
+        self.read_done = False
+        self.sent = 0
+        self.received = 0
+        self.started = time.monotonic()
+
+
+class Hub:
+    def __init__(
+        self,
+        listeners: list[socket.socket],
+        *,
+        opts: NetcatOptions,
+        reporter: Reporter,
+        access: AccessList,
+        tap: Tap,
+        ctx: ssl.SSLContext | None,
+    ) -> None:
+        self.opts = opts
+        self.reporter = reporter
+        self.access = access
+        self.tap = tap if tap.active else None
+        self.ctx = ctx
+        self.relaying = opts.broker or opts.chat
+        self.sel = selectors.PollSelector()
+        self.listeners = listeners
+        for sock in listeners:
+            sock.setblocking(False)
+            self.sel.register(sock, selectors.EVENT_READ, "listen")
+        self.clients: dict[int, _Client] = {}
+        self.stdin_open = not self.relaying and not opts.recv_only
+        self.stdin_paused = False
+        if self.stdin_open:
+            self.sel.register(0, selectors.EVENT_READ, "stdin")
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._handshaken: queue.SimpleQueue[tuple[ssl.SSLSocket, str]] = queue.SimpleQueue()
+        self._handshaking = 0
+        self._serial = 0
+        self._buf = bytearray(READ_CHUNK)
+        self._view = memoryview(self._buf)
+        self._stop = False
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def _count(self) -> int:
+        return len(self.clients) + self._handshaking
+
+    def _add(self, conn: Conn) -> None:
+        conn.set_blocking(False)
+        self._serial += 1
+        client = _Client(conn, f"user{self._serial}")
+        self.clients[conn.fd] = client
+        self.sel.register(conn.fd, selectors.EVENT_READ, client)
+        announce("accepted", conn, self.reporter, clients=len(self.clients))
+        if self.opts.chat:
+            self._broadcast(
+                f"<announce> {conn.peer} is connected as <{client.name}>.\n".encode(), client
+            )
+            self._queue(client, f"<announce> you are <{client.name}>.\n".encode())
+        if (
+            not self.stdin_open
+            and not self.relaying
+            and self.opts.policy.on_stdin_eof == "shutdown"
+        ):
+            client.conn.shutdown_write()
+
+    def _drop(self, client: _Client, error: str | None = None) -> None:
+        fd = client.conn.fd
+        if self.clients.pop(fd, None) is None:
+            return
+        try:
+            self.sel.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+        client.conn.close()
+        closed(
+            self.reporter,
+            client.conn,
+            client.sent,
+            client.received,
+            time.monotonic() - client.started,
+            error=error,
+        )
+        if self.opts.chat:
+            self._broadcast(f"<announce> <{client.name}> has left.\n".encode(), None)
+        self._update_stdin()
+
+    def _queue(self, client: _Client, data: bytes) -> None:
+        if client.conn.fd not in self.clients:
+            return
+        if len(client.out) + len(data) > MAX_BACKLOG:
+            self.reporter.warning(
+                f"{client.conn.peer} fell more than {MAX_BACKLOG >> 20} MiB behind: disconnected"
+            )
+            self._drop(client, "too far behind")
+            return
+        was_empty = not client.out
+        client.out += data
+        if was_empty:
+            self._flush(client)
+
+    def _broadcast(self, data: bytes, sender: _Client | None) -> None:
+        for client in list(self.clients.values()):
+            if client is not sender:
+                self._queue(client, data)
+
+    def _set_events(self, client: _Client) -> None:
+        events = 0 if client.read_done else selectors.EVENT_READ
+        if client.out:
+            events |= selectors.EVENT_WRITE
+        if events == 0:
+            events = selectors.EVENT_READ  # poll must watch something; reads are ignored
+        try:
+            self.sel.modify(client.conn.fd, events, client)
+        except (KeyError, ValueError):
+            pass
+
+    def _update_stdin(self) -> None:
+        if not self.stdin_open:
+            return
+        behind = any(len(c.out) > HIGH_WATER for c in self.clients.values())
+        if behind and not self.stdin_paused:
+            self.sel.unregister(0)
+            self.stdin_paused = True
+        elif not behind and self.stdin_paused:
+            self.sel.register(0, selectors.EVENT_READ, "stdin")
+            self.stdin_paused = False
+
+    # -- I/O --------------------------------------------------------------------------------
+    def _flush(self, client: _Client) -> None:
+        while client.out:
+            try:
+                n = client.conn.send(memoryview(client.out)[: 4 << 20])
+            except BlockingIOError:
+                break
+            except (SocketkitError, OSError) as exc:
+                self._drop(client, str(exc))
+                return
+            client.sent += n
+            del client.out[:n]
+        if not client.out and not self.stdin_open and not self.relaying:
+            if self.opts.policy.on_stdin_eof == "shutdown":
+                try:
+                    client.conn.shutdown_write()
+                except SocketkitError:
+                    pass
+            if client.read_done:
+                self._drop(client)
+                return
+        self._set_events(client)
+        self._update_stdin()
+
+    def _read_client(self, client: _Client) -> None:
+        budget = 16 << 20
+        while budget > 0 and client.conn.fd in self.clients:
+            try:
+                n = client.conn.recv_into(self._view)
+            except BlockingIOError:
+                return
+            except (SocketkitError, OSError) as exc:
+                self._drop(client, str(exc))
+                return
+            if n == 0:
+                self._client_eof(client)
+                return
+            budget -= n
+            client.received += n
+            chunk = self._view[:n]
+            if self.opts.chat:
+                self._chat(client, bytes(chunk))
+            elif self.opts.broker:
+                self._broadcast(bytes(chunk), client)
+            else:
+                if self.tap is not None:
+                    self.tap.received(chunk)
+                _write_all(1, chunk)
+
+    def _chat(self, client: _Client, data: bytes) -> None:
+        client.line += data
+        while True:
+            end = client.line.find(b"\n")
+            if end < 0:
+                if len(client.line) > MAX_CHAT_LINE:
+                    end = MAX_CHAT_LINE - 1
+                else:
+                    return
+            line = bytes(client.line[: end + 1])
+            del client.line[: end + 1]
+            if not line.endswith(b"\n"):
+                line += b"\n"
+            self._broadcast(f"<{client.name}> ".encode() + line, client)
+
+    def _client_eof(self, client: _Client) -> None:
+        if self.opts.chat and client.line:
+            self._broadcast(f"<{client.name}> ".encode() + bytes(client.line) + b"\n", client)
+            client.line.clear()
+        if self.relaying or not self.stdin_open or self.opts.policy.on_peer_eof == "exit":
+            self._drop(client)
+            return
+        client.read_done = True  # keep sending stdin to it until stdin's EOF
+        self._set_events(client)
+
+    def _read_stdin(self) -> None:
+        try:
+            data = os.read(0, READ_CHUNK)
+        except OSError as exc:
+            raise OSError(f"cannot read stdin: {exc.strerror}") from exc
+        if data:
+            if self.tap is not None:
+                self.tap.sent(memoryview(data))
+            self._broadcast(data, None)
+            return
+        self.stdin_open = False
+        if not self.stdin_paused:
+            self.sel.unregister(0)
+        policy = self.opts.policy.on_stdin_eof
+        if policy == "close":
+            self._stop = True
+            return
+        for client in list(self.clients.values()):
+            self._flush(client)
+
+    def _accept(self, listener: socket.socket) -> None:
+        for sock, addr in _accept_all(
+            listener, self.access, self.reporter, self._count, self.opts.max_conns
+        ):
+            if self.ctx is None:
+                self._add(Conn(sock))
+                continue
+            self._handshaking += 1
+            threading.Thread(
+                target=self._handshake, args=(sock, format_sockaddr(addr)), daemon=True
+            ).start()
+
+    def _handshake(self, sock: socket.socket, shown: str) -> None:
+        assert self.ctx is not None
+        try:
+            wrapped = server_wrap(sock, self.ctx, self.opts.connect_timeout)
+        except SocketkitError as exc:
+            sock.close()
+            self.reporter.warning(f"{shown}: {exc}", remote=shown)
+            self._handshaken.put((None, shown))  # type: ignore[arg-type]
+        else:
+            self._handshaken.put((wrapped, shown))
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def _take_handshakes(self) -> None:
+        try:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                wrapped, _shown = self._handshaken.get_nowait()
+            except queue.Empty:
+                return
+            self._handshaking -= 1
+            if wrapped is not None:
+                self._add(Conn(wrapped))
+
+    def run(self) -> int:
+        try:
+            while not self._stop:
+                pending = [c for c in self.clients.values() if c.conn.pending()]
+                for client in pending:
+                    self._read_client(client)
+                for key, events in self.sel.select(None if not pending else 0):
+                    data = key.data
+                    if data == "listen":
+                        self._accept(key.fileobj)  # type: ignore[arg-type]
+                    elif data == "stdin":
+                        self._read_stdin()
+                    elif data == "wake":
+                        self._take_handshakes()
+                    elif isinstance(data, _Client):
+                        if data.conn.fd not in self.clients:
+                            continue
+                        if events & selectors.EVENT_WRITE:
+                            self._flush(data)
+                        if events & selectors.EVENT_READ and not data.read_done:
+                            self._read_client(data)
+            return 0
+        finally:
+            for client in list(self.clients.values()):
+                self._drop(client)
+            self.sel.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        try:
+            n = os.write(fd, data)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OSError(f"cannot write stdout: {exc.strerror}") from exc
+        data = data[n:]
+
+
+class _ExecServer:
+    """``-k -e CMD``: accept in this thread; each client gets a thread that runs (and reaps)
+    its program."""
+
+    def __init__(
+        self,
+        listeners: list[socket.socket],
+        *,
+        opts: NetcatOptions,
+        reporter: Reporter,
+        access: AccessList,
+        tap: Tap,
+        ctx: ssl.SSLContext | None,
+    ) -> None:
+        self.listeners = listeners
+        self.opts = opts
+        self.reporter = reporter
+        self.access = access
+        self.tap = tap
+        self.ctx = ctx
+        self._active = 0
+        self._lock = threading.Lock()
+
+    def _count(self) -> int:
+        with self._lock:
+            return self._active
+
+    def run(self) -> int:
+        from .listen import accept_ready
+
+        for sock in self.listeners:
+            sock.setblocking(False)
+        while True:
+            for listener in accept_ready(self.listeners):
+                for sock, addr in _accept_all(
+                    listener, self.access, self.reporter, self._count, self.opts.max_conns
+                ):
+                    sock.setblocking(True)
+                    with self._lock:
+                        self._active += 1
+                    threading.Thread(
+                        target=self._serve, args=(sock, format_sockaddr(addr)), daemon=True
+                    ).start()
+
+    def _serve(self, sock: socket.socket, shown: str) -> None:
+        from .execs import run_exec_session
+
+        try:
+            if self.ctx is not None:
+                sock = server_wrap(sock, self.ctx, self.opts.connect_timeout)
+            conn = Conn(sock)
+            announce("accepted", conn, self.reporter)
+            run_exec_session(conn, self.opts, self.reporter, self.tap)
+        except (SocketkitError, OSError) as exc:
+            sock.close()
+            self.reporter.warning(f"{shown}: {exc}", remote=shown)
+        finally:
+            with self._lock:
+                self._active -= 1

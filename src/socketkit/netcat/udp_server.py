@@ -1,0 +1,267 @@
+"""``listen -u``: UDP "sessions", one per peer address, demultiplexed in user space.
+
+UDP has no connections, so a netcat listener must invent them (ANCHORS.md §3.6; nmap #1223,
+#3320): every datagram is keyed by its source address. Without ``-k`` the first admitted peer
+owns the listener (later peers are ignored, as with nc/ncat). With ``-k`` any number of peers
+are served at once: stdin goes to every live peer, and with ``-e``/``-c`` each peer gets its
+own program whose output goes back to that peer only. A peer silent for
+``--udp-session-idle`` seconds is forgotten (its program sees EOF).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import time
+
+from .._addr import format_sockaddr
+from .._errors import SocketkitError, SocketkitTimeout
+from .access import AccessList
+from .options import NetcatOptions
+from .report import Reporter
+from .tap import Tap
+
+__all__ = ["UdpServer"]
+
+#: Largest UDP payload (IPv4: 65535 - 20 - 8).
+MAX_DATAGRAM = 65507
+#: Peers remembered as denied, so each is reported once (bounded: a spoofed flood cannot
+#: grow it without limit).
+MAX_DENIED_MEMORY = 4096
+
+
+class _Session:
+    __slots__ = ("addr", "child", "last", "received", "sent", "shown", "started")
+
+    def __init__(self, addr: tuple[object, ...], now: float) -> None:
+        self.addr = addr
+        self.shown = format_sockaddr(addr)
+        self.last = now
+        self.started = now
+        self.received = 0
+        self.sent = 0
+        self.child: subprocess.Popen[bytes] | None = None
+
+
+class UdpServer:
+    def __init__(
+        self,
+        sock: socket.socket,
+        opts: NetcatOptions,
+        reporter: Reporter,
+        access: AccessList,
+        tap: Tap,
+    ) -> None:
+        self.sock = sock
+        self.opts = opts
+        self.reporter = reporter
+        self.access = access
+        self.tap = tap if tap.active else None
+        self.sessions: dict[tuple[object, ...], _Session] = {}
+        self.by_child_fd: dict[int, _Session] = {}
+        self.denied: set[tuple[object, ...]] = set()
+        self.locked = False  # without -k: a peer has taken the listener
+        self.stdin_open = not opts.recv_only
+        self.quit_deadline: float | None = None
+        self._buf = bytearray(MAX_DATAGRAM + 1)
+        self._view = memoryview(self._buf)
+
+    # -- sessions -------------------------------------------------------------------------
+    def _session_for(self, addr: tuple[object, ...], now: float) -> _Session | None:
+        session = self.sessions.get(addr)
+        if session is not None:
+            return session
+        if addr in self.denied:
+            return None
+        shown = format_sockaddr(addr)
+        if not self.access.admits(str(addr[0])):
+            if len(self.denied) < MAX_DENIED_MEMORY:
+                self.denied.add(addr)
+            self.reporter.event("denied", f"denied datagrams from {shown}", remote=shown)
+            return None
+        if not self.opts.keep_open and self.locked:
+            return None  # nc/ncat: the first peer owns a listener without -k
+        if self.opts.max_conns is not None and len(self.sessions) >= self.opts.max_conns:
+            self.reporter.event("rejected", f"rejected {shown}: --max-conns reached", remote=shown)
+            return None
+        session = _Session(addr, now)
+        self.sessions[addr] = session
+        self.locked = True
+        self.reporter.event(
+            "accepted",
+            f"UDP session with {shown}",
+            proto="udp",
+            local=format_sockaddr(self.sock.getsockname()),
+            remote=shown,
+            tls=None,
+        )
+        if self.opts.executes:
+            from .execs import child_argv
+
+            argv = child_argv(self.opts)
+            try:
+                child = subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
+                )
+            except OSError as exc:
+                raise SocketkitError(f"cannot run {argv[0]}: {exc.strerror}") from exc
+            assert child.stdout is not None
+            session.child = child
+            self.by_child_fd[child.stdout.fileno()] = session
+        return session
+
+    def _end(self, session: _Session, reason: str) -> None:
+        self.sessions.pop(session.addr, None)
+        child = session.child
+        if child is not None:
+            assert child.stdin is not None and child.stdout is not None
+            self.by_child_fd.pop(child.stdout.fileno(), None)
+            try:
+                child.stdin.close()
+            except OSError:
+                pass
+            try:
+                child.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            child.stdout.close()
+        self.reporter.event(
+            "closed",
+            f"UDP session with {session.shown} ended ({reason}): sent {session.sent} bytes, "
+            f"received {session.received} bytes",
+            proto="udp",
+            remote=session.shown,
+            bytes_sent=session.sent,
+            bytes_received=session.received,
+            duration=round(time.monotonic() - session.started, 6),
+            error=None,
+            reason=reason,
+        )
+
+    # -- I/O ------------------------------------------------------------------------------
+    def _send(self, session: _Session, data: bytes | memoryview) -> None:
+        try:
+            self.sock.sendto(data, session.addr)
+            session.sent += len(data)
+        except OSError as exc:
+            self.reporter.warning(f"send to {session.shown}: {exc.strerror}")
+
+    def _on_datagram(self, now: float) -> None:
+        for _ in range(64):  # drain a burst, bounded
+            try:
+                n, addr = self.sock.recvfrom_into(self._view, MAX_DATAGRAM + 1, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except ConnectionRefusedError:
+                continue  # an ICMP error for an earlier reply: not ours to act on
+            session = self._session_for(addr, now)
+            if session is None:
+                continue
+            session.last = now
+            session.received += n
+            chunk = self._view[:n]
+            if session.child is not None:
+                assert session.child.stdin is not None
+                try:
+                    session.child.stdin.write(chunk)
+                    session.child.stdin.flush()
+                except OSError:
+                    self._end(session, "program closed its input")
+                continue
+            if self.opts.send_only:
+                continue
+            if self.tap is not None:
+                self.tap.received(chunk)
+            _write_all(1, chunk)
+
+    def _on_child_output(self, fd: int) -> None:
+        session = self.by_child_fd.get(fd)
+        if session is None:
+            return
+        data = os.read(fd, MAX_DATAGRAM)
+        if not data:
+            self._end(session, "program exited")
+            return
+        if self.tap is not None:
+            self.tap.sent(memoryview(data))
+        self._send(session, data)
+
+    def _on_stdin(self) -> bool:
+        """Read one chunk of stdin and send it to every session; False at EOF."""
+        data = os.read(0, 16384)
+        if not data:
+            return False
+        if self.tap is not None:
+            self.tap.sent(memoryview(data))
+        for session in list(self.sessions.values()):
+            self._send(session, data)
+        return True
+
+    def run(self) -> int:
+        opts = self.opts
+        self.sock.setblocking(False)
+        poller = select.poll()
+        last_activity = time.monotonic()
+        try:
+            while True:
+                now = time.monotonic()
+                for session in list(self.sessions.values()):
+                    if now - session.last >= opts.udp_session_idle:
+                        self._end(session, "idle")
+                        if not opts.keep_open:
+                            return 0
+                fds = {self.sock.fileno(): select.POLLIN}
+                read_stdin = self.stdin_open and bool(self.sessions) and not opts.executes
+                if read_stdin:
+                    fds[0] = select.POLLIN
+                for fd in self.by_child_fd:
+                    fds[fd] = select.POLLIN
+                poller = select.poll()
+                for fd, ev in fds.items():
+                    poller.register(fd, ev)
+                deadlines = [s.last + opts.udp_session_idle for s in self.sessions.values()]
+                if opts.idle_timeout is not None:
+                    deadlines.append(last_activity + opts.idle_timeout)
+                if self.quit_deadline is not None:
+                    deadlines.append(self.quit_deadline)
+                timeout = -1 if not deadlines else max(0, int((min(deadlines) - now) * 1000) + 1)
+                fired = poller.poll(timeout)
+                now = time.monotonic()
+                for fd, _ev in fired:
+                    last_activity = now
+                    if fd == self.sock.fileno():
+                        self._on_datagram(now)
+                    elif fd == 0:
+                        if not self._on_stdin():
+                            self.stdin_open = False
+                            if opts.policy.on_stdin_eof == "close":
+                                return 0
+                            if opts.policy.quit_after is not None:
+                                self.quit_deadline = now + opts.policy.quit_after
+                    else:
+                        self._on_child_output(fd)
+                if not opts.keep_open and self.locked and not self.sessions:
+                    return 0  # the one session ended (its program exited)
+                if self.quit_deadline is not None and now >= self.quit_deadline:
+                    return 0
+                if opts.idle_timeout is not None and now - last_activity >= opts.idle_timeout:
+                    raise SocketkitTimeout(
+                        f"idle timeout: no datagrams for {opts.idle_timeout:g} s"
+                    )
+        finally:
+            for session in list(self.sessions.values()):
+                self._end(session, "listener closed")
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        try:
+            n = os.write(fd, data)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OSError(f"cannot write stdout: {exc.strerror}") from exc
+        data = data[n:]
