@@ -24,7 +24,7 @@ def _nobody_interpreter() -> str:
         if not candidate:
             continue
         probe = subprocess.run(
-            [*NOBODY, candidate, "-c", "import sys; assert sys.version_info >= (3, 11)"],
+            [*NOBODY, "env", candidate, "-c", "import sys; assert sys.version_info >= (3, 11)"],
             capture_output=True,
             timeout=30,
         )

@@ -92,7 +92,20 @@ def test_tcp_port_filter_yields_exactly_what_tcpdump_sees(tmp_path: Path) -> Non
     port = srv.getsockname()[1]
     ref = tmp_path / "ref.pcap"
     with running(
-        [tcpdump, "-i", "lo", "-w", str(ref), "-U", f"tcp port {port}"],
+        [
+            tcpdump,
+            "-i",
+            "lo",
+            "-w",
+            str(ref),
+            "-U",
+            "--immediate-mode",
+            "-s",
+            "256",
+            "-B",
+            "16384",
+            f"tcp port {port}",
+        ],
         stderr=subprocess.PIPE,
     ) as proc:
         assert proc.stderr is not None

