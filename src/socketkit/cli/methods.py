@@ -154,13 +154,16 @@ def _function_row(owner: str, name: str, func: Callable[..., Any], *, method: bo
     sig = sig.replace(parameters=params)
     plain = [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     required = [p for p in plain if p.default is p.empty]
+    returns = _annotation(sig.return_annotation)
     is_async = inspect.iscoroutinefunction(func)
+    if returns.startswith("Awaitable[") and returns.endswith("]"):  # awaited like a coroutine
+        is_async, returns = True, returns[len("Awaitable[") : -1]
     kind = ("async " if is_async else "") + ("method" if method else "function")
     return Row(
         owner=owner,
         name=name,
         kind=kind,
-        returns=_annotation(sig.return_annotation),
+        returns=returns,
         min_params=len(required),
         max_params=len(plain),
         varargs=len(plain) != len(params),

@@ -49,6 +49,8 @@ CAPTURE_WAIT = 1.5
 RECV_SIZE = 1024
 #: The UDP receive buffer that is too small on purpose, to show MSG_TRUNC.
 SMALL_BUFFER = 512
+#: Terminal width the text output is laid out for.
+WIDTH = 100
 #: Longest bytes value shown in full; longer ones are shown as start + "... (N bytes)".
 SHOW_BYTES = 40
 
@@ -121,8 +123,12 @@ class _Printer:
             self._emit(json.dumps(record))
             return
         who = self._paint(f"{side:<6}", side)
-        head = f"{self.step:>3}  {who}  {call:<34} -> {self._paint(result, 'result')}"
-        self._emit(head)
+        arrow = f"-> {self._paint(result, 'result')}"
+        if 13 + max(34, len(call)) + 4 + len(result) <= WIDTH:
+            self._emit(f"{self.step:>3}  {who}  {call:<34} {arrow}")
+        else:  # too wide for the terminal: the result goes on its own line
+            self._emit(f"{self.step:>3}  {who}  {call}")
+            self._emit(" " * 15 + arrow)
         for piece in _wrap(note, 86):
             self._emit(" " * 13 + self._paint(piece, "note"))
 
@@ -412,7 +418,7 @@ class _Tour:
                 "no connect() needed: every sendto names its destination",
                 fd=cli.fileno(),
             )
-            messages = [b"ping", b"a longer message", b"x" * 1000]
+            messages = [b"ping", b"a longer one", b"x" * 1000]
             for msg in messages:
                 sent = cli.sendto(msg, (host, port))
                 out.call(

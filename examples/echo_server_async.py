@@ -1,0 +1,22 @@
+"""Echo server on asyncio (uvloop when installed): one task per client.
+
+python examples/echo_server_async.py 127.0.0.1:7000
+"""
+
+import sys
+
+import socketkit.aio as skio
+
+
+async def echo(stream: skio.Stream) -> None:
+    while data := await stream.receive_some():  # b"" only at end of stream
+        await stream.send_all(data)
+
+
+async def main(address: str) -> None:
+    async with await skio.serve(echo, address) as server:
+        print(f"listening on {server.address}", flush=True)
+        await server.serve_forever()
+
+
+skio.run(main(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:7000"))
