@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import socket
 import struct
@@ -144,6 +145,16 @@ class DataPath:
                 if queued == 0:
                     break
                 time.sleep(0.002)
+
+    def shutdown_senders(self) -> None:
+        """Send FIN on TCP sending streams, as iperf3's server does by closing them on
+        TEST_END: an iperf3 receiver blocked reading the rest of a block then sees EOF."""
+        if self.params.protocol != "tcp":
+            return
+        for ds in self.streams:
+            if ds.sender:
+                with contextlib.suppress(OSError):
+                    ds.sock.shutdown(socket.SHUT_WR)
 
     def drain_receivers(self) -> None:
         """Read until the receivers have been idle for DRAIN_IDLE, then stop them."""

@@ -61,6 +61,9 @@ STREAM_TIMEOUT = 10.0
 RUN_GRACE = 30.0
 #: A byte- or block-count test may run at most this long.
 MAX_COUNTED_TEST = 3600.0
+#: Against an iperf3 client, stop sending this long before the test's end (see
+#: _wait_test_end): long enough to empty several MiB of socket buffers.
+EARLY_STOP = 0.05
 #: iperf3's MAX_TIME: a day.
 MAX_DURATION = 86400
 #: The accept backlog: large, so bursts of data connections never hit SYN retries
@@ -101,7 +104,9 @@ class _Session:
         self.peer = "{}:{}".format(*sock.getpeername()[:2])
         self.conn = ServerConnection()
         self.ch = ControlChannel(sock, self.conn)
-        self.incoming: queue.Queue[socket.socket] = queue.Queue(maxsize=2 * 128 + 2)
+        # (accept order, socket): sorted before use, so stream ids follow the client's order
+        # even when cookie reads finish out of order.
+        self.incoming: queue.Queue[tuple[int, socket.socket]] = queue.Queue(maxsize=2 * 128 + 2)
         self.expecting = 0
         self.path: DataPath | None = None
         self.params: TestParams | None = None
@@ -127,7 +132,7 @@ class _Session:
             if self.path is not None:
                 self.path.close()
             while not self.incoming.empty():
-                self.incoming.get_nowait().close()
+                self.incoming.get_nowait()[1].close()
             self.sock.close()
         if report is not None:
             self.server._report(report)
@@ -151,6 +156,7 @@ class _Session:
         path = self.path
         path.stop_senders()
         path.wait_acked()
+        path.shutdown_senders()
         path.drain_receivers()
         ch.send(conn.send_exchange_results())
         event = ch.next(CONTROL_TIMEOUT, "the client's results")
@@ -181,20 +187,25 @@ class _Session:
         else:
             self.expecting = count
             self.ch.send(self.conn.send_create_streams())
-            socks = []
+            got: list[tuple[int, socket.socket]] = []
             deadline = time.monotonic() + STREAM_TIMEOUT
-            while len(socks) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    for s in socks:
-                        s.close()
-                    raise SocketkitTimeout(f"only {len(socks)} of {count} data streams arrived")
-                try:
-                    socks.append(self.incoming.get(timeout=min(remaining, 0.2)))
-                except queue.Empty:
-                    if self.ch.poll(0) is not None:
-                        raise ProtocolError("control message while creating streams") from None
-            self.expecting = 0
+            try:
+                while len(got) < count:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise SocketkitTimeout(f"only {len(got)} of {count} data streams arrived")
+                    try:
+                        got.append(self.incoming.get(timeout=min(remaining, 0.2)))
+                    except queue.Empty:
+                        if self.ch.poll(0) is not None:
+                            raise ProtocolError("control message while creating streams") from None
+            except BaseException:
+                for _, s in got:
+                    s.close()
+                raise
+            finally:
+                self.expecting = 0
+            socks = [s for _, s in sorted(got, key=lambda item: item[0])]
         for s in socks:
             if p.window:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, p.window)
@@ -204,13 +215,25 @@ class _Session:
         return [DataStream(i, s, r) for i, s, r in zip(ids, socks, roles, strict=True)]
 
     def _wait_test_end(self, p: TestParams) -> None:
+        start = time.monotonic()
         limit = (p.time + p.omit + RUN_GRACE) if p.time else MAX_COUNTED_TEST
-        deadline = time.monotonic() + limit
+        deadline = start + limit
+        # iperf3 does not count bytes that arrive after it sent TEST_END ("late receive"),
+        # so against an iperf3 client we stop sending a little early and let it read all.
+        early = float("inf")
+        assert self.path is not None
+        sending = any(ds.sender for ds in self.path.streams)
+        if p.time and sending and not p.client_version.startswith("socketkit"):
+            early = start + p.omit + p.time - EARLY_STOP
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 raise SocketkitTimeout("the client never ended the test")
-            event = self.ch.poll(min(remaining, 1.0))
+            if now >= early:
+                self.path.stop_senders()
+                early = float("inf")
+            event = self.ch.poll(max(0.0, min(remaining, 0.5, early - now)))
             if event is None:
                 continue
             if isinstance(event, StateReceived) and event.state is State.TEST_END:
@@ -219,11 +242,11 @@ class _Session:
                 raise SocketkitError("the client terminated the test")
             raise unexpected(event, "TEST_END")
 
-    def offer_stream(self, sock: socket.socket) -> bool:
+    def offer_stream(self, order: int, sock: socket.socket) -> bool:
         if self.expecting <= 0:
             return False
         try:
-            self.incoming.put_nowait(sock)
+            self.incoming.put_nowait((order, sock))
         except queue.Full:
             return False
         return True
@@ -254,6 +277,7 @@ class BenchServer:
         self._sessions: dict[bytes, _Session] = {}
         self._pending = 0
         self._runs = 0
+        self._accepted = 0
         self._closed = threading.Event()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._tcp = socket.socket(family, socket.SOCK_STREAM)
@@ -305,9 +329,12 @@ class BenchServer:
                     log.warning("dropped a connection from %s: too many pending", addr[0])
                     continue
                 self._pending += 1
-            threading.Thread(target=self._handshake, args=(conn,), daemon=True).start()
+            self._accepted += 1
+            threading.Thread(
+                target=self._handshake, args=(conn, self._accepted), daemon=True
+            ).start()
 
-    def _handshake(self, conn: socket.socket) -> None:
+    def _handshake(self, conn: socket.socket, order: int) -> None:
         """Read the cookie and route the connection: a data stream or a new test."""
         peer = "{}:{}".format(*conn.getpeername()[:2])
         try:
@@ -337,7 +364,7 @@ class BenchServer:
             self._pending -= 1
             session = self._sessions.get(cookie)
             if session is not None:
-                if not session.offer_stream(conn):
+                if not session.offer_stream(order, conn):
                     log.warning("refused an unexpected data connection from %s", peer)
                     conn.close()
                 return

@@ -61,11 +61,14 @@ class TcpSender(Mover):
         pacer = Pacer(self.rate) if self.rate else None
         offset = 0
         sendfile = os.sendfile
-        while not self.stop:
-            if check_limits and limits.reached():
-                break
-            if pacer is not None:
-                pacer.wait(stats.bytes)
+        # Stop only between whole blocks: iperf3's receiver reads whole blocks with a blocking
+        # loop (Nread), so a partial last block would leave it waiting for the rest.
+        while offset or not self.stop:
+            if not offset:
+                if check_limits and limits.reached():
+                    break
+                if pacer is not None:
+                    pacer.wait(stats.bytes)
             sent = sendfile(out, fd, offset, length - offset)
             if sent == 0:
                 break
