@@ -99,7 +99,6 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
         snaplen=snaplen,
         buffer_size=max(64, args.buffer_kib) * 1024,
     )
-    status: int = ExitStatus.OK
     try:
         if not args.quiet:
             name = {1: "EN10MB (Ethernet)", 276: "LINUX_SLL2 (Linux cooked v2)"}.get(
@@ -110,29 +109,36 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
                 file=sys.stderr,
                 flush=True,
             )
-        try:
-            if args.write is not None:
-                with _open_output(args.write) as fh:
-                    try:
-                        if args.pcapng:
-                            writer = _writer(fh, cap.linktype, snaplen, args)
+        if args.write is not None:
+            with _open_output(args.write) as fh:
+                try:
+                    if args.pcapng:
+                        writer = _writer(fh, cap.linktype, snaplen, args)
+
+                        def pump() -> None:
                             for pkt in cap:
                                 writer(pkt.ts_ns, pkt.data, pkt.orig_len)
-                        else:
-                            fh.write(pcap_file_header(cap.linktype, snaplen, nanosecond=args.nano))
+                    else:
+                        fh.write(pcap_file_header(cap.linktype, snaplen, nanosecond=args.nano))
+
+                        def pump() -> None:
                             cap.write_pcap(fh, nanosecond=args.nano)
-                        fh.flush()
-                    except OSError as exc:
-                        return _io_error(args.write, exc)
-            else:
-                out = sys.stdout
+
+                    _until_interrupted(cap, pump)
+                    fh.flush()
+                except OSError as exc:
+                    return _io_error(args.write, exc)
+        else:
+            out = sys.stdout
+
+            def pump() -> None:
                 for pkt in cap:
                     out.write(_format(pkt.data, pkt.linktype, pkt.ts_ns, pkt.orig_len, args))
                     if not cap.buffered:
                         out.flush()
-                out.flush()
-        except KeyboardInterrupt:
-            status = ExitStatus.OK  # tcpdump exits 0 on Ctrl-C; the statistics follow
+
+            _until_interrupted(cap, pump)
+            out.flush()
     finally:
         cap.close()
         stats = cap.stats()
@@ -141,7 +147,35 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
             file=sys.stderr,
             flush=True,
         )
-    return status
+    return ExitStatus.OK  # also after Ctrl-C, like tcpdump; the statistics are printed
+
+
+def _until_interrupted(cap: Any, pump: Callable[[], None]) -> None:
+    """Run ``pump``. The first Ctrl-C/SIGTERM only stops the capture: what the kernel already
+    captured is still written (no exception can cut a ring block in half); a second one
+    interrupts at once."""
+    stops = 0
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal stops
+        stops += 1
+        if stops > 1:
+            raise KeyboardInterrupt
+        cap.stop()
+
+    try:
+        old_int = signal.signal(signal.SIGINT, handler)
+        old_term = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: plain Ctrl-C behaviour
+        pump()
+        return
+    try:
+        pump()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
 
 
 # --- reading a file ------------------------------------------------------------

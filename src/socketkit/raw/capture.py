@@ -162,6 +162,12 @@ class Capture:
         _seen, dropped = self._ring.statistics()
         return CaptureStats(self._captured, dropped)
 
+    def stop(self) -> None:
+        """End the capture gracefully: iteration (or :meth:`write_pcap`) goes on only for the
+        packets the kernel has already captured, including the block it is filling (it gets
+        one block timeout to hand it over), then ends. Nothing captured is thrown away."""
+        self._deadline = time.monotonic()
+
     @property
     def buffered(self) -> int:
         """Packets already taken from the ring and not yet delivered by iteration."""
@@ -230,7 +236,7 @@ class Capture:
         partly filled block had its chance to be handed over."""
         tick = max(1, self._block_timeout_ms) * 2
         if self._deadline is None:
-            return 1000
+            return 250  # wake up now and then: stop() may have been called by a signal
         left = self._deadline - time.monotonic()
         if left > 0:
             return max(1, min(1000, int(left * 1000) + 1))
