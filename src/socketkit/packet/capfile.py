@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from .._errors import DecodeError
 from ._chunks import read_more
 from .pcap import PCAP_MAGIC_NS, PCAP_MAGIC_US, read_pcap
 from .pcapng import SHB_TYPE, read_pcapng
 from .record import Record
+from .summary import summary, time_text
 
 __all__ = ["CaptureFile", "open_capture_file"]
 
@@ -41,6 +43,7 @@ class CaptureFile:
         snaplen: int,
         nanosecond: bool,
         records: Iterator[Record],
+        line_batches: Iterator[list[str]] | None = None,
     ) -> None:
         self._fh = fh
         self._owned = owned
@@ -49,12 +52,57 @@ class CaptureFile:
         self.snaplen = snaplen
         self.nanosecond = nanosecond
         self._records = records
+        self._batches = line_batches
+        self._mode: str | None = None
+
+    def _claim(self, mode: str) -> None:
+        if self._mode is None:
+            self._mode = mode
+        elif self._mode != mode:
+            raise ValueError("a CaptureFile is read either as records or as summaries, not both")
 
     def __iter__(self) -> Iterator[Record]:
+        self._claim("records")
         return self._records
 
     def __next__(self) -> Record:
+        self._claim("records")
         return next(self._records)
+
+    def summaries(self) -> Iterator[str]:
+        """Iterate ``summary(data, linktype, ts_ns)`` lines (no newline), one per record, as
+        ``tcpdump -n -S -r`` prints them (time first). For classic pcap the record walk and
+        the fast summary path are fused (no Record objects).
+
+        Raises:
+            DecodeError: as iterating records does (after the lines before the damage).
+            ValueError: the file is already being read as records.
+        """
+        return itertools.chain.from_iterable(self._summary_batches())
+
+    def write_summaries(self, out: TextIO) -> int:
+        """Write every record's summary line (with ``\n``) to ``out``, in blocks: the
+        fastest way to print a capture file (what ``socketkit sniff -r`` does).
+
+        Returns:
+            The number of lines written.
+
+        Raises:
+            DecodeError: a damaged record; every line before it has been written.
+        """
+        count = 0
+        write = out.write
+        for batch in self._summary_batches():
+            count += len(batch)
+            batch.append("")
+            write("\n".join(batch))
+        return count
+
+    def _summary_batches(self) -> Iterator[list[str]]:
+        self._claim("summaries")
+        if self._batches is not None:
+            return self._batches
+        return _batched_lines(self._records)
 
     def close(self) -> None:
         """Close the file if ``open_capture_file`` opened it. Idempotent."""
@@ -71,6 +119,17 @@ class CaptureFile:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _batched_lines(records: Iterator[Record], size: int = 1024) -> Iterator[list[str]]:
+    out: list[str] = []
+    for rec in records:
+        out.append(f"{time_text(rec.ts_ns)} {summary(rec.data, rec.linktype)}")
+        if len(out) >= size:
+            yield out
+            out = []
+    if out:
+        yield out
 
 
 def open_capture_file(path_or_fileobj: str | os.PathLike[str] | BinaryIO) -> CaptureFile:
@@ -98,8 +157,8 @@ def open_capture_file(path_or_fileobj: str | os.PathLike[str] | BinaryIO) -> Cap
         head = read_more(fh, b"", 0, 4)
         magic = head[:4]
         if magic in _PCAP_MAGICS:
-            linktype, snaplen, nano, records = read_pcap(fh, head)
-            return CaptureFile(fh, owned, "pcap", linktype, snaplen, nano, records)
+            linktype, snaplen, nano, records, batches = read_pcap(fh, head)
+            return CaptureFile(fh, owned, "pcap", linktype, snaplen, nano, records, batches)
         if len(magic) == 4 and int.from_bytes(magic, "little") == SHB_TYPE:
             linktype, snaplen, records = read_pcapng(fh, head)
             return CaptureFile(fh, owned, "pcapng", linktype, snaplen, False, records)

@@ -14,19 +14,10 @@ malformed one with ``[|ip: reason]``.
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable
 from datetime import datetime
 
-from .addresses import ipv4_text, ipv6_text
 from .decode import Packet
-from .fields import stack
-from .headers import ICMP as ICMP_H
-from .headers import ICMPV6 as ICMPV6_H
-from .headers import IPV4, IPV6
-from .headers import LINUX_SLL2 as SLL2_H
-from .headers import TCP as TCP_H
-from .headers import UDP as UDP_H
+from .fastpath import FAST_PATHS, SLL_DIRECTION, TCP_FLAGS, no_fast_path
 from .layers import (
     ARP,
     ICMP,
@@ -39,7 +30,6 @@ from .layers import (
     IPv6,
     LinuxSLL,
     LinuxSLL2,
-    tcp_flags_text,
 )
 from .linktype import LinkType
 from .tcpoptions import tcp_options_text
@@ -51,27 +41,29 @@ __all__ = ["format_packet", "summary", "time_text"]
 #: seconds whose HH:MM:SS text is cached; a capture walks forward in time, so a small cache
 #: hits almost always, and clearing it keeps memory bounded.
 _MAX_SECONDS_CACHED = 4096
-_HMS: dict[int, str] = {}
+HMS_CACHE: dict[int, str] = {}
+
+
+def hms_text(sec: int) -> str:
+    """``HH:MM:SS`` of a Unix time in local time (honours ``TZ``), cached."""
+    if len(HMS_CACHE) >= _MAX_SECONDS_CACHED:
+        HMS_CACHE.clear()
+    try:
+        text = datetime.fromtimestamp(sec).strftime("%H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        text = f"[{sec}s]"
+    HMS_CACHE[sec] = text
+    return text
 
 
 def time_text(ts_ns: int) -> str:
     """``HH:MM:SS.uuuuuu`` in local time, as tcpdump prints it (honours ``TZ``)."""
     sec, ns = divmod(ts_ns, 1_000_000_000)
-    hms = _HMS.get(sec)
-    if hms is None:
-        if len(_HMS) >= _MAX_SECONDS_CACHED:
-            _HMS.clear()
-        try:
-            hms = datetime.fromtimestamp(sec).strftime("%H:%M:%S")
-        except (OverflowError, OSError, ValueError):
-            hms = f"[{sec}s]"
-        _HMS[sec] = hms
-    return f"{hms}.{ns // 1000:06d}"
+    return f"{HMS_CACHE.get(sec) or hms_text(sec)}.{ns // 1000:06d}"
 
 
 # --- the object path --------------------------------------------------------------------------
 
-_SLL_DIRECTION = {0: "In", 1: "B", 2: "M", 3: "P", 4: "Out"}
 _ICMP_NAMES = {3: "unreachable", 4: "source quench", 5: "redirect",
                11: "time exceeded in-transit", 12: "parameter problem",
                13: "time stamp request", 14: "time stamp reply"}  # fmt: skip
@@ -85,7 +77,7 @@ _ICMP6_NAMES = {1: "destination unreachable", 2: "packet too big",
 def _tcp_text(tcp: TCP) -> str:
     flags = tcp.flags & 0xFF
     plen = tcp.payload_length
-    parts = [f"Flags [{_FLAGS[flags]}]"]
+    parts = [f"Flags [{TCP_FLAGS[flags]}]"]
     if plen > 0:
         parts.append(f", seq {tcp.seq}:{(tcp.seq + plen) & 0xFFFFFFFF}")
     elif flags & 0x07:
@@ -119,7 +111,7 @@ def format_packet(packet: Packet, ts_ns: int | None = None) -> str:
         elif isinstance(layer, LinuxSLL | LinuxSLL2):
             ethertype = layer.protocol
             link_end = layer.header_length
-            out.append(_SLL_DIRECTION.get(layer.pkttype, f"pkttype {layer.pkttype}") + " ")
+            out.append(SLL_DIRECTION.get(layer.pkttype, f"pkttype {layer.pkttype}") + " ")
         elif isinstance(layer, ARP):
             size = len(data) - layer.offset
             if layer.op == 1:
@@ -200,192 +192,6 @@ def _icmp_text(icmp: ICMP | ICMPV6, net: IPv4 | IPv6) -> str:
     return f"ICMP6, {name}, code {icmp.code}, length {length}"
 
 
-# --- the fast path ------------------------------------------------------------------------------
-
-_FLAGS = tuple(tcp_flags_text(value) for value in range(256))
-
-# One struct per common stack, compiled from the same tables as the object decoder.
-_IP4_TCP, _ = stack(
-    (IPV4, ("len", "src", "dst")),
-    (TCP_H, ("sport", "dport", "seq", "ack", "off", "flags", "win", "urp")),
-)
-_IP4_UDP, _ = stack((IPV4, ("src", "dst")), (UDP_H, ("sport", "dport", "ulen")))
-_IP4_ICMP, _ = stack((IPV4, ("len", "src", "dst")), (ICMP_H, ("type", "code", "id", "seq")))
-_IP6_TCP, _ = stack(
-    (IPV6, ("plen", "src", "dst")),
-    (TCP_H, ("sport", "dport", "seq", "ack", "off", "flags", "win", "urp")),
-)
-_IP6_UDP, _ = stack((IPV6, ("src", "dst")), (UDP_H, ("sport", "dport", "ulen")))
-_IP6_ICMP, _ = stack((IPV6, ("plen", "src", "dst")), (ICMPV6_H, ("type", "code", "id", "seq")))
-_TS = b"\x01\x01\x08\x0a"  # nop, nop, TS: Linux puts it on every segment
-_TSVALS = struct.Struct("!II").unpack_from
-
-_IP4_TCP_U = _IP4_TCP.unpack_from
-_IP4_UDP_U = _IP4_UDP.unpack_from
-_IP4_ICMP_U = _IP4_ICMP.unpack_from
-_IP6_TCP_U = _IP6_TCP.unpack_from
-_IP6_UDP_U = _IP6_UDP.unpack_from
-_IP6_ICMP_U = _IP6_ICMP.unpack_from
-
-
-def _tcp_tail(  # noqa: PLR0917 - hot path: the values come straight from unpack_from
-    data: bytes, at: int, seq: int, ack: int, off: int, flags: int, win: int, urp: int, plen: int
-) -> str | None:
-    """Text after ``Flags``; None when the options are cut (the slow path says so)."""
-    if plen > 0:
-        text = f"Flags [{_FLAGS[flags]}], seq {seq}:{(seq + plen) & 0xFFFFFFFF}"
-    elif flags & 0x07:
-        text = f"Flags [{_FLAGS[flags]}], seq {seq}"
-    else:
-        text = f"Flags [{_FLAGS[flags]}]"
-    text = f"{text}, ack {ack}, win {win}" if flags & 0x10 else f"{text}, win {win}"
-    if flags & 0x20:
-        text = f"{text}, urg {urp}"
-    doff = (off >> 4) * 4
-    if doff > 20:
-        if len(data) < at + doff:
-            return None
-        if doff == 32 and data[at + 20 : at + 24] == _TS:
-            tsval, tsecr = _TSVALS(data, at + 24)
-            return f"{text}, options [nop,nop,TS val {tsval} ecr {tsecr}], length {plen}"
-        return f"{text}, options [{tcp_options_text(data[at + 20 : at + doff])}], length {plen}"
-    return f"{text}, length {plen}"
-
-
-def _fast_ip4(data: bytes, at: int) -> str | None:
-    if data[at] != 0x45 or data[at + 6] & 0x3F or data[at + 7]:  # options or a fragment
-        return None
-    proto = data[at + 9]
-    size = len(data)
-    if proto == 6:
-        if size < at + 40:
-            return None
-        total, src, dst, sport, dport, seq, ack, off, flags, win, urp = _IP4_TCP_U(data, at)
-        doff = (off >> 4) * 4
-        if doff < 20 or total < 20 + doff:
-            return None
-        tail = _tcp_tail(data, at + 20, seq, ack, off, flags, win, urp, total - 20 - doff)
-        if tail is None:
-            return None
-        return f"IP {ipv4_text(src)}.{sport} > {ipv4_text(dst)}.{dport}: {tail}"
-    if proto == 17:
-        if size < at + 28:
-            return None
-        src, dst, sport, dport, ulen = _IP4_UDP_U(data, at)
-        if ulen < 8:
-            return None
-        return f"IP {ipv4_text(src)}.{sport} > {ipv4_text(dst)}.{dport}: UDP, length {ulen - 8}"
-    if proto == 1:
-        if size < at + 28:
-            return None
-        total, src, dst, icmp_type, _code, ident, seq = _IP4_ICMP_U(data, at)
-        if icmp_type == 8:
-            kind = "request"
-        elif icmp_type == 0:
-            kind = "reply"
-        else:
-            return None
-        return (
-            f"IP {ipv4_text(src)} > {ipv4_text(dst)}: ICMP echo {kind}, id {ident}, "
-            f"seq {seq}, length {total - 20}"
-        )
-    return None
-
-
-def _fast_ip6(data: bytes, at: int) -> str | None:
-    if data[at] >> 4 != 6:
-        return None
-    nxt = data[at + 6]
-    size = len(data)
-    if nxt == 6:
-        if size < at + 60:
-            return None
-        plen, src, dst, sport, dport, seq, ack, off, flags, win, urp = _IP6_TCP_U(data, at)
-        doff = (off >> 4) * 4
-        if doff < 20 or plen < doff:
-            return None
-        tail = _tcp_tail(data, at + 40, seq, ack, off, flags, win, urp, plen - doff)
-        if tail is None:
-            return None
-        return f"IP6 {ipv6_text(src)}.{sport} > {ipv6_text(dst)}.{dport}: {tail}"
-    if nxt == 17:
-        if size < at + 48:
-            return None
-        src, dst, sport, dport, ulen = _IP6_UDP_U(data, at)
-        if ulen < 8:
-            return None
-        return f"IP6 {ipv6_text(src)}.{sport} > {ipv6_text(dst)}.{dport}: UDP, length {ulen - 8}"
-    if nxt == 58:
-        if size < at + 48:
-            return None
-        plen, src, dst, icmp_type, _code, ident, seq = _IP6_ICMP_U(data, at)
-        if icmp_type == 128:
-            kind = "request"
-        elif icmp_type == 129:
-            kind = "reply"
-        else:
-            return None
-        return (
-            f"IP6 {ipv6_text(src)} > {ipv6_text(dst)}: ICMP6, echo {kind}, id {ident}, "
-            f"seq {seq}, length {plen}"
-        )
-    return None
-
-
-def _fast_ethernet(data: bytes) -> str | None:
-    if len(data) < 34:
-        return None
-    hi = data[12]
-    if hi == 0x08 and data[13] == 0x00:
-        return _fast_ip4(data, 14)
-    if hi == 0x86 and data[13] == 0xDD and len(data) >= 54:
-        return _fast_ip6(data, 14)
-    return None
-
-
-_SLL2_PROTO = SLL2_H.offsets["pkttype"]
-
-
-def _fast_sll2(data: bytes) -> str | None:
-    if len(data) < 40:
-        return None
-    direction = _SLL_DIRECTION.get(data[_SLL2_PROTO])
-    if direction is None:
-        return None
-    proto = (data[0] << 8) | data[1]
-    if proto == 0x0800:
-        line = _fast_ip4(data, 20)
-    elif proto == 0x86DD and len(data) >= 60:
-        line = _fast_ip6(data, 20)
-    else:
-        return None
-    return None if line is None else f"{direction} {line}"
-
-
-def _fast_raw(data: bytes) -> str | None:
-    if len(data) < 20:
-        return None
-    version = data[0] >> 4
-    if version == 4:
-        return _fast_ip4(data, 0)
-    if version == 6 and len(data) >= 40:
-        return _fast_ip6(data, 0)
-    return None
-
-
-def _fast_none(data: bytes) -> str | None:
-    return None
-
-
-_FAST: dict[int, Callable[[bytes], str | None]] = {
-    LinkType.ETHERNET: _fast_ethernet,
-    LinkType.LINUX_SLL2: _fast_sll2,
-    LinkType.RAW: _fast_raw,
-    LinkType.IPV4: _fast_raw,
-    LinkType.IPV6: _fast_raw,
-}
-
-
 def summary(data: bytes | bytearray | memoryview, linktype: int, ts_ns: int | None = None) -> str:
     """One ``tcpdump -n -S`` style line for a captured packet.
 
@@ -402,15 +208,13 @@ def summary(data: bytes | bytearray | memoryview, linktype: int, ts_ns: int | No
     """
     if type(data) is not bytes:
         data = bytes(data)
-    line = _FAST.get(linktype, _fast_none)(data)
-    if line is None:
-        if linktype not in _DECODABLE:
-            line = f"unknown link type {linktype}, length {len(data)}"
-        else:
-            line = format_packet(Packet(data, linktype))
-    if ts_ns is None:
+    head = "" if ts_ns is None else f"{time_text(ts_ns)} "
+    line = FAST_PATHS.get(linktype, no_fast_path)(data, head)
+    if line is not None:
         return line
-    return f"{time_text(ts_ns)} {line}"
+    if linktype not in _DECODABLE:
+        return f"{head}unknown link type {linktype}, length {len(data)}"
+    return head + format_packet(Packet(data, linktype))
 
 
 _DECODABLE = frozenset(int(value) for value in LinkType)
