@@ -8,6 +8,7 @@ half-close (also over TLS), one error tree, and idempotent close.
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from types import TracebackType
@@ -34,6 +35,8 @@ DEFAULT_RECEIVE_SIZE = 64 * 1024
 #: "No timeout" — wait as long as it takes.
 _NO_TIMEOUT = None
 _UNSET: float = -1.0
+#: ``struct linger {l_onoff=1, l_linger=0}``: close() sends RST and drops unsent data (socket(7)).
+LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 class Stream:
@@ -477,7 +480,7 @@ class Stream:
         if self._closed:
             return
         try:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
         except OSError:
             pass
         self.close()
