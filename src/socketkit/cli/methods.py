@@ -32,11 +32,10 @@ from typing import Any
 from .exit_codes import ExitStatus
 
 SUMMARY = "the socket method table: returns, parameters, purpose"
-DESCRIPTION = (
-    "The socket tutorial's method table, filled in: every public method of Python's "
-    "socket.socket and of socketkit's public API, with its return value, number of parameters "
-    "and a one-line description, all read from the code (signatures, annotations, docstrings)."
-)
+DESCRIPTION = """\
+The socket tutorial's method table, filled in: every public method of Python's
+socket.socket and of socketkit's public API, with its return value, number of parameters
+and a one-line description, all read from the code (signatures, annotations, docstrings)."""
 EPILOG = """examples:
   socketkit methods
   socketkit methods --filter recv

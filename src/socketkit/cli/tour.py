@@ -27,20 +27,20 @@ if TYPE_CHECKING:
     from ..raw.capture import Capture
 
 SUMMARY = "walk the socket tutorial's flow on loopback, step by step"
-DESCRIPTION = (
-    "Walk the socket tutorial's flow on loopback and print every call with its real result: "
-    "a TCP exchange (socket, bind, listen, connect, accept, send/recv, shutdown, close), the "
-    "same job with socketkit's API, and a UDP exchange showing that datagrams keep their "
-    "boundaries and are cut to the receive buffer. With CAP_NET_RAW (root) the TCP exchange "
-    "is also captured on lo and its packets are printed."
-)
+DESCRIPTION = """\
+Walk the socket tutorial's flow on loopback and print every call with its real result:
+a TCP exchange (socket, bind, listen, connect, accept, send/recv, shutdown, close), the
+same job with socketkit's API, and a UDP exchange showing that datagrams keep their
+boundaries and are cut to the receive buffer. With CAP_NET_RAW (root) the TCP exchange
+is also captured on lo and its packets are printed."""
 EPILOG = """examples:
   socketkit tour
   socketkit tour --host ::1
   socketkit tour --json | jq -c 'select(.part == "capture")'
 
 exit codes: 0 ok (also without CAP_NET_RAW: the capture is skipped with a hint),
-1 a step failed (the message says which), 2 usage. See docs/tour.md."""
+1 a step failed (the message says which; a socketkit error has its own code,
+e.g. 5 timeout), 2 usage. See docs/tour.md."""
 
 #: Seconds the capture waits for the TCP exchange's packets before giving up (the exchange
 #: itself takes milliseconds; this bounds the tour's run time if a packet never shows up).
