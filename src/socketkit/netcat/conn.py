@@ -22,15 +22,19 @@ class Conn:
 
     Args:
         sock: a connected ``socket.socket`` or ``ssl.SSLSocket`` (handshake done).
+        peer: the peer's address as shown to users (default: ``getpeername``, which fails
+            once a fast peer has already gone).
         datagram: ``True`` for connected UDP (every read is one datagram).
     """
 
-    def __init__(self, sock: socket.socket, *, datagram: bool = False) -> None:
+    def __init__(
+        self, sock: socket.socket, *, datagram: bool = False, peer: str | None = None
+    ) -> None:
         self.sock = sock
         self.datagram = datagram
         self.tls = isinstance(sock, ssl.SSLSocket)
         self.fd = sock.fileno()
-        self.peer = _name(sock, peer=True)
+        self.peer = peer if peer is not None else _name(sock, peer=True)
         self.local = _name(sock, peer=False)
         self._closed = False
         self._write_shut = False
@@ -88,18 +92,38 @@ class Conn:
     def shutdown_write(self) -> None:
         """Send our EOF (TCP FIN) and keep receiving. Idempotent; a no-op for UDP.
 
-        For TLS this is a TCP-level half-close without close_notify (what ncat does): TLS 1.2
-        and 1.3 have no half-close, and a close_notify would end the peer's sending too.
+        For TLS it is a close_notify alert: in TLS 1.3 that closes only our sending side
+        (RFC 8446 §6.1) and the peer may keep sending; a bare TCP FIN under TLS is a
+        truncation attack to a strict peer (openssl s_server answers with an alert).
         """
         if self._write_shut or self._closed or self.datagram:
             return
         self._write_shut = True
+        if self.tls:
+            self._close_notify()
+            return
         try:
-            # socket.socket.shutdown, not SSLSocket.shutdown: the latter drops the TLS state.
             socket.socket.shutdown(self.sock, socket.SHUT_WR)
         except OSError as exc:
             if exc.errno not in (errno.ENOTCONN, errno.EPIPE, errno.ECONNRESET):
                 raise BrokenStreamError(f"shutdown to {self.peer}: {exc.strerror}") from exc
+
+    def _close_notify(self) -> None:
+        sock = self.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        blocking = sock.getblocking()
+        sock.setblocking(False)
+        try:
+            # SSL_shutdown sends our close_notify; waiting for the peer's is "want read",
+            # and the TLS state stays usable for reading the rest of the peer's data.
+            sock.unwrap()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass
+        except (ssl.SSLError, OSError) as exc:
+            raise translate_os_error(exc, f"close_notify to {self.peer}") from exc
+        finally:
+            if sock.fileno() >= 0:
+                sock.setblocking(blocking)
 
     def close(self) -> None:
         """Close the socket. Idempotent."""

@@ -326,7 +326,7 @@ class Hub:
             listener, self.access, self.reporter, self._count, self.opts.max_conns
         ):
             if self.ctx is None:
-                self._add(Conn(sock))
+                self._add(Conn(sock, peer=format_sockaddr(addr)))
                 continue
             self._handshaking += 1
             threading.Thread(
@@ -355,12 +355,12 @@ class Hub:
             pass
         while True:
             try:
-                wrapped, _shown = self._handshaken.get_nowait()
+                wrapped, shown = self._handshaken.get_nowait()
             except queue.Empty:
                 return
             self._handshaking -= 1
             if wrapped is not None:
-                self._add(Conn(wrapped))
+                self._add(Conn(wrapped, peer=shown))
 
     def run(self) -> int:
         try:
@@ -453,7 +453,7 @@ class _ExecServer:
         try:
             if self.ctx is not None:
                 sock = server_wrap(sock, self.ctx, self.opts.connect_timeout)
-            conn = Conn(sock)
+            conn = Conn(sock, peer=shown)
             announce("accepted", conn, self.reporter)
             run_exec_session(conn, self.opts, self.reporter, self.tap)
         except (SocketkitError, OSError) as exc:

@@ -130,7 +130,7 @@ def _serve_one(
                 except TLSError:
                     sock.close()
                     raise
-            conn = Conn(sock)
+            conn = Conn(sock, peer=format_sockaddr(addr))
             announce("accepted", conn, reporter)
             if opts.executes:
                 from .execs import run_exec_session

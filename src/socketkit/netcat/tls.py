@@ -45,12 +45,18 @@ def client_wrap(
 
 
 def make_server_context(tls: TlsOptions) -> ssl.SSLContext:
-    return server_context(
+    ctx = server_context(
         cert_file=tls.cert_file,
         key_file=tls.key_file,
         alpn=list(tls.alpn) or None,
         client_ca_file=tls.client_ca_file,
     )
+    # No TLS 1.3 session tickets: netcat-style clients (ncat --send-only, scripts) never read
+    # after their handshake, so tickets sit unread in their receive queue and their close()
+    # turns into a TCP RST that destroys the last data in flight. Nobody resumes a netcat
+    # session, so the tickets buy nothing.
+    ctx.num_tickets = 0
+    return ctx
 
 
 def server_wrap(
