@@ -49,6 +49,9 @@ CAPTURE_WAIT = 1.5
 RECV_SIZE = 1024
 #: The UDP receive buffer that is too small on purpose, to show MSG_TRUNC.
 SMALL_BUFFER = 512
+#: Seconds any one socket call may block: loopback answers in microseconds, so hitting this
+#: means something is badly wrong, and the tour says so instead of hanging.
+CALL_TIMEOUT = 2.0
 #: Terminal width the text output is laid out for.
 WIDTH = 100
 #: Longest bytes value shown in full; longer ones are shown as start + "... (N bytes)".
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         raise  # our stdout went away (``| head``): main() exits quietly
     except OSError as exc:
-        raise SocketkitError(f"step {out.step} failed: {exc}") from exc
+        raise SocketkitError(f"step {out.step + 1} failed: {exc}") from exc
     out.flush()
     return ExitStatus.OK
 
@@ -192,6 +195,7 @@ class _Tour:
         )
         with ExitStack() as stack:
             srv = stack.enter_context(socket.socket(self.family, socket.SOCK_STREAM))
+            srv.settimeout(CALL_TIMEOUT)
             out.call(
                 "tcp",
                 "server",
@@ -223,6 +227,7 @@ class _Tour:
                 backlog=8,
             )
             cli = stack.enter_context(socket.socket(self.family, socket.SOCK_STREAM))
+            cli.settimeout(CALL_TIMEOUT)
             out.call(
                 "tcp",
                 "client",
@@ -243,6 +248,7 @@ class _Tour:
             )
             conn, peer = srv.accept()
             stack.enter_context(conn)
+            conn.settimeout(CALL_TIMEOUT)
             out.call(
                 "tcp",
                 "server",
@@ -393,6 +399,8 @@ class _Tour:
             socket.socket(self.family, socket.SOCK_DGRAM) as srv,
             socket.socket(self.family, socket.SOCK_DGRAM) as cli,
         ):
+            srv.settimeout(CALL_TIMEOUT)
+            cli.settimeout(CALL_TIMEOUT)
             out.call(
                 "udp",
                 "server",
