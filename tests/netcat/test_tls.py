@@ -81,8 +81,8 @@ def _expired_cert(base: Path) -> tuple[Path, Path]:
 
 
 def _listen_tls(pki: dict[str, Path], port: int, *extra: str) -> list[str]:
-    return [*SK, "listen", "-v", "--tls", "--tls-cert", str(pki["chain"]), "--tls-key", str(pki["key"]),
-            *extra, "127.0.0.1", str(port)]  # fmt: skip
+    tls = ["--tls", "--tls-cert", str(pki["chain"]), "--tls-key", str(pki["key"])]
+    return [*SK, "listen", "-v", *tls, *extra, "127.0.0.1", str(port)]
 
 
 def test_listen_tls_with_ncat_client(pki: dict[str, Path], tmp_path: Path) -> None:
@@ -120,8 +120,9 @@ def test_listen_tls_with_openssl_s_client(pki: dict[str, Path], tmp_path: Path) 
         started(argv, stdin=subprocess.PIPE, stdout=sink, stderr=subprocess.PIPE) as server,
     ):
         wait_bound(port)
-        client_argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(pki["ca"]),
-                       "-verify_return_error", "-alpn", "h2", "-quiet", "-no_ign_eof"]  # fmt: skip
+        client_argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile",
+                       str(pki["ca"]), "-verify_return_error", "-alpn", "h2", "-quiet",
+                       "-no_ign_eof"]  # fmt: skip
         client = subprocess.run(
             client_argv, input=b"hello over TLS\n", capture_output=True, timeout=30
         )
@@ -146,13 +147,15 @@ def test_listen_tls_ephemeral_certificate_prints_fingerprint() -> None:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-            with ctx.wrap_socket(raw) as tls:
-                der = tls.getpeercert(binary_form=True)
-                assert der is not None
-                digest = hashlib.sha256(der).hexdigest().upper()
-                assert match.group(1).replace(":", "") == digest
-                tls.sendall(b"pinned\n")
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            ctx.wrap_socket(raw) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+            assert der is not None
+            digest = hashlib.sha256(der).hexdigest().upper()
+            assert match.group(1).replace(":", "") == digest
+            tls.sendall(b"pinned\n")
         assert finish(server, 30) == 0
 
 
@@ -193,7 +196,8 @@ def test_connect_tls_to_socat_openssl_listen(pki: dict[str, Path], tmp_path: Pat
     port = free_port()
     data = os.urandom(4 << 20)
     out = tmp_path / "out.bin"
-    listen = f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,cert={pki['chain']},key={pki['key']},verify=0"
+    listen = f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,verify=0,"
+    listen += f"cert={pki['chain']},key={pki['key']}"
     with (
         out.open("wb") as sink,
         started(["socat", "-u", listen, "-"], stdout=sink, stderr=subprocess.PIPE) as server,
