@@ -17,7 +17,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SocketkitError
@@ -96,7 +96,6 @@ class _Printer:
     json_mode: bool
     color: bool
     step: int = 0
-    lines: list[str] = field(default_factory=list)
 
     def _paint(self, text: str, what: str) -> str:
         return f"\x1b[{_COLORS[what]}m{text}\x1b[0m" if self.color else text
