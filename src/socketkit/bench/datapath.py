@@ -85,7 +85,12 @@ class DataPath:
                     gso=gso,
                 )
             return UdpReceiver(
-                ds.sock, stats, length=p.length, counters_64bit=p.udp_counters_64bit, gro=gro
+                ds.sock,
+                stats,
+                length=p.length,
+                counters_64bit=p.udp_counters_64bit,
+                gro=gro,
+                window=p.window,
             )
         if ds.sender:
             return TcpSender(ds.sock, stats, length=p.length, limits=self.limits, rate=p.bandwidth)

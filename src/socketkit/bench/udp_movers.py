@@ -9,6 +9,7 @@ time; without them, one datagram per system call.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import struct
@@ -36,6 +37,10 @@ MAX_SEGMENTS = 64
 #: Largest IPv4 UDP payload; a GSO super-datagram must fit in one (65535 - 20 - 8).
 MAX_GSO_BYTES = 65507
 _INT = struct.Struct("i")
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+#: Receive queue asked for on UDP data sockets unless -w says otherwise (8 MiB: about
+#: 20 ms of 3 Gbit/s).
+UDP_RCVBUF = 8 * 1024 * 1024
 
 
 def gso_segments(length: int) -> int:
@@ -61,6 +66,18 @@ def enable_gro(sock: socket.socket) -> bool:
     except OSError:
         return False
     return True
+
+
+def grow_receive_buffer(sock: socket.socket, size: int = 0) -> None:
+    """Ask for a ``size``-byte receive queue (default UDP_RCVBUF), past ``rmem_max`` when
+    privileged (SO_RCVBUFFORCE): at line rate a 208 KiB default queue holds about 3 GRO
+    batches, and everything behind them is dropped by the kernel."""
+    want = size or UDP_RCVBUF
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, want)
+    except OSError:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, want)
 
 
 def kernel_drops(sock: socket.socket) -> int:
@@ -159,9 +176,12 @@ class UdpReceiver(Mover):
         length: int,
         counters_64bit: bool,
         gro: bool,
+        window: int = 0,
     ) -> None:
         super().__init__(sock, stats)
         stats.udp = UdpReceiveStats()
+        if not window:
+            grow_receive_buffer(sock)
         self.c64 = counters_64bit
         self.gro = gro and enable_gro(sock)
         self.buffer = aligned_buffer(max(65536, length) + 4096)
@@ -203,7 +223,7 @@ class UdpReceiver(Mover):
         )
         ancsize = socket.CMSG_SPACE(_INT.size)
         clock = time.time
-        record = udp.record
+        record, record_run = udp.record, udp.record_run
         while not self.stop:
             n, anc, _flags, _addr = recvmsg_into([buf], ancsize)
             if not n:
@@ -213,6 +233,20 @@ class UdpReceiver(Mover):
                 if level == SOL_UDP and kind == UDP_GRO and len(data) >= _INT.size:
                     seg = _INT.unpack_from(data)[0] or n
             now = clock()
+            count = -(-n // seg)
+            last_off = (count - 1) * seg
+            if count > 1 and n - last_off >= min_len:
+                # Fast path: a GSO batch is one send, numbered consecutively.
+                sent, first = unpack_header(buf, 0, c64)
+                last_sent, last = unpack_header(buf, last_off, c64)
+                if (
+                    last - first == count - 1
+                    and last_sent == sent
+                    and record_run(first, count, sent, now)
+                ):
+                    stats.packets += count
+                    stats.bytes += n
+                    continue
             for off in range(0, n, seg):
                 if n - off < min_len:
                     continue

@@ -105,6 +105,24 @@ class UdpReceiveStats:
             self.jitter += (delta - self.jitter) / 16.0
         self._prev_transit = transit
 
+    def record_run(self, first: int, count: int, sent: float, arrived: float) -> bool:
+        """Account ``count`` datagrams numbered ``first`` .. ``first + count - 1`` that came
+        together (one GRO batch, all stamped ``sent``). Returns False, changing nothing, when
+        the run does not simply continue the sequence; then record them one by one."""
+        if first <= self.packet_count:
+            return False
+        self.errors += first - 1 - self.packet_count
+        self.packet_count = first + count - 1
+        self.received += count
+        transit = arrived - sent
+        if self._prev_transit is not None:
+            # The datagrams of a run share one send time and one arrival time: the first one
+            # moves the jitter estimate; the others have a zero transit difference.
+            self.jitter += (abs(transit - self._prev_transit) - self.jitter) / 16.0
+            self.jitter *= (15.0 / 16.0) ** (count - 1)
+        self._prev_transit = transit
+        return True
+
     @property
     def lost_percent(self) -> float:
         return 100.0 * self.errors / self.packet_count if self.packet_count else 0.0

@@ -1,0 +1,111 @@
+"""Human output: iperf3-style interval lines, or a live bar when stdout is a terminal."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from .results import BenchResult, IntervalReport
+from .units import format_bits, format_bytes
+
+__all__ = ["LiveView", "print_summary"]
+
+BAR_WIDTH = 30
+
+
+class LiveView:
+    """Prints each interval; on a terminal, redraws one progress line instead."""
+
+    def __init__(self, total_seconds: float, *, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.tty = self.out.isatty()
+        self.total = total_seconds
+        self._header = False
+
+    def __call__(self, report: IntervalReport) -> None:
+        if self.tty:
+            frac = min(1.0, report.end / self.total) if self.total else 0.0
+            done = int(frac * BAR_WIDTH)
+            bar = "#" * done + "-" * (BAR_WIDTH - done)
+            self.out.write(
+                f"\r[{bar}] {report.end:6.1f}s  {format_bits(report.bits_per_second):>16}"
+                + ("  (omitted)" if report.omitted else "")
+            )
+            self.out.flush()
+            return
+        if not self._header:
+            self.out.write("[ ID] Interval           Transfer     Bitrate\n")
+            self._header = True
+        tag = " (omitted)" if report.omitted else ""
+        for s in report.streams:
+            self.out.write(
+                f"[{s.id:3d}] {report.start:6.2f}-{report.end:<6.2f} sec  "
+                f"{format_bytes(s.bytes):>12}  {format_bits(s.bits_per_second):>16}"
+                f"{'' if s.sender else '  (received)'}{tag}\n"
+            )
+        if len(report.streams) > 1:
+            self.out.write(
+                f"[SUM] {report.start:6.2f}-{report.end:<6.2f} sec  "
+                f"{format_bytes(report.bytes):>12}  {format_bits(report.bits_per_second):>16}"
+                f"{tag}\n"
+            )
+        self.out.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def print_summary(result: BenchResult, out: TextIO | None = None) -> None:
+    """The end-of-test lines: sender and receiver totals per direction, loss, latency."""
+    w = (out or sys.stdout).write
+    p = result.params
+    udp = p.protocol == "udp"
+    w("- - - - - - - - - - - - - - - - - - - - - - - - -\n")
+    directions = [("", result.sum_sent, result.sum_received)]
+    if result.sum_sent_reverse is not None and result.sum_received_reverse is not None:
+        directions.append((" reverse", result.sum_sent_reverse, result.sum_received_reverse))
+    for label, sent, received in directions:
+        secs = sent.seconds
+        retr = f"  retransmits {sent.retransmits}" if not udp and sent.retransmits >= 0 else ""
+        w(
+            f"[SUM]{label:8} 0.00-{secs:<6.2f} sec  {format_bytes(sent.bytes):>12}  "
+            f"{format_bits(sent.bits_per_second):>16}  sender{retr}\n"
+        )
+        extra = ""
+        if udp:
+            extra = (
+                f"  jitter {received.jitter_ms:.3f} ms  lost {received.lost_packets}/"
+                f"{received.packets} ({received.lost_percent:.2g}%)"
+                f"  out-of-order {received.out_of_order}"
+            )
+        w(
+            f"[SUM]{label:8} 0.00-{secs:<6.2f} sec  {format_bytes(received.bytes):>12}  "
+            f"{format_bits(received.bits_per_second):>16}  receiver{extra}\n"
+        )
+    if udp:
+        drops = [s.kernel_drops for s in result.streams if s.kernel_drops >= 0]
+        if drops:
+            w(f"kernel receive-queue drops: {sum(drops)} (receiver socket statistics)\n")
+        dups = sum(s.duplicates for s in result.streams)
+        if dups:
+            w(f"duplicates: {dups}\n")
+        if any(s.gso for s in result.streams):
+            w("UDP GSO/GRO: on\n")
+    if result.local_rtt_us or result.remote_rtt_us:
+        w(
+            f"TCP RTT (TCP_INFO): client {result.local_rtt_us} us, "
+            f"server {result.remote_rtt_us or 'n/a'} us\n"
+        )
+    if result.latency:
+        lat = result.latency
+        w(
+            f"latency ({int(lat['count'])} round trips of {p.latency_size} B, "
+            f"{p.parallel} in flight): p50 {lat['p50_us']:.1f} us  p90 {lat['p90_us']:.1f} us  "
+            f"p99 {lat['p99_us']:.1f} us  p99.9 {lat['p99_9_us']:.1f} us  "
+            f"max {lat['max_us']:.1f} us\n"
+        )
+    loc, rem = result.cpu_local, result.cpu_remote
+    w(f"CPU utilization: local {loc[0]:.1f}% (user {loc[1]:.1f}%, system {loc[2]:.1f}%), ")
+    w(f"remote {rem[0]:.1f}% (user {rem[1]:.1f}%, system {rem[2]:.1f}%)\n")
