@@ -133,7 +133,9 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
 
             def pump() -> None:
                 for pkt in cap:
-                    out.write(_format(pkt.data, pkt.linktype, pkt.ts_ns, pkt.orig_len, args))
+                    out.write(
+                        _format(pkt.data, pkt.linktype, pkt.ts_ns, pkt.orig_len, args, pkt.ifindex)
+                    )
                     if not cap.buffered:
                         out.flush()
 
@@ -245,7 +247,14 @@ def _packet_api() -> Any:
     return packet
 
 
-def _format(data: bytes, linktype: int, ts_ns: int, orig_len: int, args: argparse.Namespace) -> str:
+def _format(  # noqa: PLR0917
+    data: bytes,
+    linktype: int,
+    ts_ns: int,
+    orig_len: int,
+    args: argparse.Namespace,
+    ifindex: int | None = None,
+) -> str:
     packet = _packet_api()
     line: str = packet.summary(data, linktype, ts_ns)
     if args.json:
@@ -257,6 +266,8 @@ def _format(data: bytes, linktype: int, ts_ns: int, orig_len: int, args: argpars
             "len": orig_len,
             "summary": line,
         }
+        if ifindex is not None:
+            record["ifindex"] = ifindex
         if args.hex:
             record["hex"] = data.hex()
         return json.dumps(record, separators=(",", ":")) + "\n"
