@@ -39,7 +39,13 @@ _SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 
 
 class SpliceUnsupported(Exception):
-    """splice/sendfile cannot be used on these descriptors (EINVAL before any byte moved)."""
+    """splice/sendfile cannot be used on these descriptors (EINVAL before any byte was
+    delivered). ``leftover`` holds bytes already taken from the source (they must be written
+    first by whatever replaces the pump)."""
+
+    def __init__(self, reason: str, leftover: bytes = b"") -> None:
+        super().__init__(reason)
+        self.leftover = leftover
 
 
 class Pump:
@@ -71,14 +77,14 @@ class Pump:
     def _src_error(self, exc: OSError) -> BaseException:
         if self.src_conn is not None:
             return translate_os_error(exc, f"receive from {self.src_conn.peer}")
-        return OSError(f"cannot read {self.name} input: {exc.strerror}")
+        return OSError(f"cannot read {self.name}: {exc.strerror}")
 
     def _dst_error(self, exc: OSError) -> BaseException:
         if self.dst_conn is not None:
             return translate_os_error(exc, f"send to {self.dst_conn.peer}")
         if isinstance(exc, BrokenPipeError):
             return exc
-        return OSError(f"cannot write {self.name} output: {exc.strerror}")
+        return OSError(f"cannot write to {self.name}: {exc.strerror}")
 
 
 class SplicePump(Pump):
@@ -108,7 +114,7 @@ class SplicePump(Pump):
                     return moved
                 except OSError as exc:
                     if exc.errno == errno.EINVAL and self.count == 0:
-                        raise SpliceUnsupported(str(exc)) from exc
+                        raise SpliceUnsupported(str(exc), self._take_leftover()) from exc
                     raise self._dst_error(exc) from exc
                 self._in_pipe -= n
                 self.count += n
@@ -129,6 +135,17 @@ class SplicePump(Pump):
                 return moved
             self._in_pipe = n
         return moved
+
+    def _take_leftover(self) -> bytes:
+        """The bytes sitting in the private pipe (at most one pipe's worth)."""
+        chunks = []
+        while self._in_pipe > 0:
+            chunk = os.read(self._r, self._in_pipe)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            self._in_pipe -= len(chunk)
+        return b"".join(chunks)
 
     def close(self) -> None:
         for fd in (self._r, self._w):
@@ -179,6 +196,7 @@ class CopyPump(Pump):
         transform: bytes -> bytes applied after reading (``-C``).
         observe: called with the bytes as they will be written (hex dump, session log).
         size: buffer size (a datagram source reads at most one datagram per call).
+        initial: bytes to write before reading anything (left over by a splice pump).
     """
 
     def __init__(
@@ -197,6 +215,7 @@ class CopyPump(Pump):
         transform: Callable[[memoryview], bytes] | None = None,
         observe: Callable[[memoryview], None] | None = None,
         size: int = COPY_BUFFER,
+        initial: bytes = b"",
     ) -> None:
         super().__init__(name, src_fd, dst_fd, src, dst)
         self._read = read
@@ -207,7 +226,9 @@ class CopyPump(Pump):
         self._transform = transform
         self._observe = observe
         self._buf = aligned_buffer(size)
-        self._out: memoryview | None = None
+        self._out: memoryview | None = memoryview(initial) if initial else None
+        if initial:
+            self.want = (dst_fd, POLLOUT)
 
     def ready(self) -> bool:
         return self._out is None and self.src_conn is not None and self.src_conn.pending() > 0

@@ -88,7 +88,7 @@ class Relay:
         tapped = self.tap is not None and self.tap.active
         return not (self._force_copy or self.conn.tls or self.conn.datagram or tapped)
 
-    def _make_up(self, fd: int, *, allow_fast: bool = True) -> Pump:
+    def _make_up(self, fd: int, *, allow_fast: bool = True, initial: bytes = b"") -> Pump:
         kind = fd_kind(fd)
         if allow_fast and self._fast() and self._crlf is None:
             if kind is FdKind.FILE:
@@ -109,9 +109,10 @@ class Relay:
             transform=crlf.encode if crlf is not None else None,
             observe=tap.sent if tap is not None else None,
             size=UDP_SEND_CHUNK if self.conn.datagram else 256 * 1024,
+            initial=initial,
         )
 
-    def _make_down(self, fd: int, *, allow_fast: bool = True) -> Pump:
+    def _make_down(self, fd: int, *, allow_fast: bool = True, initial: bytes = b"") -> Pump:
         kind = fd_kind(fd)
         if (
             allow_fast
@@ -136,6 +137,7 @@ class Relay:
             zero_is_eof=not self.conn.datagram,
             observe=tap.received if tap is not None else None,
             size=UDP_RECV_CHUNK if self.conn.datagram else 256 * 1024,
+            initial=initial,
         )
 
     # -- the loop ----------------------------------------------------------------------------
@@ -221,13 +223,13 @@ class Relay:
     def _step(self, pump: Pump) -> int:
         try:
             moved = pump.step()
-        except SpliceUnsupported:
+        except SpliceUnsupported as exc:
             pump.close()
             if pump is self.up:
-                pump = self._make_up(pump.src_fd, allow_fast=False)
+                pump = self._make_up(pump.src_fd, allow_fast=False, initial=exc.leftover)
                 self.up = pump
             else:
-                pump = self._make_down(pump.dst_fd, allow_fast=False)
+                pump = self._make_down(pump.dst_fd, allow_fast=False, initial=exc.leftover)
                 self.down = pump
             moved = pump.step()
         if pump.eof:
