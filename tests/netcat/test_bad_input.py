@@ -140,8 +140,9 @@ def test_privileged_port_as_non_root_exits_8(proto: str) -> None:
     if python is None:
         pytest.fail("no Python interpreter that user nobody may run")
     src = str(Path(socketkit.__file__).resolve().parent.parent)
+    udp = ["-u"] if proto == "udp" else []
     argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-m",
-            "socketkit", "listen", *(["-u"] if proto == "udp" else []), "127.0.0.1", "80"]  # fmt: skip
+            "socketkit", "listen", *udp, "127.0.0.1", "80"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": src}
     proc = subprocess.run(
         argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, env=env
