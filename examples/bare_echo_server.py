@@ -7,6 +7,7 @@ closing every socket.
     python examples/bare_echo_server.py 127.0.0.1 7000
 """
 
+import contextlib
 import socket
 import sys
 import threading
@@ -21,7 +22,8 @@ def echo(conn: socket.socket) -> None:
 host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
 port = int(sys.argv[2]) if len(sys.argv) > 2 else 7000
 family = socket.AF_INET6 if ":" in host else socket.AF_INET
-with socket.socket(family, socket.SOCK_STREAM) as server:
+# Ctrl-C: leaving the with block closes the socket; suppress() makes the exit quiet.
+with contextlib.suppress(KeyboardInterrupt), socket.socket(family, socket.SOCK_STREAM) as server:
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart without waiting
     server.bind((host, port))
     server.listen()

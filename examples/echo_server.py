@@ -3,6 +3,7 @@
 python examples/echo_server.py 127.0.0.1:7000      (port 0 picks a free port)
 """
 
+import contextlib
 import sys
 
 import socketkit
@@ -15,6 +16,7 @@ def echo(stream: socketkit.Stream) -> None:
 
 
 address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:7000"
-with socketkit.serve(echo, address) as server:
+# Ctrl-C: leaving the with block closes the server; suppress() makes the exit quiet.
+with contextlib.suppress(KeyboardInterrupt), socketkit.serve(echo, address) as server:
     print(f"listening on {server.address}", flush=True)
     server.serve_forever()

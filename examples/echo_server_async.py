@@ -3,6 +3,7 @@
 python examples/echo_server_async.py 127.0.0.1:7000
 """
 
+import contextlib
 import sys
 
 import socketkit.aio as skio
@@ -19,4 +20,5 @@ async def main(address: str) -> None:
         await server.serve_forever()
 
 
-skio.run(main(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:7000"))
+with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the server closes, exit quietly
+    skio.run(main(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:7000"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import sys
@@ -89,3 +90,14 @@ def test_udp_client_reports_a_lost_reply() -> None:
     result = _client("udp_echo.py", ["client", "127.0.0.1", str(port), "anyone?"])
     assert result.returncode == 1
     assert "no reply to 'anyone?' within 1 s" in result.stderr
+
+
+@pytest.mark.parametrize("server", sorted(SERVERS))
+def test_ctrl_c_stops_a_server_quietly(server: str) -> None:
+    argv = [sys.executable, str(EXAMPLES / server), *SERVERS[server]("127.0.0.1")]
+    with running(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env()) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline().startswith(b"listening on ")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+        assert proc.stderr.read() == b""
