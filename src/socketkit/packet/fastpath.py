@@ -266,7 +266,8 @@ def fast_ethernet(data: bytes, head: str) -> str | None:
             if plen > 0:
                 return (
                     f"{head}{flow}Flags [{TCP_FLAGS[flags]}], "
-                    f"seq {seq}:{(seq + plen) & 0xFFFFFFFF}, ack {ack}, win {win}, options [nop,nop,TS val {tsval} ecr {tsecr}], "
+                    f"seq {seq}:{(seq + plen) & 0xFFFFFFFF}, ack {ack}, win {win}, "
+                    f"options [nop,nop,TS val {tsval} ecr {tsecr}], "
                     f"length {plen}"
                 )
             return (

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 __all__ = ["hexdump"]
 
-_PRINTABLE = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
+# tcpdump (ascii_print in util-print.c) shows only graphic characters; space becomes "."
+_PRINTABLE = bytes(b if 0x20 < b < 0x7F else 0x2E for b in range(256))
 
 
 def hexdump(data: bytes | bytearray | memoryview, *, offset: int = 0) -> str:
     """Format ``data`` as tcpdump ``-X`` does: 16 bytes a line, hex in 2-byte groups, then
-    the printable ASCII (others as ``.``)::
+    the graphic ASCII characters (others, space included, as ``.``)::
 
         \\t0x0000:  4500 0054 1c46 4000 4001 2061 7f00 0001  E..T.F@.@..a....
 
