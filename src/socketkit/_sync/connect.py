@@ -82,17 +82,28 @@ def connect(
 
 
 def _connect_unix(path: str, timeout: float | None) -> socket.socket:
+    deadline = None if timeout is None else time.monotonic() + timeout
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    pause = 0.001
     try:
-        sock.connect(path)
+        while True:
+            sock.settimeout(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            try:
+                sock.connect(path)
+                return sock
+            except BlockingIOError:
+                # EAGAIN: the listener's backlog is full (unix(7)). A blocking connect waits for
+                # room; with a timeout the socket is non-blocking, so wait and retry here.
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError from None
+                time.sleep(pause)
+                pause = min(2 * pause, 0.05)
     except TimeoutError as exc:
         sock.close()
         raise ConnectTimeout(f"cannot connect to {format_sockaddr(path)}: timed out") from exc
     except OSError as exc:
         sock.close()
         raise translate_os_error(exc, f"cannot connect to {format_sockaddr(path)}") from exc
-    return sock
 
 
 def _happy_eyeballs(
