@@ -6,7 +6,7 @@ import itertools
 import os
 from collections.abc import Iterator
 from types import TracebackType
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, TextIO, TypeVar
 
 from .._errors import DecodeError
 from ._chunks import read_more
@@ -16,6 +16,8 @@ from .record import Record
 from .summary import summary, time_text
 
 __all__ = ["CaptureFile", "open_capture_file"]
+
+_T = TypeVar("_T")
 
 _PCAP_MAGICS = {
     m.to_bytes(4, order) for m in (PCAP_MAGIC_US, PCAP_MAGIC_NS) for order in ("little", "big")
@@ -51,8 +53,10 @@ class CaptureFile:
         self.linktype = linktype
         self.snaplen = snaplen
         self.nanosecond = nanosecond
-        self._records = records
-        self._batches = line_batches
+        self._records = self._closing(records) if owned else records
+        self._batches = (
+            self._closing(line_batches) if owned and line_batches is not None else line_batches
+        )
         self._mode: str | None = None
 
     def _claim(self, mode: str) -> None:
@@ -68,6 +72,13 @@ class CaptureFile:
     def __next__(self) -> Record:
         self._claim("records")
         return next(self._records)
+
+    def _closing(self, items: Iterator[_T]) -> Iterator[_T]:
+        """Close the owned file when ``items`` ends (exhausted or an error)."""
+        try:
+            yield from items
+        finally:
+            self.close()
 
     def summaries(self) -> Iterator[str]:
         """Iterate ``summary(data, linktype, ts_ns)`` lines (no newline), one per record, as
@@ -105,7 +116,8 @@ class CaptureFile:
         return _batched_lines(self._records)
 
     def close(self) -> None:
-        """Close the file if ``open_capture_file`` opened it. Idempotent."""
+        """Close the file if ``open_capture_file`` opened it (done by itself when the
+        records run out). Idempotent."""
         if self._owned:
             self._fh.close()
 
