@@ -24,11 +24,15 @@ def env() -> dict[str, str]:
     return out
 
 
-def socketkit_cli(*args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m socketkit ARGS`` (as uid/gid ``user`` when given), output captured."""
+def socketkit_cli(
+    *args: str, user: int | None = None, caps: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m socketkit ARGS``, output captured; as uid/gid ``user`` when given, keeping
+    the capabilities ``caps`` (e.g. ``"+net_raw"``) as ambient ones."""
     argv = [sys.executable, "-m", "socketkit", *args]
     if user is not None:
-        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+        keep = [f"--inh-caps={caps}", f"--ambient-caps={caps}"] if caps else []
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *keep, *argv]
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=60, env=env(), cwd="/", check=False
     )

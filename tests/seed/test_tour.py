@@ -129,3 +129,14 @@ def test_without_privilege_prints_one_hint_and_goes_on() -> None:
     (hint,) = [r for r in records if r["kind"] == "hint"]
     assert hint["skipped"] is True
     assert len(_steps(records, "tcp")) >= 17
+
+
+def test_cap_net_raw_alone_is_enough_for_the_capture() -> None:
+    """What the hint promises: a non-root process with CAP_NET_RAW sees the packets."""
+    require_root()  # to become another user
+    proc = socketkit_cli("tour", "--json", user=NOBODY, caps="+net_raw")
+    assert proc.returncode == 0, proc.stderr
+    records = json_lines(proc.stdout)
+    labels = [r["label"] for r in records if r["kind"] == "packet"]
+    assert labels[:2] == ["SYN", "SYN-ACK"] and labels.count("FIN") == 2
+    assert not [r for r in records if r["kind"] == "hint"]
