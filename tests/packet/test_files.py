@@ -83,7 +83,7 @@ def test_round_trip(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "rt.cap"
     _write(path, kind, snaplen=100)
     with open_capture_file(path) as capture:
-        assert capture.format == kind.split("-")[0]
+        assert capture.format == kind.split("-", maxsplit=1)[0]
         assert capture.linktype == LinkType.ETHERNET and capture.snaplen == 100
         records = list(capture)
     scale = 1 if kind.endswith("-ns") else 1000
@@ -125,8 +125,8 @@ def _pcapng_big_endian() -> bytes:
                  + bytes(4))  # fmt: skip
     data0, data1 = FRAMES[1], FRAMES[1][14:]
     ticks = 1_700_000_000_123
-    epb0 = block(6, struct.pack(">IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(data0), len(data0))
-                 + data0 + bytes(-len(data0) % 4))  # fmt: skip
+    head0 = struct.pack(">IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(data0), len(data0))
+    epb0 = block(6, head0 + data0 + bytes(-len(data0) % 4))
     epb1 = block(6, struct.pack(">IIIII", 1, 0, 10, len(data1), 999) + data1
                  + bytes(-len(data1) % 4))  # fmt: skip
     nrb = block(4, bytes(4))  # a name resolution block: skipped
@@ -151,8 +151,10 @@ def test_pcapng_multiple_interfaces_written(tmp_path: Path) -> None:
     assert [(r.linktype, r.ts_ns) for r in open_capture_file(path)] == [
         (1, T0 // 1000 * 1000), (101, T0 + 1),
     ]  # fmt: skip
-    shark = subprocess.run([tshark, "-r", str(path), "-T", "fields", "-e", "frame.interface_name",
-                            "-e", "udp.dstport"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    fields = ["-T", "fields", "-e", "frame.interface_name", "-e", "udp.dstport"]
+    shark = subprocess.run(
+        [tshark, "-r", str(path), *fields], capture_output=True, text=True, timeout=120
+    )
     assert shark.stdout.split() == ["eth0", "45000", "tun0", "45000"]
 
 
