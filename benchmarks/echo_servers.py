@@ -82,7 +82,15 @@ def plain_socketserver() -> None:
         server.serve_forever()
 
 
+def raise_nofile() -> None:
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main() -> None:
+    raise_nofile()
     kind = sys.argv[1]
     if kind == "sk-aio":
         import uvloop

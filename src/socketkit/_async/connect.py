@@ -49,9 +49,7 @@ async def connect(
                 sock = await _happy_eyeballs(str(target), infos, happy_eyeballs_delay, src)
             set_stream_options(sock)
             try:
-                transport, protocol = await loop.create_connection(
-                    lambda: StreamProtocol(loop), sock=sock
-                )
+                transport, protocol = await loop.create_connection(StreamProtocol, sock=sock)
             except BaseException:
                 sock.close()
                 raise

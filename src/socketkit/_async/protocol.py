@@ -21,6 +21,8 @@ from ..proto.tls import TLSEngine
 
 #: Unread bytes held per connection before reading pauses (per-connection memory bound).
 DEFAULT_HIGH_WATER = 256 * 1024
+#: The buffer of every connection that has received nothing yet; never written to.
+_NO_DATA = ByteBuffer()
 
 
 class StreamProtocol(asyncio.BufferedProtocol):
@@ -31,14 +33,13 @@ class StreamProtocol(asyncio.BufferedProtocol):
         "_closed_waiter",
         "_drain_waiter",
         "_lent_user",
-        "_loop",
         "_read_waiter",
+        "_some",
         "_user_count",
         "_user_view",
         "buffer",
         "eof",
         "error",
-        "high_water",
         "lost",
         "reading_paused",
         "tls",
@@ -47,18 +48,23 @@ class StreamProtocol(asyncio.BufferedProtocol):
         "write_paused",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, high_water: int = DEFAULT_HIGH_WATER):
-        self._loop = loop
+    #: Unread bytes at which reading pauses (a class attribute: no per-connection slot).
+    high_water = DEFAULT_HIGH_WATER
+
+    def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.buffer = ByteBuffer()
+        # Shared and empty until the first byte arrives: idle connections own no buffer.
+        self.buffer = _NO_DATA
         self.eof = False
         self.error: BaseException | None = None
         self.lost = False
-        self.high_water = high_water
         self.want = 0  # bytes a pending read needs buffered (may exceed high_water)
         self.tls: TLSEngine | None = None
         self._cipher: bytearray | None = None
-        self._read_waiter: asyncio.Future[None] | None = None
+        self._read_waiter: asyncio.Future[Any] | None = None
+        # When a receive_some is waiting: its max_bytes. The protocol then completes the
+        # waiter with the data itself, so the reader needs no coroutine frame of its own.
+        self._some: int | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._closed_waiter: asyncio.Future[None] | None = None
         self._user_view: memoryview | None = None
@@ -82,10 +88,12 @@ class StreamProtocol(asyncio.BufferedProtocol):
             self._lent_user = True
             return self._user_view
         self._lent_user = False
-        return self.buffer.writable(DEFAULT_CHUNK)
+        buffer = self.buffer
+        if buffer is _NO_DATA:
+            buffer = self.buffer = ByteBuffer()
+        return buffer.writable(DEFAULT_CHUNK)
 
     def buffer_updated(self, nbytes: int) -> None:
-        buffer = self.buffer
         if self.tls is not None:
             assert self._cipher is not None
             self.tls.receive_data(self._cipher[:nbytes])
@@ -95,14 +103,13 @@ class StreamProtocol(asyncio.BufferedProtocol):
             self._user_view = None
             self._lent_user = False
         else:
-            buffer.commit(nbytes)
+            self.buffer.commit(nbytes)
+        buffer = self.buffer
         if len(buffer) >= self.high_water and len(buffer) >= self.want:
             assert self.transport is not None
             self.transport.pause_reading()
             self.reading_paused = True
-        waiter = self._read_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake()
 
     def eof_received(self) -> bool:
         if self.tls is not None:
@@ -135,8 +142,23 @@ class StreamProtocol(asyncio.BufferedProtocol):
 
     def _wake(self) -> None:
         waiter = self._read_waiter
-        if waiter is not None and not waiter.done():
+        if waiter is None or waiter.done():
+            return
+        some = self._some
+        if some is None:
             waiter.set_result(None)
+        elif len(self.buffer):
+            self._some = None
+            waiter.set_result(self.buffer.take(some))
+            if self.reading_paused:
+                self.reader_consumed()
+        elif self.eof:
+            self._some = None
+            err = peer_error(self)
+            if err is None:
+                waiter.set_result(b"")
+            else:
+                waiter.set_exception(err)
 
     def _pump_tls(self) -> None:
         """Move decrypted bytes into the buffer; send what the engine wants sent."""
@@ -150,6 +172,8 @@ class StreamProtocol(asyncio.BufferedProtocol):
                         if plain == b"":
                             self.eof = True
                         break
+                    if self.buffer is _NO_DATA:
+                        self.buffer = ByteBuffer()
                     self.buffer.append(plain)
             except TLSError as exc:
                 self.error = exc
@@ -165,13 +189,16 @@ class StreamProtocol(asyncio.BufferedProtocol):
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
 
-    def new_read_waiter(self) -> asyncio.Future[None]:
+    def new_read_waiter(self, some: int | None = None) -> asyncio.Future[Any]:
+        """A future completed when data, EOF or an error arrives. With ``some`` (a byte
+        count) it completes with up to that many bytes (``b""`` at EOF) instead of None."""
         if self.reading_paused:
             self.reading_paused = False
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
-        waiter = self._loop.create_future()
+        waiter = asyncio.get_running_loop().create_future()
         self._read_waiter = waiter
+        self._some = some
         return waiter
 
     def lend(self, view: memoryview) -> None:
@@ -189,7 +216,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         if self.error is not None:
             raise _broken(self.error)
         if self.write_paused and self.transport is not None and not self.transport.is_closing():
-            waiter = self._loop.create_future()
+            waiter = asyncio.get_running_loop().create_future()
             self._drain_waiter = waiter
             try:
                 await waiter
@@ -200,7 +227,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
 
     def closed_waiter(self) -> asyncio.Future[None]:
         if self._closed_waiter is None:
-            self._closed_waiter = self._loop.create_future()
+            self._closed_waiter = asyncio.get_running_loop().create_future()
             if self.lost:
                 self._closed_waiter.set_result(None)
         return self._closed_waiter

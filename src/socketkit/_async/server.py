@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
+from typing import Any
 
-from .._addr import Address, AddressLike, parse_address
+from .._addr import Address, AddressLike, format_sockaddr, parse_address
 from .._errors import (
     BrokenStreamError,
     ClosedResourceError,
@@ -26,7 +28,7 @@ from .._server_common import (
     bound_address,
     server_tls_context,
 )
-from .._sockets import DEFAULT_BACKLOG, cleanup_unix_path, open_listeners, set_stream_options
+from .._sockets import DEFAULT_BACKLOG, cleanup_unix_path, open_listeners
 from .connect import tls_handshake
 from .protocol import StreamProtocol
 from .stream import Stream
@@ -36,12 +38,73 @@ __all__ = ["AsyncHandler", "Server", "serve"]
 log = logging.getLogger("socketkit.server")
 
 #: ``async def handler(stream)``; the server closes the stream when it returns.
-AsyncHandler = Callable[[Stream], Awaitable[object]]
+AsyncHandler = Callable[[Stream], Coroutine[Any, Any, object]]
+_TASK_NAME = "socketkit.aio handler"
 _PEER_ERRORS = (BrokenStreamError, IncompleteReadError, SocketkitTimeout, TLSError)
 
 
+class _Ring:
+    """Head of a doubly-linked ring of connections: O(1) add/remove, no per-entry object."""
+
+    __slots__ = ("count", "next", "prev")
+
+    def __init__(self) -> None:
+        self.next: _ServerProtocol | _Ring = self
+        self.prev: _ServerProtocol | _Ring = self
+        self.count = 0
+
+    def add(self, item: _ServerProtocol) -> None:
+        item.prev, item.next = self.prev, self
+        self.prev.next = item
+        self.prev = item
+        self.count += 1
+
+    def remove(self, item: _ServerProtocol) -> None:
+        if item.next is item:
+            return  # not linked
+        item.prev.next = item.next
+        item.next.prev = item.prev
+        item.next = item.prev = item
+        self.count -= 1
+
+    def items(self) -> list[_ServerProtocol]:
+        out = []
+        node = self.next
+        while isinstance(node, _ServerProtocol):
+            out.append(node)
+            node = node.next
+        return out
+
+
+class _ServerProtocol(StreamProtocol):
+    """A StreamProtocol that starts its handler task as soon as the connection is made."""
+
+    __slots__ = ("next", "prev", "server", "task")
+
+    def __init__(self, server: Server) -> None:
+        super().__init__()
+        self.server = server
+        # Links in the server's ring of live connections (cheaper than a set entry).
+        self.prev: _ServerProtocol | _Ring = self
+        self.next: _ServerProtocol | _Ring = self
+        self.task: asyncio.Task[Any] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.server._connection_made(self)
+
+    def __call__(self, task: asyncio.Task[Any]) -> None:
+        """The handler task's done-callback (the protocol itself: no bound-method object)."""
+        self.server._handler_done(self, task)
+
+
 class Server:
-    """A running asyncio server (from :func:`serve`); ``async with`` closes it."""
+    """A running asyncio server (from :func:`serve`); ``async with`` closes it.
+
+    Without ``max_connections`` the loop's own accept machinery is used (``create_server``:
+    in C on uvloop). With it, an accept loop stops accepting while the limit is reached, so
+    extra clients wait in the kernel backlog rather than being refused.
+    """
 
     def __init__(
         self,
@@ -60,14 +123,25 @@ class Server:
         self._tls = tls
         self._grace = grace
         self._slots = asyncio.Semaphore(max_connections) if max_connections else None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._streams: set[Stream] = set()
+        self._connections = _Ring()
+        self._servers: list[asyncio.AbstractServer] = []
+        self._acceptors: list[asyncio.Task[None]] = []
         self._closing = False
         self._closed = asyncio.Event()
         self.connections_accepted = 0
-        for sock in listeners:
+        # Done-callbacks run in this one context instead of a copy per connection.
+        self._context = contextvars.copy_context()
+
+    async def _start(self) -> None:
+        loop = self._loop
+        for sock in self._listeners:
             sock.setblocking(False)
-        self._acceptors = [self._loop.create_task(self._accept_loop(sock)) for sock in listeners]
+            if self._slots is None:
+                self._servers.append(
+                    await loop.create_server(lambda: _ServerProtocol(self), sock=sock)
+                )
+            else:
+                self._acceptors.append(loop.create_task(self._accept_loop(sock)))
 
     @property
     def address(self) -> Address:
@@ -79,7 +153,7 @@ class Server:
 
     @property
     def active_connections(self) -> int:
-        return len(self._tasks)
+        return self._connections.count
 
     async def serve_forever(self) -> None:
         """Wait until the server is closed (cancelling this closes it)."""
@@ -96,6 +170,8 @@ class Server:
             await self._closed.wait()
             return
         self._closing = True
+        for server in self._servers:
+            server.close()
         for task in self._acceptors:
             task.cancel()
         for task in self._acceptors:
@@ -105,14 +181,17 @@ class Server:
             cleanup_unix_path(sock)
             sock.close()
         grace = self._grace if grace is None else grace
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace)
-        for stream in list(self._streams):
-            stream.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=5.0)
+        tasks = {p.task for p in self._connections.items() if p.task is not None}
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        for protocol in self._connections.items():
+            if protocol.transport is not None:
+                protocol.transport.abort()
+            if protocol.task is not None:
+                protocol.task.cancel()
+        tasks = {p.task for p in self._connections.items() if p.task is not None}
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
         self._closed.set()
 
     async def __aenter__(self) -> Server:
@@ -126,64 +205,84 @@ class Server:
     ) -> None:
         await self.aclose()
 
+    # -- per connection ---------------------------------------------------------------------
+
+    def _connection_made(self, protocol: _ServerProtocol) -> None:
+        self.connections_accepted += 1
+        transport = protocol.transport
+        assert transport is not None
+        # No setsockopt here: asyncio and uvloop transports already set TCP_NODELAY.
+        stream = Stream(transport, protocol, default_timeout=self._idle_timeout)
+        self._connections.add(protocol)
+        if self._closing:
+            stream.abort()
+        if self._tls is None:
+            coro = self._handler(stream)
+        else:
+            coro = self._tls_then_handle(protocol, stream)
+        # A shared name: asyncio would otherwise format a "Task-N" string per connection.
+        task: asyncio.Task[object] = self._loop.create_task(coro, name=_TASK_NAME)
+        protocol.task = task
+        task.add_done_callback(protocol, context=self._context)
+
+    async def _tls_then_handle(self, protocol: _ServerProtocol, stream: Stream) -> object:
+        assert self._tls is not None
+        async with asyncio.timeout(TLS_HANDSHAKE_TIMEOUT):
+            await tls_handshake(protocol, self._tls, server_side=True)
+        return await self._handler(stream)
+
+    def _handler_done(self, protocol: _ServerProtocol, task: asyncio.Task[Any]) -> None:
+        self._connections.remove(protocol)
+        transport = protocol.transport
+        peer = (
+            "(unknown)"
+            if transport is None
+            else format_sockaddr(transport.get_extra_info("peername"))
+        )
+        if transport is not None:
+            transport.close()
+        protocol.task = None
+        if self._slots is not None:
+            self._slots.release()
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None or isinstance(exc, ClosedResourceError):
+            return
+        peer = (
+            "(unknown)"
+            if transport is None
+            else format_sockaddr(transport.get_extra_info("peername"))
+        )
+        if isinstance(exc, _PEER_ERRORS):
+            log.info("connection %s ended: %s", peer, exc)
+        elif isinstance(exc, TimeoutError):
+            log.info("connection %s: TLS handshake timed out", peer)
+        elif isinstance(exc, SocketkitError):
+            log.warning("connection %s failed: %s", peer, exc)
+        else:
+            log.error("handler for %s raised", peer, exc_info=exc)
+
     async def _accept_loop(self, listener: socket.socket) -> None:
         loop = self._loop
+        assert self._slots is not None
         while True:
-            if self._slots is not None:
-                await self._slots.acquire()
+            await self._slots.acquire()
             try:
                 conn, _peer = await loop.sock_accept(listener)
             except asyncio.CancelledError:
                 raise
             except OSError as exc:
-                if self._slots is not None:
-                    self._slots.release()
+                self._slots.release()
                 log.warning("accept failed: %s", translate_os_error(exc, "accept"))
                 await asyncio.sleep(0.1)
                 continue
-            self.connections_accepted += 1
-            task = loop.create_task(self._run(conn))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, conn: socket.socket) -> None:
-        loop = self._loop
-        stream: Stream | None = None
-        try:
-            set_stream_options(conn)
-            transport, protocol = await loop.connect_accepted_socket(
-                lambda: StreamProtocol(loop), conn
-            )
-            stream = Stream(transport, protocol, default_timeout=self._idle_timeout)
-            self._streams.add(stream)
-            if self._tls is not None:
-                async with asyncio.timeout(TLS_HANDSHAKE_TIMEOUT):
-                    await tls_handshake(protocol, self._tls, server_side=True)
-            await self._handler(stream)
-        except _PEER_ERRORS as exc:
-            log.info("connection %s ended: %s", _peer(stream), exc)
-        except TimeoutError:
-            log.info("connection %s: TLS handshake timed out", _peer(stream))
-        except ClosedResourceError:
-            pass
-        except SocketkitError as exc:
-            log.warning("connection %s failed: %s", _peer(stream), exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("handler for %s raised", _peer(stream))
-        finally:
-            if stream is not None:
-                self._streams.discard(stream)
-                stream.close()
-            else:
-                conn.close()
-            if self._slots is not None:
+            try:
+                await loop.connect_accepted_socket(lambda: _ServerProtocol(self), conn)
+            except OSError as exc:
                 self._slots.release()
-
-
-def _peer(stream: Stream | None) -> str:
-    return stream.peer_address if stream is not None else "(unknown)"
+                conn.close()
+                log.warning("connection setup failed: %s", translate_os_error(exc, "accept"))
 
 
 async def serve(
@@ -200,7 +299,7 @@ async def serve(
     as soon as it is listening. Parameters as the sync :func:`socketkit.serve`."""
     ctx = server_tls_context(tls)
     listeners = open_listeners(parse_address(address), backlog=backlog)
-    return Server(
+    server = Server(
         handler,
         listeners,
         max_connections=max_connections,
@@ -208,3 +307,9 @@ async def serve(
         tls=ctx,
         grace=grace,
     )
+    try:
+        await server._start()
+    except BaseException:
+        await server.aclose()
+        raise
+    return server

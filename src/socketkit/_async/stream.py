@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Generator
 from types import TracebackType
+from typing import Any
 
 from .._addr import format_sockaddr
 from .._errors import (
@@ -34,6 +35,18 @@ _UNSET: float = -1.0
 _TIMED_OUT = object()
 
 
+class _Done:
+    """An awaitable that is already complete (no allocation beyond an empty iterator)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+
+_DONE = _Done()
+
+
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
@@ -44,12 +57,9 @@ class Stream:
 
     __slots__ = (
         "_closed",
-        "_loop",
         "_p",
         "_transport",
         "default_timeout",
-        "local_address",
-        "peer_address",
     )
 
     def __init__(
@@ -59,15 +69,23 @@ class Stream:
         *,
         default_timeout: float | None = None,
     ) -> None:
-        self._transport = transport
+        self._transport = transport  # the one reference kept besides the protocol
         self._p = protocol
-        self._loop = asyncio.get_running_loop()
         self._closed = False
         self.default_timeout = default_timeout
-        self.local_address = format_sockaddr(transport.get_extra_info("sockname"))
-        self.peer_address = format_sockaddr(transport.get_extra_info("peername"))
 
     # -- properties -------------------------------------------------------------------------
+
+    @property
+    def local_address(self) -> str:
+        """Our end, e.g. ``127.0.0.1:5000`` or ``unix:/path`` (computed on use: idle
+        connections keep no strings)."""
+        return format_sockaddr(self._transport.get_extra_info("sockname"))
+
+    @property
+    def peer_address(self) -> str:
+        """The peer's end, formatted like :attr:`local_address`."""
+        return format_sockaddr(self._transport.get_extra_info("peername"))
 
     @property
     def socket(self) -> socket.socket:
@@ -95,7 +113,7 @@ class Stream:
         if timeout is None:
             await waiter
             return
-        handle = self._loop.call_later(max(0.0, timeout), _expire, waiter)
+        handle = asyncio.get_running_loop().call_later(max(0.0, timeout), _expire, waiter)
         try:
             await waiter
         finally:
@@ -106,11 +124,11 @@ class Stream:
         return self.default_timeout if timeout == _UNSET else timeout
 
     def _remaining(self, deadline: float | None) -> float | None:
-        return None if deadline is None else deadline - self._loop.time()
+        return None if deadline is None else deadline - asyncio.get_running_loop().time()
 
     def _deadline(self, timeout: float) -> float | None:
         t = self._timeout(timeout)
-        return None if t is None else self._loop.time() + t
+        return None if t is None else asyncio.get_running_loop().time() + t
 
     def _check_open(self) -> None:
         if self._closed:
@@ -118,28 +136,35 @@ class Stream:
 
     # -- receiving --------------------------------------------------------------------------
 
-    async def receive_some(
+    def receive_some(
         self, max_bytes: int = DEFAULT_RECEIVE_SIZE, *, timeout: float = _UNSET
-    ) -> bytes:
-        """Between 1 and ``max_bytes`` bytes; ``b""`` only at EOF. See the sync ``Stream``."""
+    ) -> Awaitable[bytes]:
+        """Between 1 and ``max_bytes`` bytes; ``b""`` only at EOF. See the sync ``Stream``.
+
+        ``await stream.receive_some()``: the hot path returns the protocol's future itself (no
+        coroutine per call), completed with the data as it arrives. Cancelling the await
+        consumes nothing.
+        """
         if self._closed:
             raise ClosedResourceError("the stream is closed")
         p = self._p
+        if not len(p.buffer) and not p.eof and timeout == _UNSET and self.default_timeout is None:
+            return p.new_read_waiter(max_bytes)
+        return self._receive_some(max_bytes, timeout)
+
+    async def _receive_some(self, max_bytes: int, timeout: float) -> bytes:
+        p = self._p
         buffer = p.buffer
+        if not len(buffer) and not p.eof:
+            try:
+                await self._wait(self._timeout(timeout))
+            except TimeoutError as exc:
+                raise ReadTimeout("receive timed out") from exc
         if not len(buffer):
-            if not p.eof:
-                if timeout == _UNSET and self.default_timeout is None:
-                    await p.new_read_waiter()  # the hot path: no timer, no extra coroutine
-                else:
-                    try:
-                        await self._wait(self._timeout(timeout))
-                    except TimeoutError as exc:
-                        raise ReadTimeout("receive timed out") from exc
-            if not len(buffer):
-                err = peer_error(p)
-                if err is not None:
-                    raise err
-                return b""
+            err = peer_error(p)
+            if err is not None:
+                raise err
+            return b""
         data = buffer.take(max_bytes)
         if p.reading_paused:
             p.reader_consumed()
@@ -282,12 +307,14 @@ class Stream:
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def send_all(
+    def send_all(
         self, data: bytes | bytearray | memoryview, *, timeout: float = _UNSET
-    ) -> None:
-        """Send all of ``data``; returns once it is handed to the transport and the transport's
-        buffer is below its high-water mark. Raises ``BrokenStreamError`` if the connection
-        broke, ``WriteTimeout`` if the peer does not read within the timeout."""
+    ) -> Awaitable[None]:
+        """Send all of ``data``: ``await stream.send_all(data)``. It is handed to the transport
+        at once; the await waits only while the transport's buffer is above its high-water
+        mark (the peer reads slower than we write). Raises ``BrokenStreamError`` if the
+        connection broke, ``WriteTimeout`` if the peer does not read within the timeout.
+        """
         if self._closed:
             raise ClosedResourceError("the stream is closed")
         p = self._p
@@ -300,18 +327,23 @@ class Stream:
             transport.write(p.tls.data_to_send())
         else:
             transport.write(data)
-        if p.write_paused:
-            t = self._timeout(timeout)
-            if t is None:
-                await p.drain()
-            else:
-                try:
-                    await asyncio.wait_for(p.drain(), t)
-                except TimeoutError as exc:
-                    raise WriteTimeout(
-                        "send timed out: the peer is not reading",
-                        sent=len(data) - transport.get_write_buffer_size(),
-                    ) from exc
+        if not p.write_paused:
+            return _DONE
+        return self._drain(len(data), timeout)
+
+    async def _drain(self, size: int, timeout: float) -> None:
+        p = self._p
+        t = self._timeout(timeout)
+        if t is None:
+            await p.drain()
+            return
+        try:
+            await asyncio.wait_for(p.drain(), t)
+        except TimeoutError as exc:
+            raise WriteTimeout(
+                "send timed out: the peer is not reading",
+                sent=size - self._transport.get_write_buffer_size(),
+            ) from exc
 
     async def send_message(
         self, message: bytes | bytearray | memoryview, framer: Framer, *, timeout: float = _UNSET

@@ -11,6 +11,8 @@ from __future__ import annotations
 #: Free space asked of the buffer before a read: large enough that bulk reads are few,
 #: small enough (< 128 KiB) that glibc serves it from the heap, not mmap (PERF-NOTES trap 1).
 DEFAULT_CHUNK = 64 * 1024
+_EMPTY = bytearray()
+_EMPTY_VIEW = memoryview(_EMPTY)
 
 
 class ByteBuffer:
@@ -19,8 +21,10 @@ class ByteBuffer:
     __slots__ = ("_buf", "_end", "_scan", "_start", "_view")
 
     def __init__(self) -> None:
-        self._buf = bytearray()
-        self._view = memoryview(self._buf)
+        # Start on a shared empty array: an idle connection's buffer costs no storage at all
+        # (the first write replaces it; an empty array is never written to).
+        self._buf = _EMPTY
+        self._view = _EMPTY_VIEW
         self._start = 0  # first unread byte
         self._end = 0  # one past the last written byte
         self._scan = 0  # where the next delimiter search resumes
@@ -99,6 +103,6 @@ class ByteBuffer:
     def release(self, keep: int = DEFAULT_CHUNK) -> None:
         """Free the storage if it is empty and bigger than ``keep`` (bounded idle memory)."""
         if self._start == self._end and len(self._buf) > keep:
-            self._buf = bytearray()
-            self._view = memoryview(self._buf)
+            self._buf = _EMPTY
+            self._view = _EMPTY_VIEW
             self._start = self._end = self._scan = 0
