@@ -27,10 +27,10 @@ from socketkit.proto.iperf3 import (
     validate_cookie,
 )
 from socketkit.proto.iperf3 import (
-    TestParams as Params,
+    BenchParams as Params,
 )
 from socketkit.proto.iperf3 import (
-    TestResults as Results,
+    ExchangeResults as Results,
 )
 
 COOKIE = make_cookie(bytes(range(36)))

@@ -28,14 +28,14 @@ from ..proto.iperf3 import (
     DEFAULT_PORT,
     DEFAULT_TCP_LEN,
     DEFAULT_UDP_LEN,
+    BenchParams,
     ClientConnection,
+    ExchangeResults,
     JsonReceived,
     ServerErrorReceived,
     State,
     StateReceived,
     StreamResult,
-    TestParams,
-    TestResults,
     stream_ids,
 )
 from .control import ControlChannel, unexpected
@@ -85,12 +85,12 @@ class ClientOptions:
     udp_64bit: bool = False
     connect_timeout: float = 10.0
 
-    def params(self) -> TestParams:
+    def params(self) -> BenchParams:
         proto = "udp" if self.udp else "tcp"
         length = self.length or (DEFAULT_UDP_LEN if self.udp else DEFAULT_TCP_LEN)
         rate = self.bandwidth if self.bandwidth is not None else (DEFAULT_UDP_RATE * self.udp)
         counted = bool(self.num or self.blockcount)
-        return TestParams(
+        return BenchParams(
             protocol=proto,
             time=0 if counted else self.time,
             num=self.num,
@@ -123,7 +123,7 @@ def _connect(opts: ClientOptions) -> socket.socket:
     return sock
 
 
-def _tune(sock: socket.socket, params: TestParams) -> None:
+def _tune(sock: socket.socket, params: BenchParams) -> None:
     if params.window:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, params.window)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, params.window)
@@ -132,7 +132,7 @@ def _tune(sock: socket.socket, params: TestParams) -> None:
 
 
 def _open_tcp_stream(
-    peer: tuple[str, int], family: int, cookie: bytes, params: TestParams
+    peer: tuple[str, int], family: int, cookie: bytes, params: BenchParams
 ) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -148,7 +148,7 @@ def _open_tcp_stream(
 
 
 def _open_udp_stream(
-    peer: tuple[str, int], family: int, params: TestParams, *, receiver_gro: bool
+    peer: tuple[str, int], family: int, params: BenchParams, *, receiver_gro: bool
 ) -> tuple[socket.socket, bool]:
     """Connect a UDP data stream; returns (socket, peer has GRO on)."""
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -186,7 +186,7 @@ class _ClientTest:
         self.on_interval = on_interval
         self.intervals: list[IntervalReport] = []
         self.path: DataPath | None = None
-        self.remote: TestResults | None = None
+        self.remote: ExchangeResults | None = None
         self.peer_gro = False
         self.start_info: dict[str, object] = {}
 
@@ -223,7 +223,7 @@ class _ClientTest:
                     + (f" (errno {event.errno})" if event.errno else "")
                 )
             if isinstance(event, JsonReceived):
-                if not isinstance(event.value, TestResults):
+                if not isinstance(event.value, ExchangeResults):
                     raise unexpected(event, "results")
                 self.remote = event.value
                 continue

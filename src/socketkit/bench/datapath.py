@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..proto.iperf3 import StreamResult, TestParams, TestResults
+from ..proto.iperf3 import BenchParams, ExchangeResults, StreamResult
 from .cpu import CpuMeter, CpuUsage
 from .latency import EchoResponder, LatencyRequester
 from .streams import Limits, Mover, StreamStats
@@ -45,7 +45,7 @@ class DataPath:
 
     def __init__(
         self,
-        params: TestParams,
+        params: BenchParams,
         streams: Sequence[DataStream],
         *,
         role: str,
@@ -212,7 +212,7 @@ class DataPath:
     def seconds(self) -> float:
         return max((self.t_end or time.monotonic()) - self.t_start, 1e-9)
 
-    def results(self) -> TestResults:
+    def results(self) -> ExchangeResults:
         """This side's results for the exchange (iperf3's ``send_results``)."""
         streams = []
         for st in self.stats:
@@ -240,7 +240,7 @@ class DataPath:
                 )
             )
         has_retrans = int(self.params.protocol == "tcp" and any(s.sender for s in self.stats))
-        return TestResults(
+        return ExchangeResults(
             streams=tuple(streams),
             cpu_util_total=self.cpu_usage.total,
             cpu_util_user=self.cpu_usage.user,

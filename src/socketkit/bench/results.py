@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..proto.iperf3 import TestParams, TestResults
+from ..proto.iperf3 import BenchParams, ExchangeResults
 
 __all__ = ["BenchResult", "IntervalReport", "IntervalStream", "StreamSummary", "Sum"]
 
@@ -159,7 +159,7 @@ class StreamSummary:
 class BenchResult:
     """Everything one test measured, returned by :func:`socketkit.bench.run`."""
 
-    params: TestParams
+    params: BenchParams
     host: str
     port: int
     streams: tuple[StreamSummary, ...]
@@ -173,7 +173,7 @@ class BenchResult:
     latency: dict[str, float] | None = None
     local_rtt_us: int = 0
     remote_rtt_us: int = 0
-    remote: TestResults | None = None
+    remote: ExchangeResults | None = None
     start_info: dict[str, Any] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
 

@@ -30,12 +30,12 @@ from ..proto import bench_udp
 from ..proto.iperf3 import (
     COOKIE_SIZE,
     DEFAULT_PORT,
+    BenchParams,
+    ExchangeResults,
     JsonReceived,
     ServerConnection,
     State,
     StateReceived,
-    TestParams,
-    TestResults,
     stream_ids,
     validate_cookie,
 )
@@ -53,10 +53,8 @@ DEFAULT_MAX_TESTS = 8
 MAX_PENDING = 64
 #: How long a new connection may take to send its cookie.
 COOKIE_TIMEOUT = 5.0
-#: How long to wait for each control message from a client.
+#: How long to wait for each control message from a client (and for its data streams).
 CONTROL_TIMEOUT = 10.0
-#: How long a client may take to open all its data streams.
-STREAM_TIMEOUT = 10.0
 #: A timed test may overrun its announced duration by this much before it is abandoned.
 RUN_GRACE = 30.0
 #: A byte- or block-count test may run at most this long.
@@ -76,8 +74,8 @@ class ServerTestReport:
     """What the server logs when a test ends."""
 
     peer: str
-    params: TestParams
-    local: TestResults | None
+    params: BenchParams
+    local: ExchangeResults | None
     error: str = ""
 
     def line(self) -> str:
@@ -109,7 +107,7 @@ class _Session:
         self.incoming: queue.Queue[tuple[int, socket.socket]] = queue.Queue(maxsize=2 * 128 + 2)
         self.expecting = 0
         self.path: DataPath | None = None
-        self.params: TestParams | None = None
+        self.params: BenchParams | None = None
 
     def run(self) -> None:
         report: ServerTestReport | None = None
@@ -142,8 +140,8 @@ class _Session:
         conn.receive_data(self.cookie)
         ch.next(0, "cookie")
         ch.send(conn.send_param_exchange())
-        event = ch.next(CONTROL_TIMEOUT, "parameters")
-        if not isinstance(event, JsonReceived) or not isinstance(event.value, TestParams):
+        event = ch.next(self.server.control_timeout, "parameters")
+        if not isinstance(event, JsonReceived) or not isinstance(event.value, BenchParams):
             raise unexpected(event, "parameters")
         p = self.params = event.value
         if p.time > MAX_DURATION:
@@ -159,8 +157,8 @@ class _Session:
         path.shutdown_senders()
         path.drain_receivers()
         ch.send(conn.send_exchange_results())
-        event = ch.next(CONTROL_TIMEOUT, "the client's results")
-        if not isinstance(event, JsonReceived) or not isinstance(event.value, TestResults):
+        event = ch.next(self.server.control_timeout, "the client's results")
+        if not isinstance(event, JsonReceived) or not isinstance(event.value, ExchangeResults):
             raise unexpected(event, "results")
         known = {ds.id for ds in path.streams}
         for s in event.value.streams:
@@ -169,10 +167,10 @@ class _Session:
         local = path.results()
         ch.send(conn.send_results(local))
         with contextlib.suppress(SocketkitError, OSError):
-            event = ch.next(CONTROL_TIMEOUT, "IPERF_DONE")
+            event = ch.next(self.server.control_timeout, "IPERF_DONE")
         return ServerTestReport(self.peer, p, local)
 
-    def _accept_streams(self, p: TestParams) -> list[DataStream]:
+    def _accept_streams(self, p: BenchParams) -> list[DataStream]:
         count = p.parallel if p.latency_size else p.stream_count
         if p.bidirectional:
             # The client opens its sending streams first: we receive on those.
@@ -188,7 +186,7 @@ class _Session:
             self.expecting = count
             self.ch.send(self.conn.send_create_streams())
             got: list[tuple[int, socket.socket]] = []
-            deadline = time.monotonic() + STREAM_TIMEOUT
+            deadline = time.monotonic() + self.server.control_timeout
             try:
                 while len(got) < count:
                     remaining = deadline - time.monotonic()
@@ -214,7 +212,7 @@ class _Session:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return [DataStream(i, s, r) for i, s, r in zip(ids, socks, roles, strict=True)]
 
-    def _wait_test_end(self, p: TestParams) -> None:
+    def _wait_test_end(self, p: BenchParams) -> None:
         start = time.monotonic()
         limit = (p.time + p.omit + RUN_GRACE) if p.time else MAX_COUNTED_TEST
         deadline = start + limit
@@ -267,8 +265,12 @@ class BenchServer:
         max_tests: int = DEFAULT_MAX_TESTS,
         max_runs: int = 0,
         on_report: Callable[[ServerTestReport], None] | None = None,
+        control_timeout: float = CONTROL_TIMEOUT,
+        cookie_timeout: float = COOKIE_TIMEOUT,
     ) -> None:
         self.host = host
+        self.control_timeout = control_timeout
+        self.cookie_timeout = cookie_timeout
         self.max_tests = max_tests
         self.max_runs = max_runs
         self.on_report = on_report
@@ -338,9 +340,8 @@ class BenchServer:
         """Read the cookie and route the connection: a data stream or a new test."""
         peer = "{}:{}".format(*conn.getpeername()[:2])
         try:
-            conn.settimeout(COOKIE_TIMEOUT)
             cookie = b""
-            deadline = time.monotonic() + COOKIE_TIMEOUT
+            deadline = time.monotonic() + self.cookie_timeout
             while len(cookie) < COOKIE_SIZE:
                 conn.settimeout(max(0.01, deadline - time.monotonic()))
                 chunk = conn.recv(COOKIE_SIZE - len(cookie))
@@ -352,7 +353,7 @@ class BenchServer:
         except (TimeoutError, OSError, SocketkitError) as exc:
             reason: object = exc
             if isinstance(exc, TimeoutError):
-                reason = f"no cookie within {COOKIE_TIMEOUT:g} s"
+                reason = f"no cookie within {self.cookie_timeout:g} s"
             log.warning("refused a connection from %s: %s", peer, reason)
             with contextlib.suppress(OSError):
                 conn.sendall(ServerConnection().send_error(IE.RECVCOOKIE))
@@ -381,7 +382,7 @@ class BenchServer:
     def _udp_connect(self, peer_ip: str, count: int, gro: bool) -> list[socket.socket]:
         """Answer ``count`` UDP connect datagrams from ``peer_ip`` (caller holds _udp_lock)."""
         socks: list[socket.socket] = []
-        deadline = time.monotonic() + STREAM_TIMEOUT
+        deadline = time.monotonic() + self.control_timeout
         try:
             while len(socks) < count:
                 remaining = deadline - time.monotonic()

@@ -53,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-tests", type=int, default=8, metavar="N", help="concurrent tests (default 8)"
     )
     srv.add_argument("-1", "--one-off", action="store_true", help="exit after one test")
+    srv.add_argument(
+        "--control-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECS",
+        help="drop a client silent this long on the control connection (default 10)",
+    )
     srv.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     cli = sub.add_parser("client", help="run a test against a server (iperf3 -c)")
@@ -141,7 +148,12 @@ def _run_server(args: argparse.Namespace) -> int:
 
     _setup_logging(logging.DEBUG if args.debug else logging.INFO)
     with BenchServer(
-        args.bind, args.port, max_tests=args.max_tests, max_runs=1 if args.one_off else 0
+        args.bind,
+        args.port,
+        max_tests=args.max_tests,
+        max_runs=1 if args.one_off else 0,
+        control_timeout=args.control_timeout,
+        cookie_timeout=min(5.0, args.control_timeout),
     ) as server:
         host, port = server.address
         print(

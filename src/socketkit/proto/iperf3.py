@@ -48,8 +48,8 @@ __all__ = [
     "State",
     "StateReceived",
     "StreamResult",
-    "TestParams",
-    "TestResults",
+    "BenchParams",
+    "ExchangeResults",
     "encode_json",
     "make_cookie",
     "stream_ids",
@@ -171,7 +171,7 @@ def _flag(obj: Mapping[str, Any], key: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class TestParams:
+class BenchParams:
     """What the client asks for (``send_parameters``/``get_parameters`` in iperf_api.c).
 
     ``latency_size``/``gro`` are socketkit extensions (keys ``socketkit_latency`` and
@@ -254,7 +254,7 @@ class TestParams:
         return obj
 
     @classmethod
-    def from_json(cls, obj: Any) -> TestParams:
+    def from_json(cls, obj: Any) -> BenchParams:
         """Validate a params object from the peer (RemoteProtocolError if unusable)."""
         if not isinstance(obj, dict):
             raise RemoteProtocolError("iperf3 params: not a JSON object")
@@ -357,7 +357,7 @@ class StreamResult:
 
 
 @dataclass(frozen=True, slots=True)
-class TestResults:
+class ExchangeResults:
     """One side's results (``send_results``/``get_results``); CPU figures in percent."""
 
     streams: tuple[StreamResult, ...]
@@ -380,7 +380,7 @@ class TestResults:
         return obj
 
     @classmethod
-    def from_json(cls, obj: Any) -> TestResults:
+    def from_json(cls, obj: Any) -> ExchangeResults:
         """Validate like iperf3's ``get_results`` (missing keys fail with IERECVRESULTS)."""
         if not isinstance(obj, dict):
             raise RemoteProtocolError("iperf3 results: not a JSON object")
@@ -432,7 +432,7 @@ class ServerErrorReceived:
 class JsonReceived:
     """A JSON message: params (server side) or the peer's results. ``value`` is validated."""
 
-    value: TestParams | TestResults
+    value: BenchParams | ExchangeResults
 
 
 Event = CookieReceived | StateReceived | ServerErrorReceived | JsonReceived
@@ -478,7 +478,7 @@ class _Connection:
         self._eof = False
         self.phase = Phase.COOKIE
         self.max_json = max_json
-        self.peer_results: TestResults | None = None
+        self.peer_results: ExchangeResults | None = None
         self._want_json = False
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
@@ -553,8 +553,8 @@ class _Connection:
             raise RemoteProtocolError(f"iperf3 control: invalid JSON ({exc})") from None
         return JsonReceived(self._decode_json(obj))
 
-    def _decode_json(self, obj: Any) -> TestParams | TestResults:
-        results = TestResults.from_json(obj)
+    def _decode_json(self, obj: Any) -> BenchParams | ExchangeResults:
+        results = ExchangeResults.from_json(obj)
         self.peer_results = results
         return results
 
@@ -585,7 +585,7 @@ class ClientConnection(_Connection):
         """The cookie, to send right after connecting (also sent on every data stream)."""
         return self.cookie
 
-    def send_params(self, params: TestParams) -> bytes:
+    def send_params(self, params: BenchParams) -> bytes:
         self._require(Phase.PARAM_EXCHANGE)
         return encode_json(params.to_json(), max_size=MAX_PARAMS_JSON)
 
@@ -593,7 +593,7 @@ class ClientConnection(_Connection):
         self._require(Phase.RUNNING, Phase.TEST_START)
         return encode_state(State.TEST_END)
 
-    def send_results(self, results: TestResults) -> bytes:
+    def send_results(self, results: ExchangeResults) -> bytes:
         self._require(Phase.EXCHANGE_RESULTS)
         if self._results_sent:
             raise LocalProtocolError("results already sent")
@@ -624,7 +624,7 @@ class ServerConnection(_Connection):
         super().__init__(max_json=max_json)
         self.max_params = max_params
         self.cookie: bytes | None = None
-        self.params: TestParams | None = None
+        self.params: BenchParams | None = None
 
     def _next_event(self) -> Event | _NeedData:
         if self.phase is Phase.COOKIE:
@@ -648,9 +648,9 @@ class ServerConnection(_Connection):
                 )
         return super()._read_json()
 
-    def _decode_json(self, obj: Any) -> TestParams | TestResults:
+    def _decode_json(self, obj: Any) -> BenchParams | ExchangeResults:
         if self.phase is Phase.PARAM_EXCHANGE:
-            self.params = TestParams.from_json(obj)
+            self.params = BenchParams.from_json(obj)
             return self.params
         return super()._decode_json(obj)
 
@@ -677,7 +677,7 @@ class ServerConnection(_Connection):
         self._want_json = True  # the client's results come next
         return encode_state(State.EXCHANGE_RESULTS)
 
-    def send_results(self, results: TestResults) -> bytes:
+    def send_results(self, results: ExchangeResults) -> bytes:
         """Our results and DISPLAY_RESULTS (after the client's results arrived)."""
         self._require(Phase.EXCHANGE_RESULTS)
         if self.peer_results is None:
