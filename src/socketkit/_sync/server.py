@@ -8,6 +8,7 @@ finish for a grace period, then shuts their sockets down.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import selectors
 import socket
@@ -250,7 +251,14 @@ def _server_handshake(conn: socket.socket, engine: TLSEngine) -> None:
     deadline = time.monotonic() + TLS_HANDSHAKE_TIMEOUT
     try:
         while True:
-            done = engine.do_handshake()
+            try:
+                done = engine.do_handshake()
+            except TLSError:
+                # Tell the client why (e.g. "certificate required"): send the alert OpenSSL
+                # queued, best effort, instead of a bare close it would report as an EOF.
+                with contextlib.suppress(OSError):
+                    conn.sendall(engine.data_to_send())
+                raise
             out = engine.data_to_send()
             if out:
                 conn.sendall(out)
