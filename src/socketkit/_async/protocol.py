@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .._errors import BrokenStreamError, TLSError
+from .._errors import BrokenStreamError, SocketkitError, TLSError
 from ..proto.buffer import DEFAULT_CHUNK, ByteBuffer
 from ..proto.tls import TLSEngine
 
@@ -94,7 +94,18 @@ class StreamProtocol(asyncio.BufferedProtocol):
         return buffer.writable(DEFAULT_CHUNK)
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self.tls is not None:
+        if self.tls is None and not self._lent_user:
+            # The hot path: bytes landed in our buffer; hand them straight to a waiting
+            # receive_some (one future completion, nothing else).
+            buffer = self.buffer
+            buffer.commit(nbytes)
+            waiter = self._read_waiter
+            some = self._some
+            if some is not None and waiter is not None and not waiter.done():
+                self._some = None
+                waiter.set_result(buffer.take(some))
+                return
+        elif self.tls is not None:
             assert self._cipher is not None
             self.tls.receive_data(self._cipher[:nbytes])
             self._pump_tls()
@@ -102,8 +113,6 @@ class StreamProtocol(asyncio.BufferedProtocol):
             self._user_count = nbytes
             self._user_view = None
             self._lent_user = False
-        else:
-            self.buffer.commit(nbytes)
         buffer = self.buffer
         if len(buffer) >= self.high_water and len(buffer) >= self.want:
             assert self.transport is not None
@@ -240,9 +249,14 @@ def _broken(exc: BaseException) -> BrokenStreamError:
     return err
 
 
-def peer_error(protocol: StreamProtocol) -> BrokenStreamError | None:
-    """The error to raise once the buffer is drained, if the connection broke (not clean EOF)."""
-    return None if protocol.error is None else _broken(protocol.error)
+def peer_error(protocol: StreamProtocol) -> SocketkitError | None:
+    """The error to raise once the buffer is drained, if the connection broke (not clean EOF).
+    A TLS alert stays a ``TLSError``, as on the sync stream; an ``OSError`` is a broken stream."""
+    if protocol.error is None:
+        return None
+    if isinstance(protocol.error, SocketkitError):
+        return protocol.error
+    return _broken(protocol.error)
 
 
 def info(protocol: StreamProtocol, name: str) -> Any:
