@@ -9,7 +9,6 @@ from .report import Reporter
 from .scan import scan_ports
 from .session import announce, relay_session
 from .tap import Tap
-from .tls import client_wrap
 
 __all__ = ["run_connect"]
 
@@ -23,6 +22,8 @@ def run_connect(opts: NetcatOptions, reporter: Reporter, *, ports: list[int] | N
     try:
         sock = dial(opts)
         if opts.tls is not None:
+            from .tls import client_wrap
+
             sock = client_wrap(sock, opts.tls, opts.host, opts.connect_timeout)
         conn = Conn(sock, datagram=opts.udp)
         announce("connected", conn, reporter)

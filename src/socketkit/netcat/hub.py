@@ -30,7 +30,6 @@ from .options import NetcatOptions
 from .report import Reporter
 from .session import announce, closed
 from .tap import Tap
-from .tls import server_wrap
 
 __all__ = ["serve_many"]
 
@@ -334,6 +333,8 @@ class Hub:
             ).start()
 
     def _handshake(self, sock: socket.socket, shown: str) -> None:
+        from .tls import server_wrap
+
         assert self.ctx is not None
         try:
             wrapped = server_wrap(sock, self.ctx, self.opts.connect_timeout)
@@ -452,6 +453,8 @@ class _ExecServer:
 
         try:
             if self.ctx is not None:
+                from .tls import server_wrap
+
                 sock = server_wrap(sock, self.ctx, self.opts.connect_timeout)
             conn = Conn(sock, peer=shown)
             announce("accepted", conn, self.reporter)

@@ -18,7 +18,6 @@ from .options import NetcatOptions
 from .report import Reporter
 from .session import announce, relay_session
 from .tap import Tap
-from .tls import make_server_context, server_wrap
 
 __all__ = ["run_listen"]
 
@@ -64,6 +63,8 @@ def _server_context(opts: NetcatOptions, reporter: Reporter) -> ssl.SSLContext |
     # We report the ephemeral certificate ourselves (as -v/--json events, or a warning).
     logging.getLogger("socketkit.tls").addHandler(logging.NullHandler())
     logging.getLogger("socketkit.tls").propagate = False
+    from .tls import make_server_context
+
     ctx = make_server_context(opts.tls)
     fp = getattr(ctx, "socketkit_fingerprint", None)
     if fp:
@@ -125,6 +126,8 @@ def _serve_one(
                 cleanup_unix_path(other)
                 other.close()
             if ctx is not None:
+                from .tls import server_wrap
+
                 try:
                     sock = server_wrap(sock, ctx, opts.connect_timeout)
                 except TLSError:

@@ -11,7 +11,6 @@ from .options import NetcatOptions
 from .relay import Relay, RelayResult
 from .report import Reporter
 from .tap import Tap
-from .tls import tls_summary
 
 __all__ = ["announce", "relay_session"]
 
@@ -35,6 +34,8 @@ def announce(event: str, conn: Conn, reporter: Reporter, **extra: Any) -> None:
         **extra,
     )
     if info is not None and reporter.verbose and not reporter.json:
+        from .tls import tls_summary
+
         reporter.event("tls", "TLS: " + tls_summary(info))
 
 
