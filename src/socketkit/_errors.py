@@ -11,7 +11,7 @@ the middle of ``receive_exactly``/``receive_until`` hands the bytes back on the 
 from __future__ import annotations
 
 import errno as _errno
-import ssl
+import sys
 from collections.abc import Sequence
 
 __all__ = [
@@ -199,10 +199,15 @@ def translate_os_error(exc: BaseException, action: str) -> SocketkitError:
     """
     if isinstance(exc, SocketkitError):
         return exc
-    if isinstance(exc, ssl.SSLCertVerificationError):
+    # ssl is imported only by code that uses TLS; if it is not loaded, this is no SSLError
+    # (and the command line starts without paying for the import).
+    ssl = sys.modules.get("ssl")
+    if ssl is None:
+        pass
+    elif isinstance(exc, ssl.SSLCertVerificationError):
         detail = exc.verify_message or exc.reason or str(exc)
         return TLSError(f"{action}: certificate verification failed: {detail}")
-    if isinstance(exc, ssl.SSLError):
+    elif isinstance(exc, ssl.SSLError):
         return TLSError(f"{action}: TLS error: {exc.reason or exc}")
     if isinstance(exc, TimeoutError):
         return SocketkitTimeout(f"{action}: timed out")
