@@ -399,6 +399,7 @@ class _ClientTest:
                         kernel_drops=r.kernel_drops if r else -1,
                         rtt_us=st.rtt_us,
                         gso=st.gso,
+                        received_seconds=r.end_time if r and r.end_time > 0 else seconds,
                     )
                 )
             else:
@@ -419,6 +420,7 @@ class _ClientTest:
                         duplicates=udp.duplicates if udp else 0,
                         kernel_drops=st.kernel_drops,
                         rtt_us=st.rtt_us,
+                        received_seconds=path.stream_seconds(st),
                     )
                 )
         client_sends = not p.reverse
@@ -469,7 +471,8 @@ def _sums(streams: list[StreamSummary], seconds: float) -> tuple[Sum, Sum]:
     ooo = sum(s.out_of_order for s in streams)
     retrans = sum(max(s.retransmits, 0) for s in streams)
     sent = Sum(sum(s.sent_bytes for s in streams), seconds, retrans, jit, lost, packets, ooo)
-    received = Sum(sum(s.received_bytes for s in streams), seconds, -1, jit, lost, packets, ooo)
+    rx_seconds = max(s.receiver_seconds for s in streams)
+    received = Sum(sum(s.received_bytes for s in streams), rx_seconds, -1, jit, lost, packets, ooo)
     return sent, received
 
 

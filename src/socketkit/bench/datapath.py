@@ -212,6 +212,13 @@ class DataPath:
     def seconds(self) -> float:
         return max((self.t_end or time.monotonic()) - self.t_start, 1e-9)
 
+    def stream_seconds(self, st: StreamStats) -> float:
+        """A receiver's time runs to its last byte (data drained after the end was in
+        flight or queued during the test); a sender's to when the senders stopped."""
+        if not st.sender and st.last_rx > self.t_start:
+            return max(st.last_rx - self.t_start, 1e-9)
+        return self.seconds
+
     def results(self) -> ExchangeResults:
         """This side's results for the exchange (iperf3's ``send_results``)."""
         streams = []
@@ -232,7 +239,7 @@ class DataPath:
                     omitted_errors=st.base_errors,
                     omitted_packets=st.base_packets,
                     start_time=0.0,
-                    end_time=self.seconds,
+                    end_time=self.stream_seconds(st),
                     out_of_order=udp.out_of_order if udp else -1,
                     received=udp.received if udp else -1,
                     kernel_drops=st.kernel_drops,

@@ -145,10 +145,15 @@ class StreamSummary:
     kernel_drops: int = -1
     rtt_us: int = 0
     gso: bool = False
+    received_seconds: float = 0.0  # the receiver's own duration (0: same as ``seconds``)
+
+    @property
+    def receiver_seconds(self) -> float:
+        return self.received_seconds or self.seconds
 
     @property
     def bits_per_second(self) -> float:
-        return _bps(self.received_bytes, self.seconds)
+        return _bps(self.received_bytes, self.receiver_seconds)
 
     @property
     def lost_percent(self) -> float:
@@ -223,8 +228,10 @@ class BenchResult:
                         },
                         "receiver": base
                         | {
+                            "end": s.receiver_seconds,
+                            "seconds": s.receiver_seconds,
                             "bytes": s.received_bytes,
-                            "bits_per_second": _bps(s.received_bytes, s.seconds),
+                            "bits_per_second": s.bits_per_second,
                             "sender": s.local_sender,
                         },
                     }
@@ -250,7 +257,7 @@ class BenchResult:
         extra: dict[str, Any] = {
             "local_tcp_rtt_us": self.local_rtt_us,
             "remote_tcp_rtt_us": self.remote_rtt_us,
-            "kernel_drops": [s.kernel_drops for s in self.streams if not s.local_sender],
+            "kernel_drops": [s.kernel_drops for s in self.streams],
             "duplicates": sum(s.duplicates for s in self.streams),
             "gso": any(s.gso for s in self.streams),
         }

@@ -55,6 +55,7 @@ class StreamStats:
     udp: UdpReceiveStats | None = None
     start_time: float = 0.0  # monotonic
     end_time: float = 0.0
+    last_rx: float = 0.0  # monotonic time of the last received byte (receivers)
     base_bytes: int = 0  # counters at the end of the omitted (-O) warm-up
     base_packets: int = 0
     base_errors: int = 0

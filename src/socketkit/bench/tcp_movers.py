@@ -11,6 +11,7 @@ from __future__ import annotations
 import mmap
 import os
 import socket
+import time
 
 from .pacing import Pacer
 from .streams import Limits, Mover, StreamStats
@@ -90,8 +91,10 @@ class TcpReceiver(Mover):
         stats = self.stats
         recv_into = self.sock.recv_into
         buf = self.buffer
+        clock = time.monotonic
         while True:
             n = recv_into(buf)
             if not n:
                 return
             stats.bytes += n
+            stats.last_rx = clock()

@@ -198,7 +198,7 @@ class UdpReceiver(Mover):
         udp = stats.udp
         assert udp is not None
         recv_into, buf, c64, min_len = self.sock.recv_into, self.buffer, self.c64, self.min_len
-        clock = time.time
+        clock, mono = time.time, time.monotonic
         record = udp.record
         while not self.stop:
             n = recv_into(buf)
@@ -210,6 +210,7 @@ class UdpReceiver(Mover):
             record(seq, sent, clock())
             stats.bytes += n
             stats.packets += 1
+            stats.last_rx = mono()
 
     def _run_gro(self) -> None:
         stats = self.stats
@@ -222,7 +223,7 @@ class UdpReceiver(Mover):
             self.min_len,
         )
         ancsize = socket.CMSG_SPACE(_INT.size)
-        clock = time.time
+        clock, mono = time.time, time.monotonic
         record, record_run = udp.record, udp.record_run
         while not self.stop:
             n, anc, _flags, _addr = recvmsg_into([buf], ancsize)
@@ -233,6 +234,7 @@ class UdpReceiver(Mover):
                 if level == SOL_UDP and kind == UDP_GRO and len(data) >= _INT.size:
                     seg = _INT.unpack_from(data)[0] or n
             now = clock()
+            stats.last_rx = mono()
             count = -(-n // seg)
             last_off = (count - 1) * seg
             if count > 1 and n - last_off >= min_len:
