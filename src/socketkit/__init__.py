@@ -76,6 +76,10 @@ _EXPORTS: dict[str, str] = {
     "server_context": "socketkit._tls",
     "describe_tls": "socketkit._tls",
     "ephemeral_certificate": "socketkit._tls",
+    # netcat: the EOF policy (sans-I/O) and session options behind connect/listen
+    "EofPolicy": "socketkit.netcat.eof",
+    "EofMachine": "socketkit.netcat.eof",
+    "NetcatOptions": "socketkit.netcat.options",
 }
 
 # public name -> the name inside its module, where they differ
@@ -112,6 +116,8 @@ if TYPE_CHECKING:
     from ._sync.stream import Stream
     from ._tls import client_context, ephemeral_certificate, server_context
     from ._tls import describe as describe_tls
+    from .netcat.eof import EofMachine, EofPolicy
+    from .netcat.options import NetcatOptions
     from .packet import (
         LinkType,
         Packet,
