@@ -154,12 +154,12 @@ class Stream:
 
     async def _receive_some(self, max_bytes: int, timeout: float) -> bytes:
         p = self._p
-        buffer = p.buffer
-        if not len(buffer) and not p.eof:
+        if not len(p.buffer) and not p.eof:
             try:
                 await self._wait(self._timeout(timeout))
             except TimeoutError as exc:
                 raise ReadTimeout("receive timed out") from exc
+        buffer = p.buffer  # after the wait: the first bytes replace the shared empty buffer
         if not len(buffer):
             err = peer_error(p)
             if err is not None:
@@ -211,7 +211,12 @@ class Stream:
                 await self._wait(self._remaining(deadline))
         finally:
             p.want = 0
-        return len(p.buffer) > before or not p.eof
+        if len(p.buffer) > before:
+            return True
+        err = peer_error(p)  # broke while we waited: an error, not a clean EOF
+        if err is not None:
+            raise err
+        return not p.eof
 
     async def receive_exactly(self, count: int, *, timeout: float = _UNSET) -> bytes:
         """Exactly ``count`` bytes. Raises ``IncompleteReadError`` (with ``partial``) at EOF,
