@@ -473,3 +473,25 @@ def test_receive_into(harness: Harness) -> None:
             assert bytes(view[:n]) == b"after"[:n] and n > 0
 
     harness.run(body)
+
+
+def test_receive_with_timeout_waits_for_data(harness: Harness) -> None:
+    """A receive with a timeout that has to wait returns the data that arrives (the first
+    bytes of a connection included), not a false EOF."""
+
+    async def body() -> None:
+        async with harness.pair() as (client, server):
+
+            async def later(data: bytes) -> None:
+                await asyncio.sleep(0.1)
+                await server.send_all(data)
+
+            for data in (b"first", b"second"):
+                task = asyncio.create_task(later(data))
+                assert await client.receive_some(timeout=5) == data
+                await task
+            task = asyncio.create_task(later(b"third"))
+            assert await client.receive_exactly(5, timeout=5) == b"third"
+            await task
+
+    harness.run(body)
