@@ -262,7 +262,7 @@ class Stream:
                 data = p.buffer.take(index + len(delimiter))
                 p.reader_consumed()
                 return data if include_delimiter else data[: -len(delimiter)]
-            if len(p.buffer) > max_size:
+            if len(p.buffer) >= max_size + len(delimiter):  # one in range would be here
                 raise RemoteProtocolError(
                     f"no {delimiter!r} within {max_size} bytes", p.buffer.take_all()
                 )

@@ -354,7 +354,7 @@ class Stream:
                     )
                 data = self._buffer.take(index + len(delimiter))
                 return data if include_delimiter else data[: -len(delimiter)]
-            if len(self._buffer) > max_size:
+            if len(self._buffer) >= max_size + len(delimiter):  # one in range would be here
                 raise RemoteProtocolError(
                     f"no {delimiter!r} within {max_size} bytes", self._buffer.take_all()
                 )

@@ -72,7 +72,8 @@ class LineFramer:
         """
         index = self.buffer.find(self.delimiter)
         if index < 0:
-            if len(self.buffer) > self.max_size:
+            # A delimiter starting within max_size would be complete by now.
+            if len(self.buffer) >= self.max_size + len(self.delimiter):
                 raise RemoteProtocolError(
                     f"no {self.delimiter!r} delimiter within {self.max_size} bytes",
                     partial=self.buffer.take_all(),
