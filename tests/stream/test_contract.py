@@ -235,6 +235,19 @@ def test_receive_until_max_size(harness: Harness) -> None:
             await task
 
         async with harness.pair() as (client, server):
+            # Exactly max_size bytes, then a two-byte delimiter split across reads: accepted.
+            await server.send_all(b"a" * 1000 + b"\r")
+
+            async def rest() -> None:
+                await asyncio.sleep(0.2)
+                await server.send_all(b"\nb")
+
+            task = asyncio.create_task(rest())
+            line = await client.receive_until(b"\r\n", max_size=1000, timeout=5)
+            assert line == b"a" * 1000
+            await task
+
+        async with harness.pair() as (client, server):
             # A delimiter found beyond max_size is refused too.
             await server.send_all(b"y" * 2000 + b"\n")
             with pytest.raises(RemoteProtocolError):
