@@ -323,6 +323,14 @@ def fast_raw(data: bytes, head: str) -> str | None:
     return None
 
 
+def fast_ipv4(data: bytes, head: str) -> str | None:
+    return _ip4(data, 0, head) if len(data) >= 28 and data[0] >> 4 == 4 else None
+
+
+def fast_ipv6(data: bytes, head: str) -> str | None:
+    return _ip6(data, 0, head) if len(data) >= 48 else None
+
+
 def no_fast_path(data: bytes, head: str) -> str | None:
     return None
 
@@ -331,6 +339,6 @@ FAST_PATHS: dict[int, Callable[[bytes, str], str | None]] = {
     LinkType.ETHERNET: fast_ethernet,
     LinkType.LINUX_SLL2: fast_sll2,
     LinkType.RAW: fast_raw,
-    LinkType.IPV4: fast_raw,
-    LinkType.IPV6: fast_raw,
+    LinkType.IPV4: fast_ipv4,
+    LinkType.IPV6: fast_ipv6,
 }
