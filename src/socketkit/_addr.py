@@ -56,7 +56,7 @@ class Address:
 
 
 def _parse_port(text: str, original: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # not "²" or "٣"
         raise AddressError(f"bad port {text!r} in address {original!r}: expected 0-65535")
     port = int(text)
     if port > 65535:
@@ -100,7 +100,7 @@ def parse_address(value: AddressLike, *, default_host: str | None = None) -> Add
         if end < 0 or text[end + 1 : end + 2] != ":":
             raise AddressError(f"bad address {value!r}: expected [v6addr]:port")
         return Address(text[1:end] or default_host, _parse_port(text[end + 2 :], value))
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return Address(default_host, _parse_port(text, value))
     host, sep, port = text.rpartition(":")
     if not sep:
