@@ -18,7 +18,7 @@ _EMPTY_VIEW = memoryview(_EMPTY)
 class ByteBuffer:
     """Bytes received but not yet consumed."""
 
-    __slots__ = ("_buf", "_end", "_scan", "_start", "_view")
+    __slots__ = ("_buf", "_end", "_scan", "_scan_for", "_start", "_view")
 
     def __init__(self) -> None:
         # Start on a shared empty array: an idle connection's buffer costs no storage at all
@@ -28,6 +28,7 @@ class ByteBuffer:
         self._start = 0  # first unread byte
         self._end = 0  # one past the last written byte
         self._scan = 0  # where the next delimiter search resumes
+        self._scan_for = b""  # ... if it looks for this delimiter (another restarts)
 
     def __len__(self) -> int:
         return self._end - self._start
@@ -93,10 +94,11 @@ class ByteBuffer:
         """Offset (from the front) of the first ``delimiter``, or -1. Repeated calls after more
         data arrives resume where the last search stopped, so a long line costs O(n), not
         O(n²)."""
-        begin = max(self._start, self._scan)
+        begin = max(self._start, self._scan) if delimiter == self._scan_for else self._start
         index = self._buf.find(delimiter, begin, self._end)
         if index < 0:
             self._scan = max(self._start, self._end - len(delimiter) + 1)
+            self._scan_for = delimiter
             return -1
         return index - self._start
 
