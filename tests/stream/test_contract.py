@@ -508,3 +508,22 @@ def test_receive_with_timeout_waits_for_data(harness: Harness) -> None:
             await task
 
     harness.run(body)
+
+
+def test_other_delimiter_after_a_timeout(harness: Harness) -> None:
+    """A timed-out delimiter search does not hide bytes from a search for another one."""
+
+    async def body() -> None:
+        async with harness.pair() as (client, server):
+            await server.send_all(b"abc\r")
+            with pytest.raises(ReadTimeout):
+                await client.receive_until(b"\n\n", timeout=0.2)
+            await server.send_all(b"\n")
+            assert await client.receive_until(b"\r\n", timeout=5) == b"abc"
+
+            await server.send_all(b"x\ny")
+            with pytest.raises(ReadTimeout):
+                await client.receive_until(b"END", timeout=0.2)
+            assert await client.receive_line(timeout=5) == b"x"
+
+    harness.run(body)
