@@ -192,6 +192,7 @@ class Stats:
     files: int = 0
     file_records: int = 0
     slowest_s: float = 0.0
+    slowest: str = ""
     failures: list[str] = field(default_factory=list)
 
 
@@ -213,7 +214,9 @@ def fuzz_packets(count: int, seed: int, stats: Stats) -> None:
             except Exception as exc:  # the point: report anything unexpected
                 stats.failures.append(f"{type(exc).__name__}: {exc} <- lt={lt} {data.hex()}")
                 ok = False
-            stats.slowest_s = max(stats.slowest_s, time.perf_counter() - start)
+            took = time.perf_counter() - start
+            if took > stats.slowest_s:
+                stats.slowest_s, stats.slowest = took, f"packet lt={lt} {data.hex()}"
             stats.inputs += 1
             if ok:
                 stats.clean += 1
@@ -261,7 +264,9 @@ def fuzz_files(count: int, seed: int, stats: Stats) -> None:
                 pass
             except Exception as exc:  # the point: report anything unexpected
                 stats.failures.append(f"file {mode}: {type(exc).__name__}: {exc} <- {raw.hex()}")
-            stats.slowest_s = max(stats.slowest_s, time.perf_counter() - start)
+            took = time.perf_counter() - start
+            if took > stats.slowest_s:
+                stats.slowest_s, stats.slowest = took, f"file {mode} {raw.hex()}"
         stats.files += 1
         if len(stats.failures) > 20:
             return
@@ -286,6 +291,7 @@ def main() -> int:
         f"{len(stats.failures)} other exceptions, slowest input {stats.slowest_s * 1e3:.1f} ms, "
         f"{elapsed:.1f} s"
     )
+    print(f"  slowest: {stats.slowest[:160]}")
     for failure in stats.failures[:20]:
         print("  FAIL", failure[:300])
     return 1 if stats.failures else 0
