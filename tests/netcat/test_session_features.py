@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .nctools import SK, Collector, finish, started
+from .nctools import SK, Collector, finish, free_port, started
 
 
 def _server() -> tuple[socket.socket, int]:
@@ -115,3 +115,14 @@ def test_listen_unix_socket_and_cleanup(tmp_path: Path) -> None:
         assert proc.stdout is not None
         assert proc.stdout.read() == b"over unix\n"
     assert not path.exists()  # the listener removed its socket file
+
+
+def test_source_address_and_port() -> None:
+    server, port = _server()
+    src_port = free_port()
+    argv = [*SK, "connect", "-s", "127.0.0.2", "-p", str(src_port), "127.0.0.1", str(port)]
+    with server, started(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL) as proc:
+        peer, addr = server.accept()
+        assert addr == ("127.0.0.2", src_port)
+        peer.close()
+        assert finish(proc, 10) == 0

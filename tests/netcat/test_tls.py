@@ -250,3 +250,65 @@ def test_connect_tls_verification_failures_exit_6(
     assert len(lines) == 1, lines
     assert "Traceback" not in lines[0]
     assert re.search(reason, lines[0]), lines[0]
+
+
+def test_mutual_tls(pki: dict[str, Path], tmp_path: Path) -> None:
+    ca = trustme.CA()
+    client_cert = ca.issue_cert("client.test")
+    client_pem = tmp_path / "client.pem"
+    client_ca = tmp_path / "client-ca.pem"
+    with client_pem.open("wb") as fh:
+        fh.write(client_cert.private_key_pem.bytes())
+        for blob in client_cert.cert_chain_pems:
+            fh.write(blob.bytes())
+    ca.cert_pem.write_to_path(str(client_ca))
+    port = free_port()
+    server_argv = _listen_tls(pki, port, "--tls-client-ca", str(client_ca))
+    with started(server_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE) as server:  # fmt: skip
+        wait_bound(port)
+        client = subprocess.run(
+            [
+                *SK,
+                "connect",
+                "--tls",
+                "--tls-ca",
+                str(pki["ca"]),
+                "--tls-cert",
+                str(client_pem),
+                "--recv-only",
+                "-v",
+                "127.0.0.1",
+                str(port),
+            ],  # fmt: skip
+            capture_output=True,
+            timeout=30,
+            input=b"",
+        )
+        assert finish(server, 10) == 0
+        err = server.stderr.read().decode() if server.stderr else ""
+    assert client.returncode == 0, client.stderr
+    assert "peer certificate subject" in err  # the server saw the client's certificate
+    # Without a client certificate the handshake is refused: exit 6 on both sides.
+    port = free_port()
+    server_argv = _listen_tls(pki, port, "--tls-client-ca", str(client_ca))
+    with started(server_argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.PIPE) as server:  # fmt: skip
+        wait_bound(port)
+        client = subprocess.run(
+            [
+                *SK,
+                "connect",
+                "--tls",
+                "--tls-ca",
+                str(pki["ca"]),
+                "--recv-only",
+                "127.0.0.1",
+                str(port),
+            ],  # fmt: skip
+            capture_output=True,
+            timeout=30,
+        )
+        assert finish(server, 10) == 6
+    assert client.returncode in (4, 6), client.stderr
+    assert len(client.stderr.decode().strip().splitlines()) == 1
