@@ -280,7 +280,7 @@ def test_mutual_tls(pki: dict[str, Path], tmp_path: Path) -> None:
                 "-v",
                 "127.0.0.1",
                 str(port),
-            ],  # fmt: skip
+            ],
             capture_output=True,
             timeout=30,
             input=b"",
@@ -305,7 +305,7 @@ def test_mutual_tls(pki: dict[str, Path], tmp_path: Path) -> None:
                 "--recv-only",
                 "127.0.0.1",
                 str(port),
-            ],  # fmt: skip
+            ],
             capture_output=True,
             timeout=30,
         )
