@@ -169,3 +169,17 @@ def test_unknown_interface_is_one_clear_error() -> None:
 
     with pytest.raises(SocketkitError, match="no such interface"):
         capture("nosuchif0")
+
+
+def test_any_with_a_link_layer_filter_falls_back_to_user_space_filtering() -> None:
+    """SLL2 header bytes other than protocol/ifindex/pkttype do not exist for the kernel: the
+    same program then runs in user space, and the result is the same."""
+    from socketkit.raw import bpf
+
+    port = _free_udp_port()
+    expression = f"udp port {port} and link[11] = 6"  # SLL2 link-layer address length
+    assert bpf.for_cooked_socket(bpf.compile_filter(expression, 276)) is None
+    with capture("any", filter=expression, timeout=1.5) as cap:
+        _send_udp(port, [b"ll-%d" % i for i in range(20)], noise_port=_free_udp_port())
+        packets = list(cap)
+    assert [_udp_payload(p.data, p.linktype) for p in packets] == [b"ll-%d" % i for i in range(20)]
