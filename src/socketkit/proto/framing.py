@@ -107,11 +107,14 @@ class LineFramer:
 
     def encode(self, message: bytes | bytearray | memoryview) -> bytes:
         data = bytes(message)
-        if self.delimiter in data:
-            raise LocalProtocolError(f"message contains the delimiter {self.delimiter!r}")
         if len(data) > self.max_size:
             raise LocalProtocolError(f"message of {len(data)} bytes over {self.max_size}")
-        return data + self.delimiter
+        framed = data + self.delimiter
+        # Not just "delimiter in data": with b"--" as the delimiter, b"x-" + b"--" would be
+        # read back as b"x" (the delimiter must first occur where the message ends).
+        if framed.find(self.delimiter) != len(data):
+            raise LocalProtocolError(f"message contains the delimiter {self.delimiter!r}")
+        return framed
 
 
 _PREFIX = {1: struct.Struct(">B"), 2: struct.Struct(">H"), 4: struct.Struct(">I"),
