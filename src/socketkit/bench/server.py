@@ -281,11 +281,21 @@ class BenchServer:
         self._runs = 0
         self._accepted = 0
         self._closed = threading.Event()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._tcp = socket.socket(family, socket.SOCK_STREAM)
-        self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # No address: listen on IPv6 and IPv4 at once (like iperf3), where IPv6 exists.
+        family = (
+            socket.AF_INET6 if (":" in host or (not host and socket.has_ipv6)) else (socket.AF_INET)
+        )
+        try:
+            self._tcp = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            family = socket.AF_INET
+            self._tcp = socket.socket(family, socket.SOCK_STREAM)
         self._udp = socket.socket(family, socket.SOCK_DGRAM)
-        self._udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        for sock in (self._tcp, self._udp):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and not host:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        host = host or ("::" if family == socket.AF_INET6 else "")
         try:
             self._tcp.bind((host, port))
             self.port = self._tcp.getsockname()[1]
@@ -375,6 +385,9 @@ class BenchServer:
                     conn.sendall(ServerConnection().send_access_denied())
                 conn.close()
                 return
+            # Control messages are tiny and must not wait for a delayed ACK (Nagle).
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             session = _Session(self, conn, cookie)
             self._sessions[cookie] = session
         session.run()
