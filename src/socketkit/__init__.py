@@ -48,6 +48,11 @@ _EXPORTS: dict[str, str] = {
     "TraceReport": "socketkit.raw.trace",
     "Hop": "socketkit.raw.trace",
     "HopProbe": "socketkit.raw.trace",
+    # bench (iperf3-compatible throughput, loss and latency tests)
+    "BenchResult": "socketkit.bench",
+    "BenchServer": "socketkit.bench",
+    "BenchRun": "socketkit.bench",
+    "IntervalReport": "socketkit.bench",
     # addresses
     "Address": "socketkit._addr",
     "parse_address": "socketkit._addr",
@@ -116,6 +121,7 @@ if TYPE_CHECKING:
     from ._sync.stream import Stream
     from ._tls import client_context, ephemeral_certificate, server_context
     from ._tls import describe as describe_tls
+    from .bench import BenchResult, BenchRun, BenchServer, IntervalReport
     from .netcat.eof import EofMachine, EofPolicy
     from .netcat.options import NetcatOptions
     from .packet import (

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from .api import interval_reports, run, serve
+from .api import BenchRun, interval_reports, run, serve
 from .client import ClientOptions
 from .results import BenchResult, IntervalReport, IntervalStream, StreamSummary, Sum
 from .server import BenchServer
 
 __all__ = [
     "BenchResult",
+    "BenchRun",
     "BenchServer",
     "ClientOptions",
     "IntervalReport",
