@@ -24,6 +24,10 @@ class Net:
         self.lab = lab
         self.a = lab.host("a")
         self.r = lab.host("r", forwarding=True)
+        # The router answers every probe: no ICMP rate limit (1/s per peer after a burst of 6
+        # by default, which back-to-back traceroutes in one test module would exhaust).
+        self.r.sysctl("net.ipv4.icmp_ratelimit", "0")
+        self.r.sysctl("net.ipv6.icmp.ratelimit", "0")
         self.b = lab.host("b")
         ia, ra = lab.link(self.a, self.r, f"{A4}/24", f"{R4A}/24")
         rb, ib = lab.link(self.r, self.b, f"{R4B}/24", f"{B4}/24")
@@ -195,3 +199,19 @@ def test_library_ping_and_traceroute_on_loopback() -> None:
     assert (report.stats.transmitted, report.stats.received, report.stats.loss_percent) == (3, 3, 0)
     trace = traceroute("127.0.0.1", wait=1, nqueries=1)
     assert trace.reached and [h.addresses for h in trace.hops] == [["127.0.0.1"]]
+
+
+def test_traceroute_icmp_unprivileged_datagram_socket(net: Net) -> None:
+    net.a.sysctl("net.ipv4.ping_group_range", "0 2147483647")
+    try:
+        res = _run(net.a, sk_as_nobody("traceroute", "-I", "-n", "-w", "2", "-q", "2", B4))
+        res6 = _run(net.a, sk_as_nobody("traceroute", "-I", "-6", "-n", "-w", "2", "-q", "1", B6))
+    finally:
+        net.a.sysctl("net.ipv4.ping_group_range", "1 0")
+    assert res.returncode == 0, res.stderr
+    assert [h[:2] for h in _hops(res.stdout)] == [["1", R4A], ["2", B4]]
+    assert all(h.count("ms") == 2 for h in _hops(res.stdout)), res.stdout
+    assert res6.returncode == 0, res6.stderr
+    assert [h[:2] for h in _hops(res6.stdout)] == [["1", R6A], ["2", B6]]
+    denied = _run(net.a, sk_as_nobody("traceroute", "-I", "-n", "-w", "1", B4))
+    assert denied.returncode == 8 and "ping_group_range" in denied.stderr

@@ -156,10 +156,11 @@ def _set_ttl(sock: socket.socket, ipv6: bool, ttl: int) -> None:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
 
 
-def _read_error(sock: socket.socket, ipv6: bool) -> tuple[str, int, int] | None:
-    """(offender address, ICMP type, code) from the socket's error queue, or None."""
+def _read_error(sock: socket.socket, ipv6: bool) -> tuple[str, int, int, bytes] | None:
+    """(offender address, ICMP type, code, start of our packet) from the socket's error
+    queue, or None. For ICMP datagram sockets the data is our echo request's header."""
     try:
-        _data, ancdata, _flags, _addr = sock.recvmsg(512, 512, socket.MSG_ERRQUEUE)
+        data, ancdata, _flags, _addr = sock.recvmsg(512, 512, socket.MSG_ERRQUEUE)
     except BlockingIOError:
         return None
     for _level, _kind, value in ancdata:
@@ -174,8 +175,22 @@ def _read_error(sock: socket.socket, ipv6: bool) -> tuple[str, int, int] | None:
             addr = socket.inet_ntop(socket.AF_INET6, offender[8:24])
         else:
             addr = socket.inet_ntop(socket.AF_INET, offender[4:8])
-        return addr, kind, code
+        return addr, kind, code, data[:8]
     return None
+
+
+_ICMP_ERRNOS = frozenset(
+    {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED, errno.EPROTO, errno.EACCES}
+)
+
+
+def _clear_errors(sock: socket.socket, ipv6: bool) -> None:
+    """Drop stale error-queue entries and the pending socket error (late answers of an
+    earlier hop)."""
+    sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    for _ in range(64):
+        if _read_error(sock, ipv6) is None:
+            break
 
 
 def _udp_hop(  # noqa: PLR0917
@@ -220,7 +235,7 @@ def _udp_hop(  # noqa: PLR0917
                         pass
                     poller.unregister(fd)
                     continue
-                source, kind, code = got
+                source, kind, code, _quoted = got
                 reached, note = _note(ipv6, kind, code)
                 rtt = (time.monotonic() - p.sent) * 1000.0
                 results[p.key] = (HopProbe(source, rtt, note), reached or source == address)
@@ -248,10 +263,21 @@ def _icmp_hop(  # noqa: PLR0917
     payload = bytes(DEFAULT_PACKET_LEN - (48 if ipv6 else 28))
     sent: dict[int, float] = {}
     _set_ttl(sock, ipv6, ttl)
+    if kind == "dgram":
+        _clear_errors(sock, ipv6)
     for q in range(nqueries):
         seq = (probe_no + q + 1) & 0xFFFF
+        request = echo.build_request(ident, seq, payload, ipv6=ipv6)
         try:
-            sock.sendto(echo.build_request(ident, seq, payload, ipv6=ipv6), (address, 0))
+            try:
+                sock.sendto(request, (address, 0))
+            except OSError as exc:
+                # With IP_RECVERR a late ICMP error of an earlier hop is reported once by the
+                # next send (sk_err): clear it and send again.
+                if kind != "dgram" or exc.errno not in _ICMP_ERRNOS:
+                    raise
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                sock.sendto(request, (address, 0))
         except OSError as exc:
             raise translate_os_error(exc, f"send a probe to {address}") from exc
         sent[seq] = time.monotonic()
@@ -267,13 +293,14 @@ def _icmp_hop(  # noqa: PLR0917
         if kind == "dgram":
             err = _read_error(sock, ipv6)
             if err is not None:
-                # The error queue names no sequence: give it to the oldest unanswered probe.
-                open_seqs = [s for s in sorted(sent) if s not in results]
-                if open_seqs:
-                    source, itype, code = err
+                source, itype, code, quoted = err
+                qseq = -1
+                if len(quoted) >= 8 and quoted[0] in (echo.ICMP_ECHO, echo.ICMP6_ECHO):
+                    qseq = struct.unpack_from("!H", quoted, 6)[0]
+                if qseq in sent and qseq not in results:
                     reached, note = _note(ipv6, itype, code)
-                    s = open_seqs[0]
-                    results[s] = (HopProbe(source, (now - sent[s]) * 1000.0, note), reached)
+                    rtt = (now - sent[qseq]) * 1000.0
+                    results[qseq] = (HopProbe(source, rtt, note), reached)
                 continue
         try:
             data, addr = sock.recvfrom(65536, socket.MSG_DONTWAIT)
