@@ -82,17 +82,25 @@ async def _resolve(
 
 
 async def _connect_unix(path: str) -> socket.socket:
-    loop = asyncio.get_running_loop()
+    """Connect to a Unix stream socket. A full listen backlog makes a non-blocking connect
+    fail with EAGAIN (unix(7)), which asyncio's ``sock_connect`` would take for "in
+    progress"; wait and retry instead, until the caller's timeout cancels us."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.setblocking(False)
+    pause = 0.001
     try:
-        await loop.sock_connect(sock, path)
+        while True:
+            try:
+                sock.connect(path)
+                return sock
+            except BlockingIOError:
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, 0.05)
     except BaseException as exc:
         sock.close()
         if isinstance(exc, OSError):
             raise translate_os_error(exc, f"cannot connect to {format_sockaddr(path)}") from exc
         raise
-    return sock
 
 
 async def _attempt(

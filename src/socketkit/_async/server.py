@@ -115,8 +115,10 @@ class Server:
         idle_timeout: float | None,
         tls: ssl.SSLContext | None,
         grace: float,
+        backlog: int = DEFAULT_BACKLOG,
     ) -> None:
         self._loop = asyncio.get_running_loop()
+        self._backlog = backlog
         self._handler = handler
         self._listeners = listeners
         self._idle_timeout = idle_timeout
@@ -138,7 +140,10 @@ class Server:
             sock.setblocking(False)
             if self._slots is None:
                 self._servers.append(
-                    await loop.create_server(lambda: _ServerProtocol(self), sock=sock)
+                    # backlog again: create_server re-listens, by default with only 100.
+                    await loop.create_server(
+                        lambda: _ServerProtocol(self), sock=sock, backlog=self._backlog
+                    )
                 )
             else:
                 self._acceptors.append(loop.create_task(self._accept_loop(sock)))
@@ -306,6 +311,7 @@ async def serve(
         idle_timeout=idle_timeout,
         tls=ctx,
         grace=grace,
+        backlog=backlog,
     )
     try:
         await server._start()

@@ -8,7 +8,9 @@ copy), so it can be retried.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Generator
 from types import TracebackType
 from typing import Any
@@ -32,6 +34,8 @@ DEFAULT_RECEIVE_SIZE = 64 * 1024
 #: Seconds ``aclose`` waits for buffered writes to flush before it aborts the connection.
 CLOSE_FLUSH_TIMEOUT = 5.0
 _UNSET: float = -1.0
+#: struct linger {l_onoff=1, l_linger=0}: close() sends RST instead of FIN.
+_LINGER_RESET = struct.pack("ii", 1, 0)
 _TIMED_OUT = object()
 
 
@@ -388,8 +392,14 @@ class Stream:
             self._transport.abort()
 
     def abort(self) -> None:
-        """Close at once with a TCP reset, dropping unsent data."""
+        """Close at once with a TCP reset (SO_LINGER 0), dropping unsent data."""
         self._closed = True
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None and not self._transport.is_closing():
+            # ValueError: uvloop's pseudo-socket of an already closed transport (fd -1).
+            with contextlib.suppress(OSError, ValueError):
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         self._transport.abort()
 
     async def __aenter__(self) -> Stream:
