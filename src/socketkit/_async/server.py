@@ -43,6 +43,11 @@ _TASK_NAME = "socketkit.aio handler"
 _PEER_ERRORS = (BrokenStreamError, IncompleteReadError, SocketkitTimeout, TLSError)
 
 
+def _in_handshake(protocol: StreamProtocol) -> bool:
+    """True while a TLS connection has not finished its handshake."""
+    return protocol.tls is not None and not protocol.tls.handshake_done
+
+
 class _Ring:
     """Head of a doubly-linked ring of connections: O(1) add/remove, no per-entry object."""
 
@@ -261,7 +266,7 @@ class Server:
         )
         if isinstance(exc, _PEER_ERRORS):
             log.info("connection %s ended: %s", peer, exc)
-        elif isinstance(exc, TimeoutError):
+        elif isinstance(exc, TimeoutError) and _in_handshake(protocol):
             log.info("connection %s: TLS handshake timed out", peer)
         elif isinstance(exc, SocketkitError):
             log.warning("connection %s failed: %s", peer, exc)
