@@ -223,15 +223,21 @@ class _Session:
         sending = any(ds.sender for ds in self.path.streams)
         if p.time and sending and not p.client_version.startswith("socketkit"):
             early = start + p.omit + p.time - EARLY_STOP
+        omit_end = start + p.omit if p.omit else float("inf")
         while True:
             now = time.monotonic()
             remaining = deadline - now
             if remaining <= 0:
                 raise SocketkitTimeout("the client never ended the test")
+            if now >= omit_end:
+                # -O: forget the warm-up, as the client does at the same moment (iperf3 does
+                # the same; bytes in flight at that instant count on one side only).
+                self.path.mark_omit_end()
+                omit_end = float("inf")
             if now >= early:
                 self.path.stop_senders()
                 early = float("inf")
-            event = self.ch.poll(max(0.0, min(remaining, 0.5, early - now)))
+            event = self.ch.poll(max(0.0, min(remaining, 0.5, early - now, omit_end - now)))
             if event is None:
                 continue
             if isinstance(event, StateReceived) and event.state is State.TEST_END:
