@@ -64,6 +64,8 @@ class Server:
     ) -> None:
         self._handler = handler
         self._listeners = listeners
+        # Read once: after close() the sockets are gone, the addresses stay answerable.
+        self._addresses = [bound_address(sock) for sock in listeners]
         self._max = max_connections
         self._idle_timeout = idle_timeout
         self._tls = tls
@@ -88,12 +90,12 @@ class Server:
     @property
     def address(self) -> Address:
         """The bound address of the first listener (port 0 resolved to the real port)."""
-        return bound_address(self._listeners[0])
+        return self._addresses[0]
 
     @property
     def addresses(self) -> list[Address]:
         """Every bound address (``localhost`` binds 127.0.0.1 and ::1)."""
-        return [bound_address(s) for s in self._listeners]
+        return list(self._addresses)
 
     @property
     def active_connections(self) -> int:
