@@ -127,15 +127,9 @@ def test_unix_missing_path(api: str, tmp_path: Any) -> None:
         exchange(api, f"unix:{tmp_path}/nobody-here.sock")
 
 
-def test_unix_backlog_full_waits_then_times_out(api: str, request: pytest.FixtureRequest) -> None:
+def test_unix_backlog_full_waits_then_times_out(api: str) -> None:
     """A Unix listener whose backlog is full: connect waits (like a blocking connect) and
     ends in ConnectTimeout — it must never hand back an unconnected stream."""
-    if api != "sync":
-        reason = (
-            "bug: aio connect to a Unix listener with a full backlog returns an unconnected "
-            "stream (loop.sock_connect takes EAGAIN for 'in progress'); sends are lost"
-        )
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     name = f"socketkit-test-{uuid.uuid4().hex}"
     with socket.socket(socket.AF_UNIX) as listener:
         listener.bind("\0" + name)

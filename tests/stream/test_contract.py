@@ -107,15 +107,9 @@ def test_large_write(harness: Harness) -> None:
     harness.run(body)
 
 
-def test_concurrent_clients(harness: Harness, request: pytest.FixtureRequest) -> None:
+def test_concurrent_clients(harness: Harness) -> None:
     """200 clients connected at once, each gets its own echo. Every handler waits until all
     200 are running before it echoes, so a server that cannot hold them at once fails."""
-    if not harness.impl.sync and harness.impl.unix:
-        reason = (
-            "bug: aio serve re-listens with create_server's default backlog of 100, and aio "
-            "connect to a full Unix backlog returns an unconnected stream (see test_server)"
-        )
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     clients = 200
     active = 0
     all_in = asyncio.Event()
