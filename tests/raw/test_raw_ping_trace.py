@@ -132,6 +132,12 @@ def test_ping_unprivileged_datagram_socket(net: Net) -> None:
         res6 = _run(net.a, sk_as_nobody("ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", B6))
         assert res6.returncode == 0, res6.stderr
         assert res6.stdout.count(f"64 bytes from {B6}: ") == 2
+        # ICMP errors reach a datagram socket through its error queue (IP_RECVERR)
+        res = _run(net.a, sk_as_nobody("ping", "-c", "2", "-i", "0.1", "-W", "1", "-t", "1", B4))
+        assert res.returncode == 1
+        assert f"From {R4A} icmp_seq=1 Time to live exceeded" in res.stdout
+        assert f"From {R4A} icmp_seq=2 Time to live exceeded" in res.stdout
+        assert "+2 errors" in res.stdout
         # root forced onto the datagram path gives the same answers
         res = _run(net.a, sk("ping", "--method", "dgram", "-c", "2", "-i", "0.1", "-W", "2", B4))
         assert res.returncode == 0 and "2 received" in res.stdout

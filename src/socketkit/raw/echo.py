@@ -9,7 +9,15 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-__all__ = ["EchoReply", "IcmpError", "build_request", "checksum", "parse_icmp", "parse_ipv4"]
+__all__ = [
+    "EchoReply",
+    "IcmpError",
+    "build_request",
+    "checksum",
+    "error_text",
+    "parse_icmp",
+    "parse_ipv4",
+]
 
 ICMP_ECHO_REPLY, ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_TIME_EXCEEDED = 0, 3, 8, 11
 ICMP6_DEST_UNREACH, ICMP6_TIME_EXCEEDED, ICMP6_ECHO, ICMP6_ECHO_REPLY = 1, 3, 128, 129
@@ -76,6 +84,21 @@ class IcmpError:
     seq: int | None
 
 
+def error_text(kind: int, code: int, *, ipv6: bool) -> str:
+    """What iputils ping prints for an ICMP(v6) error type/code."""
+    if ipv6:
+        if kind == ICMP6_TIME_EXCEEDED:
+            return "Time exceeded: Hop limit"
+        if kind == ICMP6_DEST_UNREACH:
+            return f"Destination unreachable: {_UNREACH6.get(code, f'code {code}')}"
+        return f"ICMPv6 type {kind} code {code}"
+    if kind == ICMP_TIME_EXCEEDED:
+        return "Time to live exceeded"
+    if kind == ICMP_DEST_UNREACH:
+        return _UNREACH4.get(code, f"Dest Unreachable, Bad Code: {code}")
+    return f"ICMP type {kind} code {code}"
+
+
 def parse_ipv4(packet: bytes) -> tuple[int, str, bytes] | None:
     """(ttl, source address, payload) of an IPv4 packet, or None if malformed."""
     if len(packet) < 20 or packet[0] >> 4 != 4:
@@ -101,22 +124,14 @@ def parse_icmp(message: bytes, *, ipv6: bool, verify: bool = True) -> EchoReply 
         ok = True if ipv6 or not verify else checksum(message) == 0
         return EchoReply(ident, seq, len(message), ok)
     if ipv6 and kind in (ICMP6_DEST_UNREACH, ICMP6_TIME_EXCEEDED):
-        text = (
-            "Time exceeded: Hop limit"
-            if kind == ICMP6_TIME_EXCEEDED
-            else f"Destination unreachable: {_UNREACH6.get(code, f'code {code}')}"
-        )
+        text = error_text(kind, code, ipv6=True)
         inner = message[8 + 40 : 8 + 40 + 8]  # the quoted IPv6 header, then our ICMPv6 header
         if len(inner) == 8 and inner[0] == ICMP6_ECHO:
             _k, _c, _s, iid, iseq = struct.unpack("!BBHHH", inner)
             return IcmpError(kind, code, text, iid, iseq)
         return IcmpError(kind, code, text, None, None)
     if not ipv6 and kind in (ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED):
-        text = (
-            "Time to live exceeded"
-            if kind == ICMP_TIME_EXCEEDED
-            else _UNREACH4.get(code, f"Dest Unreachable, Bad Code: {code}")
-        )
+        text = error_text(kind, code, ipv6=False)
         quoted = message[8:]
         if len(quoted) >= 20 and quoted[0] >> 4 == 4:
             ihl = (quoted[0] & 0x0F) * 4

@@ -25,7 +25,7 @@ from .._errors import (
     SocketkitError,
     translate_os_error,
 )
-from . import echo
+from . import echo, errqueue
 
 __all__ = ["PingReport", "PingStats", "Probe", "iter_ping", "ping", "resolve", "open_icmp"]
 
@@ -36,6 +36,10 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_INTERVAL = 1.0
 IP_RECVTTL, IP_TTL_CMSG = 12, 2  # linux/in.h
 IPV6_RECVHOPLIMIT, IPV6_HOPLIMIT = 51, 52  # linux/in6.h
+
+_ICMP_ERRNOS = frozenset(
+    {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED, errno.EPROTO, errno.EACCES}
+)
 
 UNPRIVILEGED_HINT = (
     "ping needs CAP_NET_RAW or unprivileged ICMP sockets: run it as root, or allow your group "
@@ -146,14 +150,37 @@ class _Pinger:
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
         elif method == "dgram":
             sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        if method == "dgram":
+            # A datagram socket gets ICMP errors (TTL exceeded, unreachable) only this way.
+            errqueue.enable(sock, self.ipv6)
 
     def send(self, seq: int, payload: bytes) -> None:
         packet = echo.build_request(self.ident, seq, payload, ipv6=self.ipv6)
-        self.sock.sendto(packet, (self.address, 0))
+        try:
+            self.sock.sendto(packet, (self.address, 0))
+        except OSError as exc:
+            # With IP_RECVERR an ICMP error about an earlier probe is also reported once by
+            # the next send; it is in the error queue already: clear it and send again.
+            if self.method != "dgram" or exc.errno not in _ICMP_ERRNOS:
+                raise
+            self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            self.sock.sendto(packet, (self.address, 0))
 
     def receive(self) -> tuple[echo.EchoReply | echo.IcmpError, str, int | None] | None:
         """One message from the socket, if it is about our probes: (parsed, source, ttl)."""
-        data, ancdata, _flags, addr = self.sock.recvmsg(65536, 64)
+        if self.method == "dgram":
+            err = errqueue.read_error(self.sock)
+            if err is not None:
+                source, kind, code, quoted = err
+                if len(quoted) < 8 or quoted[0] not in (echo.ICMP_ECHO, echo.ICMP6_ECHO):
+                    return None
+                _k, _c, _s, ident, seq = struct.unpack("!BBHHH", quoted)
+                text = echo.error_text(kind, code, ipv6=self.ipv6)
+                return echo.IcmpError(kind, code, text, ident, seq), source, None
+        try:
+            data, ancdata, _flags, addr = self.sock.recvmsg(65536, 64, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return None
         source = str(addr[0])
         ttl: int | None = None
         for level, kind, value in ancdata:
@@ -247,7 +274,7 @@ def _run(
     next_send = start
     last_send = start
     poller = select.poll()
-    poller.register(pinger.sock.fileno(), select.POLLIN)
+    poller.register(pinger.sock.fileno(), select.POLLIN | select.POLLERR)
     try:
         while True:
             now = time.monotonic()
@@ -278,9 +305,8 @@ def _run(
             except OSError as exc:
                 if exc.errno in (errno.EAGAIN, errno.EINTR):
                     continue
-                if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED):
-                    errors += 1  # an ICMP error on a datagram socket (no quote to read)
-                    continue
+                if exc.errno in _ICMP_ERRNOS:
+                    continue  # the pending error of an error-queue entry (read next time)
                 raise translate_os_error(exc, "receive") from exc
             if got is None:
                 continue

@@ -18,7 +18,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from .._errors import AddressError, translate_os_error
-from . import echo
+from . import echo, errqueue
 from .ping import open_icmp, resolve
 
 __all__ = ["Hop", "HopProbe", "TraceReport", "iter_traceroute", "traceroute"]
@@ -28,10 +28,6 @@ DEFAULT_MAX_TTL = 30
 DEFAULT_QUERIES = 3
 DEFAULT_WAIT = 5.0
 DEFAULT_PACKET_LEN = 60  # traceroute's default total IPv4 packet length
-
-IP_RECVERR, IPV6_RECVERR = 11, 25
-SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3
-_EXTERR = struct.Struct("IBBBBII")  # struct sock_extended_err (linux/errqueue.h)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +139,7 @@ def iter_traceroute(
 
 
 def _recverr(sock: socket.socket, ipv6: bool) -> None:
-    if ipv6:
-        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
-    else:
-        sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+    errqueue.enable(sock, ipv6)
 
 
 def _set_ttl(sock: socket.socket, ipv6: bool, ttl: int) -> None:
@@ -157,26 +150,7 @@ def _set_ttl(sock: socket.socket, ipv6: bool, ttl: int) -> None:
 
 
 def _read_error(sock: socket.socket, ipv6: bool) -> tuple[str, int, int, bytes] | None:
-    """(offender address, ICMP type, code, start of our packet) from the socket's error
-    queue, or None. For ICMP datagram sockets the data is our echo request's header."""
-    try:
-        data, ancdata, _flags, _addr = sock.recvmsg(512, 512, socket.MSG_ERRQUEUE)
-    except BlockingIOError:
-        return None
-    for _level, _kind, value in ancdata:
-        if len(value) < _EXTERR.size + 8:
-            continue
-        _errno, origin, kind, code, _pad, _info, _data2 = _EXTERR.unpack_from(value)
-        if origin not in (SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6):
-            continue
-        offender = value[_EXTERR.size :]
-        family = struct.unpack_from("H", offender)[0]
-        if family == socket.AF_INET6:
-            addr = socket.inet_ntop(socket.AF_INET6, offender[8:24])
-        else:
-            addr = socket.inet_ntop(socket.AF_INET, offender[4:8])
-        return addr, kind, code, data[:8]
-    return None
+    return errqueue.read_error(sock)
 
 
 _ICMP_ERRNOS = frozenset(
