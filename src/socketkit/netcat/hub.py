@@ -166,8 +166,9 @@ class Hub:
 
     def _drop(self, client: _Client, error: str | None = None) -> None:
         fd = client.conn.fd
-        if self.clients.pop(fd, None) is None:
-            return
+        if self.clients.get(fd) is not client:
+            return  # already dropped (its descriptor number may belong to a newer client)
+        del self.clients[fd]
         try:
             self.sel.unregister(fd)
         except (KeyError, ValueError):
@@ -186,7 +187,7 @@ class Hub:
         self._update_stdin()
 
     def _queue(self, client: _Client, data: bytes) -> None:
-        if client.conn.fd not in self.clients:
+        if self.clients.get(client.conn.fd) is not client:
             return
         if len(client.out) + len(data) > MAX_BACKLOG:
             self.reporter.warning(
@@ -252,7 +253,7 @@ class Hub:
 
     def _read_client(self, client: _Client) -> None:
         budget = 16 << 20
-        while budget > 0 and client.conn.fd in self.clients:
+        while budget > 0 and self.clients.get(client.conn.fd) is client:
             try:
                 n = client.conn.recv_into(self._view)
             except BlockingIOError:
@@ -378,8 +379,8 @@ class Hub:
                     elif data == "wake":
                         self._take_handshakes()
                     elif isinstance(data, _Client):
-                        if data.conn.fd not in self.clients:
-                            continue
+                        if self.clients.get(data.conn.fd) is not data:
+                            continue  # dropped earlier in this batch
                         if events & selectors.EVENT_WRITE:
                             self._flush(data)
                         if events & selectors.EVENT_READ and not data.read_done:
