@@ -272,3 +272,33 @@ def test_deny_file_in_single_client_mode(tmp_path: object) -> None:
         assert hub.wait(10) == 0
         ok.close()
         assert out.wait_for(9) == b"admitted\n"
+
+
+def test_idle_clients_are_disconnected_with_k() -> None:
+    port = free_port()
+    argv = [*SK, "listen", "-k", "-i", "0.5", "--json", "127.0.0.1", str(port)]
+    with started(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as hub:
+        wait_bound(port)
+        err = Collector(hub.stderr)
+        quiet = socket.create_connection(("127.0.0.1", port), timeout=5)
+        wait_events(err, "accepted", 1)
+        quiet.settimeout(5)
+        assert quiet.recv(10) == b""  # closed by the hub after 0.5 s of silence
+        wait_events(err, "closed", 1)
+        assert "idle timeout" in str(events(err, "closed")[0]["error"])
+        assert hub.poll() is None
+        quiet.close()
+
+
+def test_sigterm_removes_the_unix_socket_and_exits_143(tmp_path: object) -> None:
+    import signal
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "hub.sock"
+    with started([*SK, "listen", "-k", "-U", str(path)], stdin=subprocess.PIPE) as hub:
+        wait_bound(str(path))
+        hub.send_signal(signal.SIGTERM)
+        assert hub.wait(10) == 143
+    assert not path.exists()

@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ..netcat.scan import parse_ports
 
     reporter = Reporter("socketkit connect", verbose=args.verbose, json_lines=args.json)
+    _exit_cleanly_on_sigterm()
     try:
         if args.unix is not None:
             if args.host is not None:
@@ -80,3 +81,14 @@ def _port(text: str) -> int:
 def _usage(message: str) -> int:
     print(f"socketkit connect: {message}", file=sys.stderr)
     return ExitStatus.USAGE
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM unwinds like an exception (sockets closed, Unix socket files removed) and
+    exits with 143, the status a shell reports for a process killed by SIGTERM."""
+    import signal
+
+    def _terminate(_signum: int, _frame: object) -> None:
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, _terminate)

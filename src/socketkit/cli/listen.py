@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from ..netcat.report import Reporter
 
     reporter = Reporter("socketkit listen", verbose=args.verbose, json_lines=args.json)
+    _exit_cleanly_on_sigterm()
     try:
         where = list(args.where)
         if args.unix is not None:
@@ -103,3 +104,14 @@ def _port(text: str) -> int:
 def _usage(message: str) -> int:
     print(f"socketkit listen: {message}", file=sys.stderr)
     return ExitStatus.USAGE
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM unwinds like an exception (sockets closed, Unix socket files removed) and
+    exits with 143, the status a shell reports for a process killed by SIGTERM."""
+    import signal
+
+    def _terminate(_signum: int, _frame: object) -> None:
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, _terminate)

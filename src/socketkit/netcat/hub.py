@@ -92,7 +92,17 @@ def _accept_all(
 
 
 class _Client:
-    __slots__ = ("conn", "line", "name", "out", "read_done", "received", "sent", "started")
+    __slots__ = (
+        "conn",
+        "last",
+        "line",
+        "name",
+        "out",
+        "read_done",
+        "received",
+        "sent",
+        "started",
+    )
 
     def __init__(self, conn: Conn, name: str) -> None:
         self.conn = conn
@@ -103,6 +113,7 @@ class _Client:
         self.sent = 0
         self.received = 0
         self.started = time.monotonic()
+        self.last = self.started  # last byte in either direction (for -i)
 
 
 class Hub:
@@ -238,6 +249,7 @@ class Hub:
                 self._drop(client, str(exc))
                 return
             client.sent += n
+            client.last = time.monotonic()
             del client.out[:n]
         if not client.out and not self.stdin_open and not self.relaying:
             if self.opts.policy.on_stdin_eof == "shutdown":
@@ -266,6 +278,7 @@ class Hub:
                 return
             budget -= n
             client.received += n
+            client.last = time.monotonic()
             chunk = self._view[:n]
             if self.opts.chat:
                 self._chat(client, bytes(chunk))
@@ -364,13 +377,31 @@ class Hub:
             if wrapped is not None:
                 self._add(Conn(wrapped, peer=shown))
 
+    def _timeout(self) -> float | None:
+        idle = self.opts.idle_timeout
+        if idle is None or not self.clients:
+            return None
+        oldest = min(c.last for c in self.clients.values())
+        return max(0.0, oldest + idle - time.monotonic()) + 0.001
+
+    def _expire_idle(self) -> None:
+        """``-i``: a client silent in both directions for that long is disconnected."""
+        idle = self.opts.idle_timeout
+        if idle is None:
+            return
+        now = time.monotonic()
+        for client in list(self.clients.values()):
+            if now - client.last >= idle:
+                self._drop(client, f"idle timeout: no data for {idle:g} s")
+
     def run(self) -> int:
         try:
             while not self._stop:
                 pending = [c for c in self.clients.values() if c.conn.pending()]
                 for client in pending:
                     self._read_client(client)
-                for key, events in self.sel.select(None if not pending else 0):
+                self._expire_idle()
+                for key, events in self.sel.select(0 if pending else self._timeout()):
                     data = key.data
                     if data == "listen":
                         self._accept(key.fileobj)  # type: ignore[arg-type]
