@@ -157,3 +157,10 @@ def test_refused_and_usage_exit_codes() -> None:
         timeout=30,
     )
     assert bad_rate.returncode == 2
+    unknown = subprocess.run(
+        [*SK, "bench", "client", "nosuchhost.invalid", "-t", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unknown.returncode == 3 and "resolve" in unknown.stderr

@@ -19,6 +19,7 @@ from .._errors import (
     AccessDenied,
     ConnectError,
     RemoteProtocolError,
+    ResolutionError,
     SocketkitError,
     SocketkitTimeout,
     translate_os_error,
@@ -113,6 +114,8 @@ class ClientOptions:
 def _connect(opts: ClientOptions) -> socket.socket:
     try:
         sock = socket.create_connection((opts.host, opts.port), timeout=opts.connect_timeout)
+    except socket.gaierror as exc:
+        raise ResolutionError(f"cannot resolve {opts.host!r}: {exc.strerror}") from exc
     except OSError as exc:
         err = translate_os_error(exc, f"connect to {opts.host}:{opts.port}")
         if isinstance(err, ConnectError | SocketkitTimeout):
