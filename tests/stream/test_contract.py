@@ -250,11 +250,8 @@ def test_receive_until_max_size(harness: Harness) -> None:
     harness.run(body)
 
 
-def test_peer_reset(harness: Harness, request: pytest.FixtureRequest) -> None:
+def test_peer_reset(harness: Harness) -> None:
     """The peer aborts (RST): data it sent first is delivered, then ``BrokenStreamError``."""
-    if not harness.impl.sync and harness.impl.unix is None:
-        reason = "bug: aio Stream.abort() calls transport.abort(), which closes with a FIN"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
     async def body() -> None:
         async with harness.pair() as (client, server):
