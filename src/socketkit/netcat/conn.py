@@ -14,7 +14,17 @@ from typing import Any
 from .._addr import format_sockaddr
 from .._errors import BrokenStreamError, ConnectionRefused, translate_os_error
 
-__all__ = ["Conn"]
+__all__ = ["Conn", "shown"]
+
+
+def shown(addr: object) -> str:
+    """An address as users read it; IPv4-mapped IPv6 (``::ffff:a.b.c.d``, what a dual-stack
+    listener sees for IPv4 peers) is shown as plain IPv4."""
+    if isinstance(addr, tuple) and len(addr) >= 2 and str(addr[0]).startswith("::ffff:"):
+        host = str(addr[0])[7:]
+        if host.count(".") == 3:
+            return f"{host}:{addr[1]}"
+    return format_sockaddr(addr)
 
 
 class Conn:
@@ -149,5 +159,5 @@ def _name(sock: socket.socket, *, peer: bool) -> str:
         addr = sock.getpeername() if peer else sock.getsockname()
     except OSError:
         return "?"
-    text = format_sockaddr(addr)
+    text = shown(addr)
     return text if text != "unix:" else "unix:(unnamed)"

@@ -22,10 +22,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from .._addr import format_sockaddr
 from .._errors import SocketkitError
 from .access import AccessList
 from .conn import Conn
+from .conn import shown as show
 from .options import NetcatOptions
 from .report import Reporter
 from .session import announce, closed
@@ -82,7 +82,7 @@ def _accept_all(
         if not admit(sock, addr, access, reporter):
             continue
         if max_conns is not None and count() + len(accepted) >= max_conns:
-            shown = format_sockaddr(addr)
+            shown = show(addr)
             reporter.event(
                 "rejected", f"rejected {shown}: --max-conns {max_conns} reached", remote=shown
             )
@@ -339,12 +339,10 @@ class Hub:
             listener, self.access, self.reporter, self._count, self.opts.max_conns
         ):
             if self.ctx is None:
-                self._add(Conn(sock, peer=format_sockaddr(addr)))
+                self._add(Conn(sock, peer=show(addr)))
                 continue
             self._handshaking += 1
-            threading.Thread(
-                target=self._handshake, args=(sock, format_sockaddr(addr)), daemon=True
-            ).start()
+            threading.Thread(target=self._handshake, args=(sock, show(addr)), daemon=True).start()
 
     def _handshake(self, sock: socket.socket, shown: str) -> None:
         from .tls import server_wrap
@@ -477,7 +475,7 @@ class _ExecServer:
                     with self._lock:
                         self._active += 1
                     threading.Thread(
-                        target=self._serve, args=(sock, format_sockaddr(addr)), daemon=True
+                        target=self._serve, args=(sock, show(addr)), daemon=True
                     ).start()
 
     def _serve(self, sock: socket.socket, shown: str) -> None:

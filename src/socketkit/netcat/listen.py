@@ -8,11 +8,11 @@ import select
 import socket
 import ssl
 
-from .._addr import format_sockaddr
 from .._errors import TLSError
 from .._sockets import cleanup_unix_path
 from .access import AccessList
 from .conn import Conn
+from .conn import shown as show
 from .net import open_tcp_listeners, open_udp_listener
 from .options import NetcatOptions
 from .report import Reporter
@@ -77,7 +77,7 @@ def _server_context(opts: NetcatOptions, reporter: Reporter) -> ssl.SSLContext |
 
 def _announce_listening(reporter: Reporter, socks: list[socket.socket], proto: str) -> None:
     for sock in socks:
-        where = format_sockaddr(sock.getsockname())
+        where = show(sock.getsockname())
         reporter.event("listening", f"listening on {where} ({proto})", proto=proto, local=where)
 
 
@@ -96,7 +96,7 @@ def admit(sock: socket.socket, addr: object, access: AccessList, reporter: Repor
     host = addr[0] if isinstance(addr, tuple) else None
     if access.admits(host):
         return True
-    shown = format_sockaddr(addr)
+    shown = show(addr)
     reporter.event("denied", f"denied connection from {shown} (--allow/--deny)", remote=shown)
     try:
         sock.close()
@@ -133,7 +133,7 @@ def _serve_one(
                 except TLSError:
                     sock.close()
                     raise
-            conn = Conn(sock, peer=format_sockaddr(addr))
+            conn = Conn(sock, peer=show(addr))
             announce("accepted", conn, reporter)
             if opts.executes:
                 from .execs import run_exec_session

@@ -16,9 +16,9 @@ import socket
 import subprocess
 import time
 
-from .._addr import format_sockaddr
 from .._errors import SocketkitError, SocketkitTimeout
 from .access import AccessList
+from .conn import shown as show
 from .options import NetcatOptions
 from .report import Reporter
 from .tap import Tap
@@ -37,7 +37,7 @@ class _Session:
 
     def __init__(self, addr: tuple[object, ...], now: float) -> None:
         self.addr = addr
-        self.shown = format_sockaddr(addr)
+        self.shown = show(addr)
         self.last = now
         self.started = now
         self.received = 0
@@ -75,7 +75,7 @@ class UdpServer:
             return session
         if addr in self.denied:
             return None
-        shown = format_sockaddr(addr)
+        shown = show(addr)
         if not self.access.admits(str(addr[0])):
             if len(self.denied) < MAX_DENIED_MEMORY:
                 self.denied.add(addr)
@@ -93,7 +93,7 @@ class UdpServer:
             "accepted",
             f"UDP session with {shown}",
             proto="udp",
-            local=format_sockaddr(self.sock.getsockname()),
+            local=show(self.sock.getsockname()),
             remote=shown,
             tls=None,
         )
