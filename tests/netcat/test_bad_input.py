@@ -220,3 +220,21 @@ def test_interrupt_exits_130() -> None:
         os.kill(proc.pid, signal.SIGINT)
         assert finish(proc, 10) == 130
         assert b"Traceback" not in err.wait_for(1, timeout=1)
+
+
+def test_numeric_only_refuses_names() -> None:
+    proc = run("connect", "-n", "localhost", "80")
+    assert proc.returncode == 3
+    assert "localhost" in one_line(proc.stderr)
+
+
+def test_missing_exec_program_is_one_line() -> None:
+    port = free_port()
+    argv = [*SK, "listen", "-e", "/nonexistent/program", "127.0.0.1", str(port)]
+    with started(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+        wait_bound(port)
+        with socket.create_connection(("127.0.0.1", port)):
+            rc = finish(proc, 10)
+        err = proc.stderr.read().decode() if proc.stderr else ""
+    assert rc == 1
+    assert "cannot run /nonexistent/program" in one_line(err)

@@ -126,3 +126,24 @@ def test_source_address_and_port() -> None:
         assert addr == ("127.0.0.2", src_port)
         peer.close()
         assert finish(proc, 10) == 0
+
+
+def test_sh_exec_single_client() -> None:
+    port = free_port()
+    argv = [*SK, "listen", "-c", "tr a-z A-Z; echo done", "127.0.0.1", str(port)]
+    with started(argv, stdin=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.02)
+        with sock:
+            sock.sendall(b"shout\n")
+            sock.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := sock.recv(100):
+                got += chunk
+        assert got == b"SHOUT\ndone\n"
+        assert finish(proc, 10) == 0
