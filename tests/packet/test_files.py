@@ -275,6 +275,11 @@ def test_damaged_pcapng() -> None:
                 got.append(record.data)
         assert got == FRAMES[:3], name
         assert info.value.layer == "pcapng"
+        lines = []
+        with pytest.raises(DecodeError):
+            for line in open_capture_file(io.BytesIO(damaged)).summaries():
+                lines.append(line)
+        assert len(lines) == 3, name
 
 
 def test_tcpdump_also_rejects_what_we_reject(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from ._chunks import read_more
 from .pcap import PCAP_MAGIC_NS, PCAP_MAGIC_US, read_pcap
 from .pcapng import SHB_TYPE, read_pcapng
 from .record import Record
-from .summary import summary, time_text
+from .summary import summary
 
 __all__ = ["CaptureFile", "open_capture_file"]
 
@@ -135,11 +135,16 @@ class CaptureFile:
 
 def _batched_lines(records: Iterator[Record], size: int = 1024) -> Iterator[list[str]]:
     out: list[str] = []
-    for rec in records:
-        out.append(f"{time_text(rec.ts_ns)} {summary(rec.data, rec.linktype)}")
-        if len(out) >= size:
+    try:
+        for rec in records:
+            out.append(summary(rec.data, rec.linktype, rec.ts_ns))
+            if len(out) >= size:
+                yield out
+                out = []
+    except DecodeError:
+        if out:  # the lines before the damage first, then the error
             yield out
-            out = []
+        raise
     if out:
         yield out
 

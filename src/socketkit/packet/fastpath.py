@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from .addresses import ipv4_text, ipv6_text
 from .fields import stack
-from .headers import ICMP, ICMPV6, IPV4, IPV6, LINUX_SLL2, TCP, UDP
+from .headers import ETHERNET, ICMP, ICMPV6, IPV4, IPV6, LINUX_SLL2, TCP, UDP
 from .layers import tcp_flags_text
 from .linktype import LinkType
 from .tcpoptions import tcp_options_text
@@ -36,27 +36,31 @@ _T6 = stack((IPV6, ("plen",)), (TCP, _TCP_FIELDS))[0]
 _T6TS = struct.Struct(_T6.format + "III")
 _U4 = stack((IPV4, ("src", "dst")), (UDP, ("sport", "dport", "ulen")))[0].unpack_from
 _U6 = stack((IPV6, ("plen",)), (UDP, ("ulen",)))[0].unpack_from
-_I4 = stack((IPV4, ("len",)), (ICMP, ("type", "id", "seq")))[0].unpack_from
+I4_UNPACK = stack((IPV4, ("len",)), (ICMP, ("type", "id", "seq")))[0].unpack_from
 _I6 = stack((IPV6, ("plen",)), (ICMPV6, ("type", "id", "seq")))[0].unpack_from
 _P4 = struct.Struct("!4s4sHH").unpack
 _P6 = struct.Struct("!16s16sHH").unpack
-_T4U, _T4TSU = _T4.unpack_from, _T4TS.unpack_from
+_T4U, T4TS_UNPACK = _T4.unpack_from, _T4TS.unpack_from
 _T6U, _T6TSU = _T6.unpack_from, _T6TS.unpack_from
-_TS = 0x0101080A  # nop, nop, kind 8 length 10, as one big-endian word
+# Ethernet type + the IPv4 fields that decide the fast path (version/IHL, length, fragment, proto)
+ETH_IP4_HEAD = stack((ETHERNET, ("type",)), (IPV4, ("ver_ihl", "len", "frag", "proto")))[
+    0
+].unpack_from
+TS = 0x0101080A  # nop, nop, kind 8 length 10, as one big-endian word
 _SLL2_PKTTYPE = LINUX_SLL2.offsets["pkttype"]
 
-_FLOWS4: dict[bytes, str] = {}
+FLOWS4: dict[bytes, str] = {}
 _FLOWS6: dict[bytes, str] = {}
-_UDP4: dict[bytes, str] = {}
-_PAIRS4: dict[bytes, str] = {}
+UDP4: dict[bytes, str] = {}
+PAIRS4: dict[bytes, str] = {}
 _PAIRS6: dict[bytes, str] = {}
 
 
-def _flow4(key: bytes) -> str:
+def flow4(key: bytes) -> str:
     src, dst, sport, dport = _P4(key)
-    if len(_FLOWS4) >= MAX_CACHED_FLOWS:
-        _FLOWS4.clear()
-    text = _FLOWS4[key] = f"IP {ipv4_text(src)}.{sport} > {ipv4_text(dst)}.{dport}: "
+    if len(FLOWS4) >= MAX_CACHED_FLOWS:
+        FLOWS4.clear()
+    text = FLOWS4[key] = f"IP {ipv4_text(src)}.{sport} > {ipv4_text(dst)}.{dport}: "
     return text
 
 
@@ -68,10 +72,10 @@ def _flow6(key: bytes) -> str:
     return text
 
 
-def _pair4(key: bytes) -> str:
-    if len(_PAIRS4) >= MAX_CACHED_FLOWS:
-        _PAIRS4.clear()
-    text = _PAIRS4[key] = f"IP {ipv4_text(key[:4])} > {ipv4_text(key[4:])}: "
+def pair4(key: bytes) -> str:
+    if len(PAIRS4) >= MAX_CACHED_FLOWS:
+        PAIRS4.clear()
+    text = PAIRS4[key] = f"IP {ipv4_text(key[:4])} > {ipv4_text(key[4:])}: "
     return text
 
 
@@ -98,7 +102,7 @@ def _tcp_text(  # noqa: PLR0917 - hot path: the values come straight from unpack
     head = f"{head}, win {win}, urg {urp}" if flags & 0x20 else f"{head}, win {win}"
     if doff == 20:
         return f"{head}, length {plen}"
-    if doff == 32 and opt == _TS:
+    if doff == 32 and opt == TS:
         return f"{head}, options [nop,nop,TS val {tsval} ecr {tsecr}], length {plen}"
     if len(data) < at + doff:
         return None
@@ -137,7 +141,7 @@ def _ip4(data: bytes, ip: int, head: str) -> str | None:
     if proto == 6:
         size = len(data)
         if size >= ip + 52:
-            total, seq, ack, off, flags, win, urp, opt, tsval, tsecr = _T4TSU(data, ip)
+            total, seq, ack, off, flags, win, urp, opt, tsval, tsecr = T4TS_UNPACK(data, ip)
         elif size >= ip + 40:
             total, seq, ack, off, flags, win, urp = _T4U(data, ip)
             opt, tsval, tsecr = 0, 0, 0
@@ -148,8 +152,8 @@ def _ip4(data: bytes, ip: int, head: str) -> str | None:
         if doff < 20 or plen < 0:
             return None
         key = data[ip + 12 : ip + 24]
-        flow = _FLOWS4.get(key) or _flow4(key)
-        if flags & 0x37 == 0x10 and doff == 32 and opt == _TS:  # ACK / PSH-ACK, timestamps
+        flow = FLOWS4.get(key) or flow4(key)
+        if (flags & 0x37) == 0x10 and doff == 32 and opt == TS:  # ACK / PSH-ACK, timestamps
             return _acked_ts(head, flow, flags, seq, ack, win, plen, tsval, tsecr)
         rest = _tcp_text(data, ip + 20, doff, seq, ack, flags, win, urp, plen, opt, tsval, tsecr)
         return None if rest is None else f"{head}{flow}{rest}"
@@ -157,19 +161,19 @@ def _ip4(data: bytes, ip: int, head: str) -> str | None:
         return None
     if proto == 17:
         key = data[ip + 12 : ip + 26]
-        line = _UDP4.get(key)
+        line = UDP4.get(key)
         if line is None:
             src, dst, sport, dport, ulen = _U4(data, ip)
             if ulen < 8:
                 return None
-            if len(_UDP4) >= MAX_CACHED_FLOWS:
-                _UDP4.clear()
-            line = _UDP4[key] = (
+            if len(UDP4) >= MAX_CACHED_FLOWS:
+                UDP4.clear()
+            line = UDP4[key] = (
                 f"IP {ipv4_text(src)}.{sport} > {ipv4_text(dst)}.{dport}: UDP, length {ulen - 8}"
             )
         return head + line
     if proto == 1:
-        total, icmp_type, ident, seq = _I4(data, ip)
+        total, icmp_type, ident, seq = I4_UNPACK(data, ip)
         if icmp_type == 8:
             kind = "request"
         elif icmp_type == 0:
@@ -177,7 +181,7 @@ def _ip4(data: bytes, ip: int, head: str) -> str | None:
         else:
             return None
         key = data[ip + 12 : ip + 20]
-        pair = _PAIRS4.get(key) or _pair4(key)
+        pair = PAIRS4.get(key) or pair4(key)
         return f"{head}{pair}ICMP echo {kind}, id {ident}, seq {seq}, length {total - 20}"
     return None
 
@@ -202,7 +206,7 @@ def _ip6(data: bytes, ip: int, head: str) -> str | None:
             return None
         key = data[ip + 8 : ip + 44]
         flow = _FLOWS6.get(key) or _flow6(key)
-        if flags & 0x37 == 0x10 and doff == 32 and opt == _TS:  # ACK / PSH-ACK, timestamps
+        if (flags & 0x37) == 0x10 and doff == 32 and opt == TS:  # ACK / PSH-ACK, timestamps
             return _acked_ts(head, flow, flags, seq, ack, win, plen, tsval, tsecr)
         rest = _tcp_text(data, ip + 40, doff, seq, ack, flags, win, urp, plen, opt, tsval, tsecr)
         return None if rest is None else f"{head}{flow}{rest}"
@@ -250,7 +254,7 @@ def fast_ethernet(data: bytes, head: str) -> str | None:
     proto = data[23]
     if proto == 6:
         if size >= 66:
-            total, seq, ack, off, flags, win, urp, opt, tsval, tsecr = _T4TSU(data, 14)
+            total, seq, ack, off, flags, win, urp, opt, tsval, tsecr = T4TS_UNPACK(data, 14)
         elif size >= 54:
             total, seq, ack, off, flags, win, urp = _T4U(data, 14)
             opt, tsval, tsecr = 0, 0, 0
@@ -261,8 +265,8 @@ def fast_ethernet(data: bytes, head: str) -> str | None:
         if doff < 20 or plen < 0:
             return None
         key = data[26:38]
-        flow = _FLOWS4.get(key) or _flow4(key)
-        if flags & 0x37 == 0x10 and doff == 32 and opt == _TS:
+        flow = FLOWS4.get(key) or flow4(key)
+        if (flags & 0x37) == 0x10 and doff == 32 and opt == TS:
             if plen > 0:
                 return (
                     f"{head}{flow}Flags [{TCP_FLAGS[flags]}], "
@@ -278,19 +282,19 @@ def fast_ethernet(data: bytes, head: str) -> str | None:
         return None if rest is None else f"{head}{flow}{rest}"
     if proto == 17:
         key = data[26:40]
-        line = _UDP4.get(key)
+        line = UDP4.get(key)
         if line is None:
             return _ip4(data, 14, head)
         return head + line
     if proto == 1:
-        total, icmp_type, ident, seq = _I4(data, 14)
+        total, icmp_type, ident, seq = I4_UNPACK(data, 14)
         if icmp_type == 8:
             key = data[26:34]
-            pair = _PAIRS4.get(key) or _pair4(key)
+            pair = PAIRS4.get(key) or pair4(key)
             return f"{head}{pair}ICMP echo request, id {ident}, seq {seq}, length {total - 20}"
         if icmp_type == 0:
             key = data[26:34]
-            pair = _PAIRS4.get(key) or _pair4(key)
+            pair = PAIRS4.get(key) or pair4(key)
             return f"{head}{pair}ICMP echo reply, id {ident}, seq {seq}, length {total - 20}"
     return None
 

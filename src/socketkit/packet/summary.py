@@ -41,6 +41,9 @@ __all__ = ["format_packet", "summary", "time_text"]
 #: seconds whose HH:MM:SS text is cached; a capture walks forward in time, so a small cache
 #: hits almost always, and clearing it keeps memory bounded.
 _MAX_SECONDS_CACHED = 4096
+#: "000".."999": f"{usec:06d}" parses its format spec on every call (~250 ns); two lookups
+#: in this table give the same six digits for ~40 ns.
+DIGITS3 = tuple(f"{value:03d}" for value in range(1000))
 HMS_CACHE: dict[int, str] = {}
 
 
@@ -59,7 +62,8 @@ def hms_text(sec: int) -> str:
 def time_text(ts_ns: int) -> str:
     """``HH:MM:SS.uuuuuu`` in local time, as tcpdump prints it (honours ``TZ``)."""
     sec, ns = divmod(ts_ns, 1_000_000_000)
-    return f"{HMS_CACHE.get(sec) or hms_text(sec)}.{ns // 1000:06d}"
+    usec = ns // 1000
+    return f"{HMS_CACHE.get(sec) or hms_text(sec)}.{DIGITS3[usec // 1000]}{DIGITS3[usec % 1000]}"
 
 
 # --- the object path --------------------------------------------------------------------------
