@@ -152,3 +152,30 @@ def test_hexdump_matches_tcpdump_XX(tmp_path: Path) -> None:
     assert hexdump(frame).splitlines() == theirs
     assert hexdump(b"") == ""
     assert hexdump(b"AB", offset=16) == "\t0x0010:  4142" + " " * 35 + "  AB"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(_frames(), min_size=1, max_size=40), st.booleans(), st.randoms(use_true_random=False)
+)
+def test_fused_file_summaries_equal_per_record_summary(
+    frames: list[tuple[bytes, int]], nanosecond: bool, rnd: random.Random
+) -> None:
+    """CaptureFile.summaries() (the fused loop with inlined cases) == summary() per record."""
+    import io
+
+    from socketkit.packet import open_capture_file
+
+    for linktype in (1, 101, 276):
+        buf = io.BytesIO()
+        with PcapWriter(buf, linktype, nanosecond=nanosecond) as writer:
+            for data, frame_linktype in frames:
+                if frame_linktype == linktype:
+                    if rnd.random() < 0.2:  # some mutated or cut copies too
+                        data = data[: rnd.randrange(len(data) + 1)]
+                    writer.write(T0 + rnd.randrange(10**12), data)
+        raw = buf.getvalue()
+        expected = [
+            summary(r.data, r.linktype, r.ts_ns) for r in open_capture_file(io.BytesIO(raw))
+        ]
+        assert list(open_capture_file(io.BytesIO(raw)).summaries()) == expected

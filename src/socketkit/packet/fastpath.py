@@ -35,13 +35,13 @@ _T4TS = struct.Struct(_T4.format + "III")
 _T6 = stack((IPV6, ("plen",)), (TCP, _TCP_FIELDS))[0]
 _T6TS = struct.Struct(_T6.format + "III")
 _U4 = stack((IPV4, ("src", "dst")), (UDP, ("sport", "dport", "ulen")))[0].unpack_from
-_U6 = stack((IPV6, ("plen",)), (UDP, ("ulen",)))[0].unpack_from
+U6_UNPACK = stack((IPV6, ("plen",)), (UDP, ("ulen",)))[0].unpack_from
 I4_UNPACK = stack((IPV4, ("len",)), (ICMP, ("type", "id", "seq")))[0].unpack_from
-_I6 = stack((IPV6, ("plen",)), (ICMPV6, ("type", "id", "seq")))[0].unpack_from
+I6_UNPACK = stack((IPV6, ("plen",)), (ICMPV6, ("type", "id", "seq")))[0].unpack_from
 _P4 = struct.Struct("!4s4sHH").unpack
 _P6 = struct.Struct("!16s16sHH").unpack
 _T4U, T4TS_UNPACK = _T4.unpack_from, _T4TS.unpack_from
-_T6U, _T6TSU = _T6.unpack_from, _T6TS.unpack_from
+_T6U, T6TS_UNPACK = _T6.unpack_from, _T6TS.unpack_from
 # Ethernet type + the IPv4 fields that decide the fast path (version/IHL, length, fragment, proto)
 ETH_IP4_HEAD = stack((ETHERNET, ("type",)), (IPV4, ("ver_ihl", "len", "frag", "proto")))[
     0
@@ -50,10 +50,10 @@ TS = 0x0101080A  # nop, nop, kind 8 length 10, as one big-endian word
 _SLL2_PKTTYPE = LINUX_SLL2.offsets["pkttype"]
 
 FLOWS4: dict[bytes, str] = {}
-_FLOWS6: dict[bytes, str] = {}
+FLOWS6: dict[bytes, str] = {}
 UDP4: dict[bytes, str] = {}
 PAIRS4: dict[bytes, str] = {}
-_PAIRS6: dict[bytes, str] = {}
+PAIRS6: dict[bytes, str] = {}
 
 
 def flow4(key: bytes) -> str:
@@ -64,11 +64,11 @@ def flow4(key: bytes) -> str:
     return text
 
 
-def _flow6(key: bytes) -> str:
+def flow6(key: bytes) -> str:
     src, dst, sport, dport = _P6(key)
-    if len(_FLOWS6) >= MAX_CACHED_FLOWS:
-        _FLOWS6.clear()
-    text = _FLOWS6[key] = f"IP6 {ipv6_text(src)}.{sport} > {ipv6_text(dst)}.{dport}: "
+    if len(FLOWS6) >= MAX_CACHED_FLOWS:
+        FLOWS6.clear()
+    text = FLOWS6[key] = f"IP6 {ipv6_text(src)}.{sport} > {ipv6_text(dst)}.{dport}: "
     return text
 
 
@@ -79,10 +79,10 @@ def pair4(key: bytes) -> str:
     return text
 
 
-def _pair6(key: bytes) -> str:
-    if len(_PAIRS6) >= MAX_CACHED_FLOWS:
-        _PAIRS6.clear()
-    text = _PAIRS6[key] = f"IP6 {ipv6_text(key[:16])} > {ipv6_text(key[16:])}: "
+def pair6(key: bytes) -> str:
+    if len(PAIRS6) >= MAX_CACHED_FLOWS:
+        PAIRS6.clear()
+    text = PAIRS6[key] = f"IP6 {ipv6_text(key[:16])} > {ipv6_text(key[16:])}: "
     return text
 
 
@@ -194,7 +194,7 @@ def _ip6(data: bytes, ip: int, head: str) -> str | None:
     if nxt == 6:
         size = len(data)
         if size >= ip + 72:
-            plen, seq, ack, off, flags, win, urp, opt, tsval, tsecr = _T6TSU(data, ip)
+            plen, seq, ack, off, flags, win, urp, opt, tsval, tsecr = T6TS_UNPACK(data, ip)
         elif size >= ip + 60:
             plen, seq, ack, off, flags, win, urp = _T6U(data, ip)
             opt, tsval, tsecr = 0, 0, 0
@@ -205,20 +205,20 @@ def _ip6(data: bytes, ip: int, head: str) -> str | None:
         if doff < 20 or plen < 0:
             return None
         key = data[ip + 8 : ip + 44]
-        flow = _FLOWS6.get(key) or _flow6(key)
+        flow = FLOWS6.get(key) or flow6(key)
         if (flags & 0x37) == 0x10 and doff == 32 and opt == TS:  # ACK / PSH-ACK, timestamps
             return _acked_ts(head, flow, flags, seq, ack, win, plen, tsval, tsecr)
         rest = _tcp_text(data, ip + 40, doff, seq, ack, flags, win, urp, plen, opt, tsval, tsecr)
         return None if rest is None else f"{head}{flow}{rest}"
     if nxt == 17:
-        plen, ulen = _U6(data, ip)
+        plen, ulen = U6_UNPACK(data, ip)
         if ulen < 8 or plen < 8:
             return None
         key = data[ip + 8 : ip + 44]
-        flow = _FLOWS6.get(key) or _flow6(key)
+        flow = FLOWS6.get(key) or flow6(key)
         return f"{head}{flow}UDP, length {ulen - 8}"
     if nxt == 58:
-        plen, icmp_type, ident, seq = _I6(data, ip)
+        plen, icmp_type, ident, seq = I6_UNPACK(data, ip)
         if plen < 8:
             return None
         if icmp_type == 128:
@@ -228,7 +228,7 @@ def _ip6(data: bytes, ip: int, head: str) -> str | None:
         else:
             return None
         key = data[ip + 8 : ip + 40]
-        pair = _PAIRS6.get(key) or _pair6(key)
+        pair = PAIRS6.get(key) or pair6(key)
         return f"{head}{pair}ICMP6, echo {kind}, id {ident}, seq {seq}, length {plen}"
     return None
 

@@ -152,6 +152,9 @@ def _lines(  # noqa: PLR0917 - internal generator
     flows4_get, flow4 = fastpath.FLOWS4.get, fastpath.flow4
     pairs4_get, pair4 = fastpath.PAIRS4.get, fastpath.pair4
     udp4_get = fastpath.UDP4.get
+    t6ts, udp6, icmp6 = fastpath.T6TS_UNPACK, fastpath.U6_UNPACK, fastpath.I6_UNPACK
+    flows6_get, flow6 = fastpath.FLOWS6.get, fastpath.flow6
+    pairs6_get, pair6 = fastpath.PAIRS6.get, fastpath.pair6
     ip4_head = fastpath.ETH_IP4_HEAD
     d3 = DIGITS3  # f"{x:06d}" costs ~250 ns (format-spec parsing); two lookups ~40 ns
     while True:
@@ -244,6 +247,67 @@ def _lines(  # noqa: PLR0917 - internal generator
                     append(
                         f"{hms}.{d3[frac // 1000]}{d3[frac % 1000]} "
                         f"{pair}ICMP echo {kind}, id {ident}, seq {seq}, length {total - 20}"
+                    )
+                    left -= 1
+                    if not left:
+                        yield out
+                        out = []
+                        append = out.append
+                        left = LINE_BATCH
+                    continue
+        elif etype == 0x86DD and ver_ihl >> 4 == 6 and caplen >= 62:
+            # Ethernet -> IPv6 (no extension headers): the same three cases
+            nxt = data[20]
+            if nxt == 6 and caplen >= 86:
+                plen, seq, ack, off, flags, win, _urp, opt, tsval, tsecr = t6ts(data, 14)
+                if off >> 4 == 8 and opt == ts_option and (flags & 0x37) == 0x10 and plen >= 32:
+                    key = data[22:58]
+                    flow = flows6_get(key) or flow6(key)
+                    plen -= 32
+                    if plen:
+                        append(
+                            f"{hms}.{d3[frac // 1000]}{d3[frac % 1000]} {flow}"
+                            f"Flags [{flag_text[flags]}], seq {seq}:{(seq + plen) & 0xFFFFFFFF}"
+                            f", ack {ack}, win {win}, options [nop,nop,TS val {tsval} "
+                            f"ecr {tsecr}], length {plen}"
+                        )
+                    else:
+                        append(
+                            f"{hms}.{d3[frac // 1000]}{d3[frac % 1000]} {flow}"
+                            f"Flags [{flag_text[flags]}], ack {ack}, win {win}, "
+                            f"options [nop,nop,TS val {tsval} ecr {tsecr}], length 0"
+                        )
+                    left -= 1
+                    if not left:
+                        yield out
+                        out = []
+                        append = out.append
+                        left = LINE_BATCH
+                    continue
+            elif nxt == 17:
+                plen, ulen = udp6(data, 14)
+                if ulen >= 8 and plen >= 8:
+                    key = data[22:58]
+                    flow = flows6_get(key) or flow6(key)
+                    append(
+                        f"{hms}.{d3[frac // 1000]}{d3[frac % 1000]} {flow}UDP, length {ulen - 8}"
+                    )
+                    left -= 1
+                    if not left:
+                        yield out
+                        out = []
+                        append = out.append
+                        left = LINE_BATCH
+                    continue
+            elif nxt == 58:
+                plen, icmp_type, ident, seq = icmp6(data, 14)
+                if plen >= 8 and (icmp_type == 128 or icmp_type == 129):  # noqa: PLR1714
+                    key = data[22:54]
+                    pair = pairs6_get(key) or pair6(key)
+                    kind = "request" if icmp_type == 128 else "reply"
+                    append(
+                        f"{hms}.{d3[frac // 1000]}{d3[frac % 1000]} "
+                        f"{pair}ICMP6, echo {kind}, id {ident}, seq {seq}, length {plen}"
                     )
                     left -= 1
                     if not left:
