@@ -46,9 +46,7 @@ class IntervalReporter:
 
     def _emit(self) -> None:
         with self._lock:
-            now = time.monotonic()
-            if now - self._last < 1e-3:
-                return
+            now = max(time.monotonic(), self._last + 1e-6)
             streams = []
             for s in self.path.stats:
                 pb, pp = self._prev.get(s.id, (0, 0))
@@ -75,5 +73,8 @@ class IntervalReporter:
         self._stop.set()
         if self._thread.ident is not None:
             self._thread.join(2.0)
-        if self.interval > 0 and time.monotonic() - self._last > min(0.05, self.interval / 4):
+        # The last, partial interval is reported whenever it moved bytes, so that the
+        # intervals always add up to the totals.
+        moved = any(self._prev.get(s.id, (0, 0))[0] != s.bytes for s in self.path.stats)
+        if self.interval > 0 and moved:
             self._emit()

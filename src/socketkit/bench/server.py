@@ -99,7 +99,7 @@ class _Session:
         self.server = server
         self.sock = sock
         self.cookie = cookie
-        self.peer = "{}:{}".format(*sock.getpeername()[:2])
+        self.peer = _peer_text(sock)
         self.conn = ServerConnection()
         self.ch = ControlChannel(sock, self.conn)
         # (accept order, socket): sorted before use, so stream ids follow the client's order
@@ -354,7 +354,7 @@ class BenchServer:
 
     def _handshake(self, conn: socket.socket, order: int) -> None:
         """Read the cookie and route the connection: a data stream or a new test."""
-        peer = "{}:{}".format(*conn.getpeername()[:2])
+        peer = _peer_text(conn)
         try:
             cookie = b""
             deadline = time.monotonic() + self.cookie_timeout
@@ -461,6 +461,17 @@ class BenchServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _peer_text(sock: socket.socket) -> str:
+    """``host:port`` of the peer; IPv4 peers of a dual-stack socket without ``::ffff:``."""
+    try:
+        host, port = sock.getpeername()[:2]
+    except OSError:
+        return "?"
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return f"{host}:{port}"
 
 
 def _enable_gro(sock: socket.socket) -> bool:
