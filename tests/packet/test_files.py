@@ -311,3 +311,16 @@ def test_writer_validation_and_snap(tmp_path: Path) -> None:
     png = PcapngWriter(io.BytesIO(), 1)
     with pytest.raises(ValueError):
         png.write(T0, b"x", interface=3)
+
+
+@pytest.mark.parametrize("nanosecond", [False, True])
+def test_big_endian_pcap(nanosecond: bool) -> None:
+    magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
+    frame = FRAMES[1]
+    data = struct.pack(">IHHiIII", magic, 2, 4, 0, 0, 65535, 1)
+    data += struct.pack(">IIII", 1_700_000_000, 123456, len(frame), len(frame) + 5) + frame
+    (record,) = list(open_capture_file(io.BytesIO(data)))
+    frac_ns = 123456 if nanosecond else 123456000
+    assert record == Record(1_700_000_000 * 10**9 + frac_ns, frame, len(frame) + 5, 1)
+    (line,) = list(open_capture_file(io.BytesIO(data)).summaries())
+    assert line == summary(frame, 1, record.ts_ns)
