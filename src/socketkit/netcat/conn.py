@@ -13,6 +13,7 @@ from typing import Any
 
 from .._addr import format_sockaddr
 from .._errors import BrokenStreamError, ConnectionRefused, translate_os_error
+from ..proto.tls import peer_already_closed
 
 __all__ = ["Conn", "shown"]
 
@@ -129,7 +130,10 @@ class Conn:
             sock.unwrap()
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             pass
-        except (ssl.SSLError, OSError) as exc:
+        except ssl.SSLError as exc:
+            if not peer_already_closed(exc):
+                raise translate_os_error(exc, f"close_notify to {self.peer}") from exc
+        except OSError as exc:
             raise translate_os_error(exc, f"close_notify to {self.peer}") from exc
         finally:
             if sock.fileno() >= 0:

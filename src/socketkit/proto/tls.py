@@ -17,6 +17,14 @@ from .._errors import TLSError, translate_os_error
 READ_CHUNK = 256 * 1024
 
 
+def peer_already_closed(exc: ssl.SSLError) -> bool:
+    """True when sending ``close_notify`` failed only because the peer had already closed the
+    connection (TCP EOF, with or without its own ``close_notify``): not worth an error."""
+    return isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError) or (
+        exc.reason == "UNEXPECTED_EOF_WHILE_READING"
+    )
+
+
 class TLSEngine:
     """One side of a TLS connection, with no socket."""
 
@@ -100,4 +108,6 @@ class TLSEngine:
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             pass
         except ssl.SSLError as exc:
+            if peer_already_closed(exc):
+                return  # nobody is left to tell
             raise TLSError(f"TLS error while closing: {exc.reason or exc}") from exc
