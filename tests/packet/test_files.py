@@ -324,3 +324,29 @@ def test_big_endian_pcap(nanosecond: bool) -> None:
     assert record == Record(1_700_000_000 * 10**9 + frac_ns, frame, len(frame) + 5, 1)
     (line,) = list(open_capture_file(io.BytesIO(data)).summaries())
     assert line == summary(frame, 1, record.ts_ns)
+
+
+def test_reading_streams_in_constant_memory(tmp_path: Path) -> None:
+    """A 27 MB file is read (records, and summaries) with a few MB of peak allocation."""
+    import tracemalloc
+
+    path = tmp_path / "big.pcap"
+    frame = FRAMES[1]  # 342 bytes
+    with PcapWriter(path, LinkType.ETHERNET) as writer:
+        for index in range(80_000):
+            writer.write(T0 + index * 1000, frame)
+    assert path.stat().st_size > 27_000_000
+    tracemalloc.start()
+    try:
+        with open_capture_file(path) as capture:
+            count = sum(1 for _ in capture)
+        _, peak_records = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        with open_capture_file(path) as capture:
+            lines = sum(1 for _ in capture.summaries())
+        _, peak_lines = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == lines == 80_000
+    assert peak_records < 8_000_000, peak_records
+    assert peak_lines < 8_000_000, peak_lines
