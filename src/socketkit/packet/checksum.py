@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from .decode import Packet
+from .decoder import Packet
 from .layers import ICMP, ICMPV6, TCP, UDP, IPv4, IPv6
 
 __all__ = ["internet_checksum", "verify_checksums"]

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from .addresses import ipv4_text, ipv6_text
 from .fields import stack
 from .headers import ETHERNET, ICMP, ICMPV6, IPV4, IPV6, LINUX_SLL2, TCP, UDP
-from .layers import tcp_flags_text
 from .linktype import LinkType
-from .tcpoptions import tcp_options_text
+from .tcpoptions import tcp_flags_text, tcp_options_text
 
 __all__ = ["FAST_PATHS", "SLL_DIRECTION", "TCP_FLAGS", "no_fast_path"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._errors import DecodeError
-from .tcpoptions import TCPOption, parse_tcp_options
+from .tcpoptions import TCPOption, parse_tcp_options, tcp_flags_text
 
 __all__ = [
     "ARP",
@@ -30,15 +30,6 @@ __all__ = [
     "LinuxSLL2",
     "Loopback",
 ]
-
-#: TCP flag bits in the order tcpdump prints them (print-tcp.c ``tcp_flag_values``).
-TCP_FLAG_LETTERS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "."),
-                    (0x20, "U"), (0x40, "E"), (0x80, "W"))  # fmt: skip
-
-
-def tcp_flags_text(flags: int) -> str:
-    """tcpdump's ``Flags [...]`` letters: ``S``, ``S.``, ``P.``, ``F.``; ``none`` for 0."""
-    return "".join(letter for bit, letter in TCP_FLAG_LETTERS if flags & bit) or "none"
 
 
 @dataclass(frozen=True, slots=True)

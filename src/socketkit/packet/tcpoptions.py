@@ -7,7 +7,23 @@ from dataclasses import dataclass
 
 from .._errors import DecodeError
 
-__all__ = ["TCPOption", "parse_tcp_options", "tcp_options_text"]
+__all__ = [
+    "TCP_FLAG_LETTERS",
+    "TCPOption",
+    "parse_tcp_options",
+    "tcp_flags_text",
+    "tcp_options_text",
+]
+
+#: TCP flag bits in the order tcpdump prints them (print-tcp.c ``tcp_flag_values``).
+TCP_FLAG_LETTERS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "."),
+                    (0x20, "U"), (0x40, "E"), (0x80, "W"))  # fmt: skip
+
+
+def tcp_flags_text(flags: int) -> str:
+    """tcpdump's ``Flags [...]`` letters: ``S``, ``S.``, ``P.``, ``F.``; ``none`` for 0."""
+    return "".join(letter for bit, letter in TCP_FLAG_LETTERS if flags & bit) or "none"
+
 
 _NAMES = {0: "eol", 1: "nop", 2: "mss", 3: "wscale", 4: "sackOK", 5: "sack", 8: "TS"}
 # (kind -> exact total length) for the options whose length RFC 9293/7323 fixes
