@@ -129,6 +129,14 @@ def test_plot(port: int, tmp_path: object, suffix: str) -> None:
     assert data.startswith(b"\x89PNG") if suffix == ".png" else b"<polyline" in data
 
 
+def test_zerocopy_sender(port: int) -> None:
+    for extra in ([], ["-R"]):
+        proc = _client(port, "-t", "0.5", "-Z", "-J", *extra)
+        assert proc.returncode == 0, proc.stderr
+        end = json.loads(proc.stdout)["end"]
+        assert end["sum_sent"]["bytes"] == end["sum_received"]["bytes"] > 0
+
+
 def test_plain_output_lines(port: int) -> None:
     proc = _client(port, "-t", "1", "-P", "2", "-i", "0.5")
     assert proc.returncode == 0, proc.stderr

@@ -84,6 +84,7 @@ class ClientOptions:
     latency: int = 0  # request/response message size; 0 = throughput test
     gso: bool | None = None  # None = use UDP GSO/GRO when the peer and kernel support it
     udp_64bit: bool = False
+    zerocopy: bool = False  # -Z: sendfile() instead of send()
     connect_timeout: float = 10.0
 
     def params(self) -> BenchParams:
@@ -108,6 +109,7 @@ class ClientOptions:
             client_version=f"socketkit {__version__}",
             latency_size=self.latency,
             gro=bool(self.udp and self.gso is not False),
+            zerocopy=self.zerocopy,
         )
 
 

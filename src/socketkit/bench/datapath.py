@@ -93,7 +93,14 @@ class DataPath:
                 window=p.window,
             )
         if ds.sender:
-            return TcpSender(ds.sock, stats, length=p.length, limits=self.limits, rate=p.bandwidth)
+            return TcpSender(
+                ds.sock,
+                stats,
+                length=p.length,
+                limits=self.limits,
+                rate=p.bandwidth,
+                zerocopy=p.zerocopy,
+            )
         return TcpReceiver(ds.sock, stats, length=p.length)
 
     @property

@@ -1,9 +1,10 @@
-"""TCP data movers: ``sendfile`` from an in-memory file, ``recv_into`` an aligned buffer.
+"""TCP data movers: ``send`` a reused buffer (or ``sendfile``), ``recv_into`` an aligned one.
 
-Measured on loopback (docs/benchmarks.md, shared PERF-NOTES): ``socket.sendfile``-style
-zero-copy sending and a page-aligned (``mmap``) receive buffer are each worth 1.3-2x over
-``sendall``/``bytearray``; a ``bytearray`` of 128 KiB or more sits at page offset 16 and halves
-``recv_into`` speed.
+A page-aligned (``mmap``) receive buffer matters: a ``bytearray`` of 128 KiB or more sits at
+page offset 16 and halves ``recv_into`` speed (shared PERF-NOTES trap 1). ``os.sendfile`` from
+an in-memory file is offered as ``-Z`` (iperf3's ``--zerocopy``) but is not the default: on this
+project's kernel (6.18, loopback) it measured 20-30 % *slower* than ``send`` from a reused
+buffer, for iperf3's own ``-Z`` as well (see docs/bench.md).
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import mmap
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from .pacing import Pacer
 from .streams import Limits, Mover, StreamStats
 
-__all__ = ["TcpReceiver", "TcpSender", "aligned_buffer", "payload_fd"]
+__all__ = ["TcpReceiver", "TcpSender", "aligned_buffer", "payload_bytes", "payload_fd"]
 
-#: Bytes one sendfile() call may move when no rate or count limit applies: fewer, larger
-#: calls (the copy happens in the kernel, from the page cache of an in-memory file).
+#: Bytes one send/sendfile call may move when no rate or count limit applies.
 SEND_CHUNK = 1024 * 1024
 #: Receive buffer: large reads amortise the syscall; 256 KiB measured best here.
 RECV_BUFFER = 256 * 1024
@@ -30,37 +31,59 @@ def aligned_buffer(size: int) -> memoryview:
     return memoryview(mmap.mmap(-1, max(size, mmap.PAGESIZE)))
 
 
+def payload_bytes(length: int) -> bytes:
+    """``length`` bytes of payload (a repeating 0..255 pattern, like iperf3's default)."""
+    return (bytes(range(256)) * (length // 256 + 1))[:length]
+
+
 def payload_fd(length: int) -> int:
-    """An in-memory file holding one block of payload, for ``os.sendfile``."""
+    """An in-memory file holding ``length`` bytes of payload, for ``os.sendfile``."""
     fd = os.memfd_create("socketkit-bench", os.MFD_CLOEXEC)
-    block = (bytes(range(256)) * (length // 256 + 1))[:length]
-    os.write(fd, block)
+    os.write(fd, payload_bytes(length))
     return fd
 
 
 class TcpSender(Mover):
-    """Sends blocks of ``length`` bytes until stopped or the test's limits are reached."""
+    """Sends blocks of ``length`` bytes until stopped or the test's limits are reached.
+
+    ``zerocopy`` (iperf3 ``-Z``): ``os.sendfile`` from an in-memory file instead of ``send``
+    from a reused page-aligned buffer.
+    """
 
     def __init__(
-        self, sock: socket.socket, stats: StreamStats, *, length: int, limits: Limits, rate: int
+        self,
+        sock: socket.socket,
+        stats: StreamStats,
+        *,
+        length: int,
+        limits: Limits,
+        rate: int,
+        zerocopy: bool = False,
     ) -> None:
         super().__init__(sock, stats)
         self.length = length
         self.limits = limits
         self.rate = rate
+        self.zerocopy = zerocopy
+        # The payload holds several blocks so that one call moves up to SEND_CHUNK bytes;
+        # block boundaries stay at multiples of ``length``.
+        self.span = length * max(1, SEND_CHUNK // length)
 
     def run(self) -> None:
-        # The in-memory file holds several blocks so that one sendfile() call moves up to
-        # SEND_CHUNK bytes; block boundaries stay at multiples of ``length``.
-        self.span = self.length * max(1, SEND_CHUNK // self.length)
-        fd = payload_fd(self.span)
-        try:
-            self._loop(fd)
-        finally:
-            os.close(fd)
+        if self.zerocopy:
+            fd = payload_fd(self.span)
+            try:
+                out = self.sock.fileno()
+                self._loop(lambda off, n: os.sendfile(out, fd, off, n))
+            finally:
+                os.close(fd)
+        else:
+            buf = aligned_buffer(self.span)
+            buf[: self.span] = payload_bytes(self.span)
+            send = self.sock.send
+            self._loop(lambda off, n: send(buf[off : off + n]))
 
-    def _loop(self, fd: int) -> None:
-        out = self.sock.fileno()
+    def _loop(self, write: Callable[[int, int], int]) -> None:
         stats = self.stats
         length, span = self.length, self.span
         limits = self.limits
@@ -69,7 +92,6 @@ class TcpSender(Mover):
         # With a limit or a rate, move one block per call so neither overshoots.
         step = length if (check_limits or pacer is not None) else span
         offset = 0
-        sendfile = os.sendfile
         # Stop only between whole blocks: iperf3's receiver reads whole blocks with a blocking
         # loop (Nread), so a partial last block would leave it waiting for the rest.
         while offset % length or not self.stop:
@@ -79,7 +101,7 @@ class TcpSender(Mover):
                 if pacer is not None:
                     pacer.wait(stats.bytes)
             end = min(span, (offset // step + 1) * step)
-            sent = sendfile(out, fd, offset, end - offset)
+            sent = write(offset, end - offset)
             if sent == 0:
                 break
             stats.bytes += sent

@@ -104,6 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cli.add_argument("-O", "--omit", type=float, default=0.0, metavar="SECS", help="warm-up")
     cli.add_argument("-w", "--window", type=_size, default=0, metavar="WIN", help="socket buffer")
     cli.add_argument("-N", "--no-delay", action="store_true", help="TCP_NODELAY")
+    cli.add_argument(
+        "-Z", "--zerocopy", action="store_true", help="TCP: send with sendfile() (both ends)"
+    )
     cli.add_argument("-J", "--json", action="store_true", help="iperf3-style JSON at the end")
     cli.add_argument(
         "--json-stream", action="store_true", help="one JSON object per line as events happen"
@@ -199,6 +202,7 @@ def _run_client(args: argparse.Namespace) -> int:
         omit=args.omit,
         window=args.window,
         nodelay=args.no_delay,
+        zerocopy=args.zerocopy,
         latency=length if args.latency else 0,
         gso=args.gso,
         connect_timeout=args.connect_timeout,

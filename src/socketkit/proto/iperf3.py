@@ -196,6 +196,7 @@ class BenchParams:
     client_version: str = ""
     latency_size: int = 0
     gro: bool = False
+    zerocopy: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -247,6 +248,8 @@ class BenchParams:
             obj["TOS"] = self.tos
         if self.udp_counters_64bit:
             obj["udp_counters_64bit"] = True
+        if self.zerocopy:
+            obj["zerocopy"] = True
         if self.latency_size:
             obj["socketkit_latency"] = self.latency_size
         if self.gro:
@@ -284,6 +287,7 @@ class BenchParams:
                 client_version=version if isinstance(version, str) else "",
                 latency_size=_int(obj, "socketkit_latency", 0),
                 gro=_flag(obj, "socketkit_gro"),
+                zerocopy=_flag(obj, "zerocopy"),
                 extra=obj,
             )
         except LocalProtocolError as exc:  # out-of-range values from the peer
