@@ -436,8 +436,14 @@ class _ClientTest:
             rev_sent, rev_received = _sums([s for s in summaries if not s.local_sender], seconds)
         latency = None
         lat = [m for m in path.movers if isinstance(m, LatencyRequester)]
+        errors = list(path.errors())
         if lat:
             latency = LatencyHistogram().merge(m.histogram for m in lat).summary_us()
+            if not latency["count"]:
+                errors.append(
+                    "no request was answered: --latency needs a socketkit server (an iperf3 "
+                    "server does not echo)"
+                )
         remote_rtts = [
             s.rtt_us for s in (self.remote.streams if self.remote else ()) if s.rtt_us > 0
         ]
@@ -463,7 +469,7 @@ class _ClientTest:
             remote_rtt_us=max(remote_rtts, default=0),
             remote=rc,
             start_info=self.start_info,
-            errors=tuple(path.errors()),
+            errors=tuple(errors),
         )
 
 

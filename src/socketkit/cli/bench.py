@@ -235,6 +235,13 @@ def _run_client(args: argparse.Namespace) -> int:
         from ..bench.plot import write_plot
 
         write_plot(args.plot, result.intervals, f"socketkit bench {args.host}")
+    for error in result.errors:
+        print(f"socketkit bench: {error}", file=sys.stderr)
+    if args.gso and args.udp and not any(s.gso for s in result.streams):
+        print(
+            "socketkit bench: note: GSO/GRO was not used (the peer or the kernel lacks it)",
+            file=sys.stderr,
+        )
     doc = result.to_iperf3_json()
     if args.json:
         print(json.dumps(doc, indent=2))
