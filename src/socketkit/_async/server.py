@@ -191,15 +191,18 @@ class Server:
             cleanup_unix_path(sock)
             sock.close()
         grace = self._grace if grace is None else grace
-        tasks = {p.task for p in self._connections.items() if p.task is not None}
+        me = asyncio.current_task()  # a handler may close the server: never wait for itself
+        tasks = {p.task for p in self._connections.items() if p.task not in (None, me)}
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
         for protocol in self._connections.items():
+            if protocol.task is me:
+                continue
             if protocol.transport is not None:
                 protocol.transport.abort()
             if protocol.task is not None:
                 protocol.task.cancel()
-        tasks = {p.task for p in self._connections.items() if p.task is not None}
+        tasks = {p.task for p in self._connections.items() if p.task not in (None, me)}
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
         self._closed.set()

@@ -159,8 +159,10 @@ class Server:
     # -- internals --------------------------------------------------------------------------
 
     def _handler_threads(self) -> list[threading.Thread]:
+        """Handler threads to wait for: all but the caller's own (a handler may call close)."""
+        me = threading.current_thread()
         with self._lock:
-            return list(self._threads)
+            return [t for t in self._threads if t is not me]
 
     def _accept_loop(self) -> None:
         sel = selectors.DefaultSelector()
