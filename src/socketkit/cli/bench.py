@@ -126,6 +126,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="UDP: require GSO/GRO batching (default: use when both ends support it)",
     )
     gso.add_argument("--no-gso", dest="gso", action="store_false", help="UDP: plain sends")
+    cli.add_argument(
+        "--udp-counters-64bit", action="store_true", help="UDP: 64-bit sequence numbers"
+    )
     cli.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECS")
     cli.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
@@ -205,6 +208,7 @@ def _run_client(args: argparse.Namespace) -> int:
         zerocopy=args.zerocopy,
         latency=length if args.latency else 0,
         gso=args.gso,
+        udp_64bit=args.udp_counters_64bit,
         connect_timeout=args.connect_timeout,
     )
     if args.latency and args.udp:
