@@ -44,9 +44,27 @@ def _samples() -> list[bytes]:
     return frames
 
 
+def _icmp_errors() -> list[bytes]:
+    """ICMP errors quoting the packet that caused them (port/host/need-frag/time exceeded)."""
+    quoted_udp = build.udp4(40000, 7001, b"abcd")[:28]
+    quoted_tcp = build.tcp4(sport=40000, dport=7002)[:28]
+    frames = []
+    for icmp_type, code, rest, quoted in (
+        (3, 3, 0, quoted_udp),
+        (3, 3, 0, quoted_tcp),
+        (3, 1, 0, quoted_udp),
+        (3, 0, 0, quoted_udp),
+        (3, 4, 1400, quoted_udp),
+        (11, 0, 0, quoted_udp),
+    ):
+        body = struct.pack("!BBHHH", icmp_type, code, 0, 0, rest) + quoted
+        frames.append(build.eth(build.ip4(body, 1, "198.18.0.2", "198.18.0.1")))
+    return frames
+
+
 def test_lines_equal_tcpdump_nn_S(tmp_path: Path) -> None:
     tcpdump = require_tool("tcpdump")
-    frames = _samples()
+    frames = _samples() + _icmp_errors()
     path = tmp_path / "s.pcap"
     with PcapWriter(path, 1) as writer:
         for index, frame in enumerate(frames):

@@ -7,6 +7,7 @@ printing a capture of common packets never loads the object decoder.
 
 from __future__ import annotations
 
+from .addresses import ipv4_text
 from .decoder import Packet
 from .fastpath import SLL_DIRECTION, TCP_FLAGS
 from .layers import (
@@ -97,7 +98,7 @@ def format_packet(packet: Packet, ts_ns: int | None = None) -> str:
         elif isinstance(layer, ICMP | ICMPV6) and net is not None:
             word = "IP" if isinstance(net, IPv4) else "IP6"
             out.append(f"{word} {net.src} > {net.dst}: ")
-            tail = _icmp_text(layer, net)
+            tail = _icmp_text(layer, net, data)
             net = None
     if net is not None:  # IP without a decoded upper layer
         word = "IP" if isinstance(net, IPv4) else "IP6"
@@ -140,12 +141,53 @@ def _ip_other_text(net: IPv4 | IPv6) -> str:
     return f"ip-proto-{net.proto}, length {length}"
 
 
-def _icmp_text(icmp: ICMP | ICMPV6, net: IPv4 | IPv6) -> str:
+def _quoted_unreachable(icmp: ICMP, data: bytes) -> str | None:
+    """tcpdump's text for an ICMP destination unreachable (print-icmp.c), from the quoted
+    IPv4 header and the 8 bytes after it; None when they are not all captured."""
+    at = icmp.offset + 8
+    if len(data) < at + 20 or data[at] >> 4 != 4:
+        return None
+    ihl = (data[at] & 15) * 4
+    proto = data[at + 9]
+    dst = ipv4_text(bytes(data[at + 16 : at + 20]))
+    code = icmp.code
+    if code == 0:
+        return f"net {dst} unreachable"
+    if code == 1:
+        return f"host {dst} unreachable"
+    if code == 2:
+        return f"{dst} protocol {proto} unreachable"
+    if code == 3:
+        if ihl < 20 or len(data) < at + ihl + 4:
+            return None
+        port = (data[at + ihl + 2] << 8) | data[at + ihl + 3]
+        name = {6: "tcp", 17: "udp"}.get(proto)
+        if name is None:
+            return f"{dst} protocol {proto} port {port} unreachable"
+        return f"{dst} {name} port {port} unreachable"
+    if code == 4:
+        mtu = icmp.seq  # RFC 1191: next-hop MTU in the low 16 bits of the rest of the header
+        return (
+            f"{dst} unreachable - need to frag (mtu {mtu})"
+            if mtu
+            else (f"{dst} unreachable - need to frag")
+        )
+    return None
+
+
+def _icmp_text(icmp: ICMP | ICMPV6, net: IPv4 | IPv6, data: bytes) -> str:
     length = _ip_payload_length(net)
     if isinstance(icmp, ICMP):
         if icmp.type in (0, 8):
             kind = "request" if icmp.type == 8 else "reply"
             return f"ICMP echo {kind}, id {icmp.id}, seq {icmp.seq}, length {length}"
+        if icmp.type == 3:
+            text = _quoted_unreachable(icmp, data)
+            if text is not None:
+                return f"ICMP {text}, length {length}"
+        if icmp.type == 11 and icmp.code in (0, 1):
+            what = "time exceeded in-transit" if icmp.code == 0 else "ip reassembly time exceeded"
+            return f"ICMP {what}, length {length}"
         name = _ICMP_NAMES.get(icmp.type, f"type {icmp.type}")
         return f"ICMP {name}, code {icmp.code}, length {length}"
     if icmp.type in (128, 129):
