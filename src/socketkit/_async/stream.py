@@ -292,19 +292,25 @@ class Stream:
         """Yield framed messages until EOF (lines by default); see the sync ``Stream``."""
         framer = framer if framer is not None else LineFramer(strip_cr=True)
         p = self._p
+        if len(framer.buffer):  # bytes fed to the framer earlier come first
+            framer.buffer.append(p.buffer.take_all())
+            p.buffer = framer.buffer
         while True:
-            if len(p.buffer):
-                framer.buffer.append(p.buffer.take_all())
-                p.reader_consumed()
+            # Parse the stream's own buffer in place (the protocol may have replaced it):
+            # bytes not yet framed stay in the stream, so a loop that stops early loses nothing.
+            framer.buffer = p.buffer
             message = framer.next_message()
             if message is not None:
+                if p.reading_paused:
+                    p.reader_consumed()
                 yield message
                 continue
             try:
                 more = await self._fill(self._deadline(timeout))
             except TimeoutError as exc:
                 raise ReadTimeout("receive timed out waiting for a message") from exc
-            if not more and not len(p.buffer):
+            if not more:  # EOF: what is left (in place) is an unterminated last message
+                framer.buffer = p.buffer
                 last = framer.check_eof()
                 if last is not None:
                     yield last

@@ -393,11 +393,16 @@ class Stream:
             self._refresh()
 
     def _iter_messages(self, framer: Framer, timeout: float) -> Iterator[bytes]:
-        if len(self._buffer):
+        if len(framer.buffer):  # bytes fed to the framer earlier come first
             framer.buffer.append(self._buffer.take_all())
+            self._buffer = framer.buffer
+        # The framer parses the stream's own buffer in place: bytes not yet framed stay in
+        # the stream, so a loop that stops early (break, timeout) loses nothing.
+        framer.buffer = self._buffer
         while True:
             message = framer.next_message()
             if message is not None:
+                self._refresh()  # the caller may use the stream before resuming us
                 yield message
                 continue
             try:
@@ -407,9 +412,9 @@ class Stream:
             if got == 0:
                 last = framer.check_eof()
                 if last is not None:
+                    self._refresh()
                     yield last
                 return
-            framer.buffer.append(self._buffer.take_all())
 
     def __iter__(self) -> Iterator[bytes]:
         """Iterate over lines (``\\n`` or ``\\r\\n``, without the ending) until EOF."""
