@@ -20,6 +20,7 @@ from socketkit import (
     RemoteProtocolError,
     SocketkitError,
 )
+from socketkit.proto.framing import Framer
 
 from .contract import AStream, Harness
 
@@ -516,5 +517,49 @@ def test_other_delimiter_after_a_timeout(harness: Harness) -> None:
             with pytest.raises(ReadTimeout):
                 await client.receive_until(b"END", timeout=0.2)
             assert await client.receive_line(timeout=5) == b"x"
+
+    harness.run(body)
+
+
+def test_iteration_stopped_early_keeps_the_rest(harness: Harness) -> None:
+    """Leaving a message loop early (break, timeout) loses no byte: the rest of the stream,
+    framed or not, is still there for the next read."""
+
+    async def first_line_then(stream: AStream, framer: Framer | None = None) -> bytes:
+        if stream.sync:
+
+            def run() -> bytes:
+                messages = stream.raw.iter_messages(framer)
+                first: bytes = next(messages)
+                return first
+
+            return await asyncio.to_thread(run)
+        messages = stream.raw.iter_messages(framer)
+        first: bytes = await messages.__anext__()
+        return first
+
+    async def body() -> None:
+        async with harness.pair() as (client, server):
+            await server.send_all(b"HELLO\nSTART\n\x00\x01binary after the lines")
+            await asyncio.sleep(0.1)  # all of it arrives in one read
+            assert await first_line_then(client) == b"HELLO"
+            assert await first_line_then(client) == b"START"
+            assert await client.receive_exactly(21, timeout=5) == b"\x00\x01binary after the li"
+
+        async with harness.pair() as (client, server):
+            framer = LengthPrefixFramer(2)
+            await server.send_all(framer.encode(b"one") + framer.encode(b"two") + b"raw")
+            await asyncio.sleep(0.1)
+            assert await first_line_then(client, LengthPrefixFramer(2)) == b"one"
+            assert await client.receive_exactly(5, timeout=5) == b"\x00\x03two"
+
+        async with harness.pair() as (client, server):
+            await server.send_all(b"a\nb")
+            with pytest.raises(ReadTimeout):
+                await client.messages(timeout=0.3)
+            await server.send_all(b"c\n")
+            await server.send_eof()
+            # "a" was yielded before the timeout; "bc" was kept.
+            assert await client.messages() == [b"bc"]
 
     harness.run(body)
