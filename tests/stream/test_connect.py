@@ -59,9 +59,9 @@ def test_one_family_listening_is_enough(api: str, monkeypatch: pytest.MonkeyPatc
                 [(socket.AF_INET6, ("::1", p6, 0, 0)), (socket.AF_INET, ("127.0.0.1", port))],
             )
             started = time.monotonic()
-            exchange(api, "dual.test:80")
-            # The refusal starts the next attempt at once, without the 250 ms delay.
-            assert time.monotonic() - started < 0.25
+            exchange(api, "dual.test:80", happy_eyeballs_delay=5)
+            # The refusal starts the next attempt at once, not after the attempt delay.
+            assert time.monotonic() - started < 2.5
 
 
 def test_stalled_first_address_loses_the_race(api: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,7 @@ from socketkit import (
     ReadTimeout,
     RemoteProtocolError,
     SocketkitError,
+    WriteTimeout,
 )
 from socketkit.proto.framing import Framer
 
@@ -561,5 +562,23 @@ def test_iteration_stopped_early_keeps_the_rest(harness: Harness) -> None:
             await server.send_eof()
             # "a" was yielded before the timeout; "bc" was kept.
             assert await client.messages() == [b"bc"]
+
+    harness.run(body)
+
+
+def test_write_timeout(harness: Harness) -> None:
+    """A peer that does not read: ``send_all`` with a timeout raises ``WriteTimeout`` saying
+    how much went out, instead of blocking forever."""
+
+    async def body() -> None:
+        async with harness.pair() as (client, server):
+            data = b"w" * (64 * MiB)
+            started = time.monotonic()
+            with pytest.raises(WriteTimeout) as info:
+                await client.send_all(data, timeout=0.5)
+            assert time.monotonic() - started < 10
+            assert 0 <= info.value.sent < len(data)
+            assert isinstance(info.value, TimeoutError)
+            del server
 
     harness.run(body)
