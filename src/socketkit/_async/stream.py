@@ -158,9 +158,11 @@ class Stream:
 
     async def _receive_some(self, max_bytes: int, timeout: float) -> bytes:
         p = self._p
-        if not len(p.buffer) and not p.eof:
+        deadline = self._deadline(timeout)
+        # A wake-up is not always data: a partial TLS record wakes us with nothing to read.
+        while not len(p.buffer) and not p.eof:
             try:
-                await self._wait(self._timeout(timeout))
+                await self._wait(self._remaining(deadline))
             except TimeoutError as exc:
                 raise ReadTimeout("receive timed out") from exc
         buffer = p.buffer  # after the wait: the first bytes replace the shared empty buffer
@@ -180,11 +182,13 @@ class Stream:
         self._check_open()
         p = self._p
         target = memoryview(buffer).cast("B")
-        if not len(p.buffer) and not p.eof:
+        deadline = self._deadline(timeout)
+        # Loop: a wake-up is not always data (a partial TLS record wakes us with nothing).
+        while not len(p.buffer) and not p.eof:
             if p.tls is None:
                 p.lend(target)
             try:
-                await self._wait(self._timeout(timeout))
+                await self._wait(self._remaining(deadline))
             except TimeoutError as exc:
                 raise ReadTimeout("receive timed out") from exc
             finally:
