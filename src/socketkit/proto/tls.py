@@ -103,6 +103,10 @@ class TLSEngine:
         if self.eof_sent:
             return
         self.eof_sent = True
+        # unwrap() calls SSL_shutdown a second time to read the peer's close_notify; finding
+        # the peer's unread records instead, it fails (APPLICATION_DATA_AFTER_CLOSE_NOTIFY) and
+        # they are lost. Hold them aside: with nothing to read it just wants more data.
+        unread = self._incoming.read()
         try:
             self._obj.unwrap()
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
@@ -111,3 +115,6 @@ class TLSEngine:
             if peer_already_closed(exc):
                 return  # nobody is left to tell
             raise TLSError(f"TLS error while closing: {exc.reason or exc}") from exc
+        finally:
+            if unread:
+                self._incoming.write(unread)
