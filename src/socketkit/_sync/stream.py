@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from .._addr import format_sockaddr
@@ -56,6 +57,12 @@ class Stream:
     ) -> None:
         self._sock = sock
         self._tls = tls
+        # TLS: one reader thread and one writer thread may use the stream at once, as with a
+        # socket. The engine (an SSLObject) is not thread-safe, so every call into it holds
+        # _tls_lock; ciphertext taken out under that lock is sent holding _send_lock, taken
+        # before _tls_lock is let go, so records go out in the order they were made.
+        self._tls_lock = threading.Lock()
+        self._send_lock = threading.Lock()
         self._buffer = ByteBuffer()
         self._closed = False
         self._eof = False
@@ -153,9 +160,11 @@ class Stream:
         return count
 
     def _fill_tls(self, minimum: int) -> int:
-        assert self._tls is not None
+        tls = self._tls
+        assert tls is not None
         while True:
-            plain = self._tls.read()
+            with self._tls_lock:
+                plain = tls.read()
             if plain is None:
                 try:
                     cipher = self._sock.recv(max(minimum, DEFAULT_CHUNK))
@@ -163,19 +172,31 @@ class Stream:
                     raise
                 except OSError as exc:
                     raise self._error(exc, "receive") from exc
-                self._tls.receive_data(cipher)
-                self._flush_tls()
+                self._tls_call(tls.receive_data, cipher, None)  # may owe the peer a reply
                 continue
             if not plain:
                 self._eof = True
             self._buffer.append(plain)
             return len(plain)
 
-    def _flush_tls(self) -> None:
+    def _tls_call(
+        self,
+        call: Callable[[bytes | bytearray | memoryview], None],
+        data: bytes | bytearray | memoryview,
+        deadline: float | None,
+    ) -> None:
+        """``call(data)`` on the TLS engine, then send the ciphertext it produced, in order."""
         assert self._tls is not None
-        out = self._tls.data_to_send()
-        if out:
-            self._send_raw(out, None)
+        with self._tls_lock:
+            call(data)
+            out = self._tls.data_to_send()
+            if not out:
+                return
+            self._send_lock.acquire()
+        try:
+            self._send_raw(out, deadline)
+        finally:
+            self._send_lock.release()
 
     def _send_raw(self, data: bytes | bytearray | memoryview, deadline: float | None) -> None:
         if deadline is None:
@@ -441,8 +462,7 @@ class Stream:
             if self._tls is None:
                 self._send_raw(data, deadline)
             else:
-                self._tls.write(data)
-                self._send_raw(self._tls.data_to_send(), deadline)
+                self._tls_call(self._tls.write, data, deadline)
         finally:
             self._refresh()
 
@@ -462,8 +482,8 @@ class Stream:
             if self._tls is not None:
                 if self._tls.eof_sent:
                     return
-                self._tls.send_eof()
-                self._flush_tls()
+                tls = self._tls
+                self._tls_call(lambda _: tls.send_eof(), b"", None)
             self._sock.shutdown(socket.SHUT_WR)
         except OSError as exc:
             raise self._error(exc, "send EOF") from exc
