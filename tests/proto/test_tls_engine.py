@@ -178,3 +178,20 @@ def test_plaintext_peer_fails_the_handshake(
     server.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     with pytest.raises(TLSError):
         server.do_handshake()
+
+
+def test_half_close_with_unread_data(pair: tuple[TLSEngine, TLSEngine]) -> None:
+    """send_eof while the peer's records wait unread: no error, and nothing is lost."""
+    client, server = pair
+    payload = bytes(range(256)) * 400  # several records
+    server.write(payload)
+    pump(client, server)
+    first = client.read()
+    assert first is not None and 0 < len(first) < len(payload)
+    client.send_eof()
+    pump(client, server)
+    assert first + (read_all(client) or b"") == payload
+    assert server.read() == b""  # the server saw our close_notify
+    server.write(b"more")
+    pump(client, server)
+    assert read_all(client) == b"more"
