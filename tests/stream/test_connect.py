@@ -153,3 +153,34 @@ def test_unix_backlog_full_waits_then_times_out(api: str) -> None:
         finally:
             for filler in fillers:
                 filler.close()
+
+
+def test_source_address_and_default_timeout(api: str) -> None:
+    """``source=`` binds the local end; ``default_timeout=`` applies to every receive."""
+
+    def quiet(stream: socketkit.Stream) -> None:
+        stream.receive_some(timeout=5)  # says nothing until the client leaves
+
+    with socketkit.serve(quiet, "127.0.0.1:0") as server:
+        target = str(server.address)
+        if api == "sync":
+            with socketkit.connect(target, source="127.0.0.2:0", default_timeout=0.2) as stream:
+                assert stream.local_address.startswith("127.0.0.2:")
+                started = time.monotonic()
+                with pytest.raises(socketkit.ReadTimeout):
+                    stream.receive_some()
+                assert time.monotonic() - started >= 0.15
+            return
+
+        async def go() -> None:
+            stream = await skio.connect(target, source="127.0.0.2:0", default_timeout=0.2)
+            try:
+                assert stream.local_address.startswith("127.0.0.2:")
+                started = time.monotonic()
+                with pytest.raises(socketkit.ReadTimeout):
+                    await stream.receive_some()
+                assert time.monotonic() - started >= 0.15
+            finally:
+                stream.abort()
+
+        run_async(api, go())
