@@ -57,6 +57,8 @@ log = logging.getLogger("socketkit.bench")
 DEFAULT_UDP_RATE = 1_000_000
 #: How long to wait for each control message before giving up on the server.
 CONTROL_TIMEOUT = 10.0
+#: Pause between the last acknowledged byte and TEST_END (see _run_test).
+SETTLE = 0.1
 #: UDP connect handshake: resend the connect datagram this often, this many times.
 UDP_CONNECT_RETRY = 0.5
 UDP_CONNECT_TRIES = 10
@@ -360,7 +362,9 @@ class _ClientTest:
             path.stop_senders()
             reporter.stop()
         path.wait_acked()
-        time.sleep(0.02)  # let the peer read what it was acknowledged before TEST_END
+        # An iperf3 server stops counting at TEST_END and drops what is still in its socket
+        # buffers; give it a moment to read what it already acknowledged.
+        time.sleep(SETTLE)
         ch.send(conn.send_test_end())
 
     def _count_reached(self, receivers: list[StreamStats]) -> bool:
