@@ -118,7 +118,8 @@ class _Session:
             code = IE.MESSAGE if isinstance(err, ProtocolError) else IE.CTRLCLOSE
             if isinstance(err, SocketkitTimeout):
                 code = IE.CTRLREAD
-            log.warning("test from %s refused: %s", self.peer, err)
+            verb = "refused" if isinstance(err, ProtocolError | SocketkitTimeout) else "ended"
+            log.warning("test from %s %s: %s", self.peer, verb, err)
             with contextlib.suppress(OSError):
                 self.sock.sendall(self.conn.send_error(code))
             if self.params is not None:
