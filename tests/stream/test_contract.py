@@ -153,16 +153,23 @@ def test_timeout_keeps_partial_data(harness: Harness) -> None:
     async def body() -> None:
         async with harness.pair() as (client, server):
             await server.send_all(b"abc")
-            with pytest.raises(ReadTimeout) as info:
-                await client.receive_exactly(6, timeout=0.3)
+            for _ in range(20):  # on a loaded machine the bytes may take more than one try
+                with pytest.raises(ReadTimeout) as info:
+                    await client.receive_exactly(6, timeout=0.3)
+                assert b"abc".startswith(info.value.partial)
+                if info.value.partial == b"abc":
+                    break
             assert info.value.partial == b"abc"
             assert isinstance(info.value, TimeoutError)
             await server.send_all(b"def")
             assert await client.receive_exactly(6, timeout=5) == b"abcdef"
 
             await server.send_all(b"no newline yet")
-            with pytest.raises(ReadTimeout) as info:
-                await client.receive_until(b"\r\n", timeout=0.3)
+            for _ in range(20):
+                with pytest.raises(ReadTimeout) as info:
+                    await client.receive_until(b"\r\n", timeout=0.3)
+                if info.value.partial == b"no newline yet":
+                    break
             assert info.value.partial == b"no newline yet"
             await server.send_all(b", now\r\nnext")
             assert await client.receive_until(b"\r\n", timeout=5) == b"no newline yet, now"
@@ -386,7 +393,8 @@ def test_idle_timeout(harness: Harness, caplog: pytest.LogCaptureFixture) -> Non
                 except BrokenStreamError:
                     pass
                 waited = time.monotonic() - last_activity
-                assert 0.35 <= waited < 5, waited
+                # The server's clock started when it sent the echo, a little before we got it.
+                assert 0.25 <= waited < 5, waited
             finally:
                 client.abort()
         finally:
