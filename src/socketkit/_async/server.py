@@ -126,6 +126,8 @@ class Server:
         self._backlog = backlog
         self._handler = handler
         self._listeners = listeners
+        # Read once: after aclose() the sockets are gone, the addresses stay answerable.
+        self._addresses = [bound_address(sock) for sock in listeners]
         self._idle_timeout = idle_timeout
         self._tls = tls
         self._grace = grace
@@ -155,11 +157,11 @@ class Server:
 
     @property
     def address(self) -> Address:
-        return bound_address(self._listeners[0])
+        return self._addresses[0]
 
     @property
     def addresses(self) -> list[Address]:
-        return [bound_address(s) for s in self._listeners]
+        return list(self._addresses)
 
     @property
     def active_connections(self) -> int:
@@ -180,6 +182,8 @@ class Server:
             await self._closed.wait()
             return
         self._closing = True
+        for sock in self._listeners:
+            cleanup_unix_path(sock)  # first: closing the servers closes the sockets too
         for server in self._servers:
             server.close()
         for task in self._acceptors:
@@ -188,7 +192,6 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for sock in self._listeners:
-            cleanup_unix_path(sock)
             sock.close()
         grace = self._grace if grace is None else grace
         me = asyncio.current_task()  # a handler may close the server: never wait for itself
