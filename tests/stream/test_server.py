@@ -134,11 +134,6 @@ def test_unix_socket_file_lifecycle(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: aio Server.aclose closes the asyncio servers (and so the listening sockets) "
-    "before cleanup_unix_path, which then cannot read the path: the socket file stays",
-)
 def test_aio_unix_socket_file_removed(loop: str, tmp_path: Path) -> None:
     path = tmp_path / "a.sock"
 
@@ -297,11 +292,6 @@ def test_sync_address_after_close() -> None:
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: aio Server.address reads getsockname() of a closed listener after aclose "
-    "(OSError EBADF, a raw OSError out of the public API)",
-)
 def test_aio_address_after_close(loop: str) -> None:
     async def body() -> None:
         server = await skio.serve(aecho, "127.0.0.1:0")
