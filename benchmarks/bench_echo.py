@@ -64,7 +64,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--only", choices=["uvloop", "streams", "sync"], action="append")
+    parser.add_argument(
+        "--only", choices=["uvloop", "streams", "sync", "floor", "vsfloor"], action="append"
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds = 1.5, 2
@@ -77,13 +79,17 @@ def main() -> None:
         "uvloop": ("sk-aio", "uvloop-protocol", "bare uvloop asyncio.Protocol", 0.85),
         "streams": ("sk-aio", "asyncio-streams", "asyncio streams (default loop)", 3.0),
         "sync": ("sk-sync", "socketserver", "socketserver.ThreadingTCPServer", 1.0),
+        # Context, not a target: the best any task-per-connection server can do on uvloop
+        # (one future wake-up per message) against the bare Protocol.
+        "floor": ("uvloop-task-floor", "uvloop-protocol", "bare uvloop asyncio.Protocol", None),
+        "vsfloor": ("sk-aio", "uvloop-task-floor", "task-per-connection floor (uvloop)", None),
     }
     for key in args.only or list(setups):
         ours, anchor, anchor_name, target = setups[key]
         a, b, ratios = interleave(lambda o=ours: rate(o), lambda n=anchor: rate(n), args.rounds)
         report(
             f"echo 1 KiB x {args.conns} conns: {ours} vs {anchor}",
-            ours=f"socketkit {ours}",
+            ours=ours if ours.startswith("uvloop") else f"socketkit {ours}",
             anchor=anchor_name,
             ours_samples=a,
             anchor_samples=b,

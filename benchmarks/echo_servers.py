@@ -44,6 +44,48 @@ async def bare_protocol() -> None:
     await server.serve_forever()
 
 
+class WakeProtocol(asyncio.Protocol):
+    """The floor of any task-per-connection design: a bare Protocol that hands each chunk to
+    its connection's task through one future, and the task writes it back."""
+
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[bytes] | None = None
+        self.pending = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        asyncio.get_running_loop().create_task(self.run())
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(data)
+        else:
+            self.pending += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(b"")
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self.pending:
+                data, self.pending = self.pending, b""
+            else:
+                self.waiter = loop.create_future()
+                data = await self.waiter
+            if not data:
+                return
+            self.transport.write(data)
+
+
+async def task_floor() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(WakeProtocol, "127.0.0.1", 0, backlog=4096)
+    announce(server.sockets[0].getsockname()[1])
+    await server.serve_forever()
+
+
 async def asyncio_streams() -> None:
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):
@@ -102,6 +144,10 @@ def main() -> None:
         import uvloop
 
         uvloop.run(bare_protocol())
+    elif kind == "uvloop-task-floor":
+        import uvloop
+
+        uvloop.run(task_floor())
     elif kind == "asyncio-protocol":
         asyncio.run(bare_protocol())
     elif kind == "asyncio-streams":
