@@ -646,3 +646,26 @@ def test_half_close_with_unread_data(harness: Harness) -> None:
             assert await server.receive_to_eof() == b""
 
     harness.run(body)
+
+
+def test_large_single_reads(harness: Harness) -> None:
+    """One ``receive_exactly`` of 5 MiB and a 1 MiB length-prefixed message (both far above
+    the asyncio read-ahead limit) complete, byte for byte."""
+    blob = random.Random(11).randbytes(5 * MiB)
+    message = random.Random(12).randbytes(MiB - 1)
+
+    async def body() -> None:
+        async with harness.pair() as (client, server):
+            sender = asyncio.create_task(server.send_all(blob))
+            assert await client.receive_exactly(len(blob), timeout=30) == blob
+            await sender
+
+            async def send_framed() -> None:  # concurrently: more than a socket buffers
+                await server.send_message(message, LengthPrefixFramer(4, max_size=MiB))
+                await server.send_eof()
+
+            sender = asyncio.create_task(send_framed())
+            assert await client.messages(LengthPrefixFramer(4, max_size=MiB)) == [message]
+            await sender
+
+    harness.run(body)
