@@ -34,6 +34,7 @@ DEFAULT_RECEIVE_SIZE = 64 * 1024
 #: Seconds ``aclose`` waits for buffered writes to flush before it aborts the connection.
 CLOSE_FLUSH_TIMEOUT = 5.0
 _UNSET: float = -1.0
+_SENT_EOF = "send: this side already ended its sending direction (send_eof)"
 #: struct linger {l_onoff=1, l_linger=0}: close() sends RST instead of FIN.
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _TIMED_OUT = object()
@@ -342,10 +343,15 @@ class Stream:
             err = peer_error(p)
             raise err if err is not None else ClosedResourceError("the connection is closed")
         if p.tls is not None:
+            if p.tls.eof_sent:
+                raise ClosedResourceError(_SENT_EOF)
             p.tls.write(data)
             transport.write(p.tls.data_to_send())
         else:
-            transport.write(data)
+            try:
+                transport.write(data)
+            except RuntimeError as exc:  # "Cannot call write() after write_eof()"
+                raise ClosedResourceError(_SENT_EOF) from exc
         if not p.write_paused:
             return _DONE
         return self._drain(len(data), timeout)

@@ -36,6 +36,7 @@ DEFAULT_RECEIVE_SIZE = 64 * 1024
 #: "No timeout" — wait as long as it takes.
 _NO_TIMEOUT = None
 _UNSET: float = -1.0
+_SENT_EOF = "send: this side already ended its sending direction (send_eof)"
 #: ``struct linger {l_onoff=1, l_linger=0}``: close() sends RST and drops unsent data (socket(7)).
 LINGER_RESET = struct.pack("ii", 1, 0)
 
@@ -66,6 +67,7 @@ class Stream:
         self._buffer = ByteBuffer()
         self._closed = False
         self._eof = False
+        self._eof_sent = False  # send_eof() was called: sending is over
         self._default_timeout = default_timeout
         self._applied_timeout: float | None = sock.gettimeout()
         # True while a receive or send can go straight to the socket: plain TCP/Unix, nothing
@@ -222,6 +224,8 @@ class Stream:
     def _error(self, exc: OSError, action: str) -> SocketkitError:
         if self._closed:
             return ClosedResourceError(f"{action}: the stream was closed")
+        if self._eof_sent and action == "send":  # EPIPE from our own half-close
+            return ClosedResourceError(_SENT_EOF)
         return translate_os_error(exc, f"{action} ({self.peer_address})")
 
     # -- receiving --------------------------------------------------------------------------
@@ -462,6 +466,8 @@ class Stream:
             if self._tls is None:
                 self._send_raw(data, deadline)
             else:
+                if self._tls.eof_sent:
+                    raise ClosedResourceError(_SENT_EOF)
                 self._tls_call(self._tls.write, data, deadline)
         finally:
             self._refresh()
@@ -478,6 +484,7 @@ class Stream:
         Over TLS this sends ``close_notify`` first. Calling it twice is harmless.
         """
         self._check_open()
+        self._eof_sent = True
         try:
             if self._tls is not None:
                 if self._tls.eof_sent:
