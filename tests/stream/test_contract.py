@@ -13,6 +13,7 @@ import pytest
 
 from socketkit import (
     BrokenStreamError,
+    ClosedResourceError,
     IncompleteReadError,
     LengthPrefixFramer,
     LineFramer,
@@ -75,6 +76,9 @@ def test_half_close(harness: Harness) -> None:
             await server.send_all(b"reply after your EOF")
             await server.send_eof()
             assert await client.receive_to_eof() == b"reply after your EOF"
+            # Sending after our own EOF is a local mistake, the same error everywhere.
+            with pytest.raises(ClosedResourceError, match="send_eof"):
+                await client.send_all(b"too late")
 
     harness.run(body)
 
