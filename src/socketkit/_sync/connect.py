@@ -181,17 +181,23 @@ def _strerror(err: int) -> str:
     return os.strerror(err)
 
 
+def _remaining(deadline: float | None) -> float | None:
+    """Seconds left; never 0, which would make the socket non-blocking (BlockingIOError, not
+    TimeoutError)."""
+    return None if deadline is None else max(1e-6, deadline - time.monotonic())
+
+
 def _handshake(sock: socket.socket, engine: TLSEngine, deadline: float | None) -> None:
     try:
         while True:
             done = engine.do_handshake()
             out = engine.data_to_send()
             if out:
-                sock.settimeout(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                sock.settimeout(_remaining(deadline))
                 sock.sendall(out)
             if done:
                 return
-            sock.settimeout(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            sock.settimeout(_remaining(deadline))
             data = sock.recv(65536)
             if not data:
                 raise TLSError("TLS handshake failed: the peer closed the connection")

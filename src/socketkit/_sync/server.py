@@ -269,7 +269,7 @@ def _server_handshake(conn: socket.socket, engine: TLSEngine) -> None:
             if done:
                 conn.settimeout(None)
                 return
-            conn.settimeout(max(0.0, deadline - time.monotonic()))
+            conn.settimeout(max(1e-6, deadline - time.monotonic()))  # 0 = non-blocking
             data = conn.recv(65536)
             if not data:
                 raise TLSError("TLS handshake failed: the client closed the connection")

@@ -36,6 +36,8 @@ DEFAULT_RECEIVE_SIZE = 64 * 1024
 #: "No timeout" — wait as long as it takes.
 _NO_TIMEOUT = None
 _UNSET: float = -1.0
+#: The smallest wait: a receive whose time is up still takes what has already arrived.
+_POLL = 1e-6
 _SENT_EOF = "send: this side already ended its sending direction (send_eof)"
 #: ``struct linger {l_onoff=1, l_linger=0}``: close() sends RST and drops unsent data (socket(7)).
 LINGER_RESET = struct.pack("ii", 1, 0)
@@ -122,8 +124,10 @@ class Stream:
         self._refresh()
 
     def _set_timeout(self, timeout: float | None) -> None:
-        if timeout is not None and timeout < 0:
-            timeout = 0.0
+        if timeout is not None and timeout <= 0:
+            # Not 0: settimeout(0) makes the socket non-blocking, and an empty socket raises
+            # BlockingIOError instead of TimeoutError (no ReadTimeout, no partial data).
+            timeout = _POLL
         if timeout != self._applied_timeout:
             self._sock.settimeout(timeout)
             self._applied_timeout = timeout
