@@ -673,3 +673,26 @@ def test_large_single_reads(harness: Harness) -> None:
             await sender
 
     harness.run(body)
+
+
+def test_zero_timeout_polls(harness: Harness) -> None:
+    """``timeout=0`` polls: ``ReadTimeout`` (with ``partial``) when nothing is there, the
+    bytes when they are — never a generic error."""
+
+    async def body() -> None:
+        async with harness.pair() as (client, server):
+            with pytest.raises(ReadTimeout):
+                await client.receive_some(timeout=0)
+            with pytest.raises(ReadTimeout):
+                await client.receive_into(bytearray(4), timeout=0)
+            await server.send_all(b"ab")
+            await asyncio.sleep(0.2)
+            with pytest.raises(ReadTimeout) as info:
+                await client.receive_until(b"\n", timeout=0)
+            assert info.value.partial == b"ab"
+            with pytest.raises(ReadTimeout) as info:
+                await client.receive_exactly(3, timeout=0)
+            assert info.value.partial == b"ab"
+            assert await client.receive_some(timeout=0) == b"ab"
+
+    harness.run(body)
