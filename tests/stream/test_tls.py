@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime
 import logging
+import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -168,3 +170,29 @@ def test_bad_files(api: str, tmp_path: Path) -> None:
         socketkit.client_context(ca_file=tmp_path / "missing.pem")
     with pytest.raises(TLSError, match=r"missing\.pem"):
         socketkit.server_context(cert_file=tmp_path / "missing.pem")
+
+
+def test_silent_server_handshake_times_out(api: str, tls_files: TLSFiles) -> None:
+    """A peer that accepts but never answers the ClientHello: ConnectTimeout, in time."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        target = f"127.0.0.1:{listener.getsockname()[1]}"
+        ctx = socketkit.client_context(ca_file=tls_files.ca_file)
+        started = time.monotonic()
+        with pytest.raises(socketkit.ConnectTimeout):
+            exchange(api, target, tls=ctx, timeout=0.5)
+        assert time.monotonic() - started < 3
+
+
+def test_plaintext_server_is_a_tls_error(api: str, tls_files: TLSFiles) -> None:
+    """A server that answers in plain text (wrong port, no TLS): TLSError, not a hang."""
+
+    def plain(stream: socketkit.Stream) -> None:
+        stream.send_all(b"220 plain text service ready\r\n" * 4)
+        stream.receive_some(timeout=5)
+
+    with socketkit.serve(plain, "127.0.0.1:0") as server:
+        ctx = socketkit.client_context(ca_file=tls_files.ca_file)
+        with pytest.raises(TLSError):
+            exchange(api, str(server.address), tls=ctx, timeout=5)
