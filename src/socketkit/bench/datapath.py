@@ -83,6 +83,7 @@ class DataPath:
                     rate=p.bandwidth,
                     counters_64bit=p.udp_counters_64bit,
                     gso=gso,
+                    window=p.window,
                 )
             return UdpReceiver(
                 ds.sock,
