@@ -696,3 +696,28 @@ def test_zero_timeout_polls(harness: Harness) -> None:
             assert await client.receive_some(timeout=0) == b"ab"
 
     harness.run(body)
+
+
+def test_iteration_flood_is_bounded(harness: Harness) -> None:
+    """Iterating lines while the peer sends megabytes without a newline: a protocol error
+    once the framer's maximum is passed, holding no more than that plus one read."""
+    max_size = 64 * 1024
+
+    async def body() -> None:
+        async with harness.pair() as (client, server):
+
+            async def flood() -> None:
+                try:
+                    for _ in range(256):  # 16 MiB at most
+                        await server.send_all(b"z" * 65536, timeout=10)
+                except Exception:  # the client gives up and aborts: expected
+                    pass
+
+            task = asyncio.create_task(flood())
+            with pytest.raises(RemoteProtocolError) as info:
+                await client.messages(LineFramer(max_size=max_size), timeout=10)
+            assert max_size < len(info.value.partial) <= max_size + 320 * 1024
+            client.abort()
+            await task
+
+    harness.run(body)
