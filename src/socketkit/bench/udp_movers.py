@@ -21,6 +21,7 @@ from ..proto.bench_udp import UdpReceiveStats, header_size, unpack_header
 from .pacing import Pacer
 from .streams import Limits, Mover, StreamStats
 from .tcp_movers import aligned_buffer
+from .udp_mmsg import MmsgBatch
 
 __all__ = [
     "UdpReceiver",
@@ -127,6 +128,7 @@ class UdpSender(Mover):
         counters_64bit: bool,
         gso: bool,
         window: int = 0,
+        batch: bool = True,
     ) -> None:
         super().__init__(sock, stats)
         self.length = length
@@ -135,15 +137,31 @@ class UdpSender(Mover):
         self.c64 = counters_64bit
         self.segments = gso_segments(length) if gso and enable_gso(sock, length) else 1
         stats.gso = self.segments > 1
+        # Without GSO: ordinary datagrams, but up to BATCH per sendmmsg() call.
+        self.batch: MmsgBatch | None = None
+        if self.segments == 1 and batch:
+            try:
+                self.batch = MmsgBatch(sock, length)
+            except OSError:
+                self.batch = None
         if not window:
             # On loopback a datagram stays charged to the sender until the receiver reads
             # it: a larger send queue rides out the receiver's pauses instead of blocking.
             grow_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, UDP_SNDBUF)
 
     def run(self) -> None:
-        length, segments, c64 = self.length, self.segments, self.c64
-        buf = bytearray((bytes(range(256)) * (length * segments // 256 + 1))[: length * segments])
-        view = memoryview(buf)
+        length, c64 = self.length, self.c64
+        batch = self.batch
+        segments = batch.slots if batch is not None else self.segments
+        payload = (bytes(range(256)) * (length * segments // 256 + 1))[: length * segments]
+        if batch is not None:
+            view = batch.buffer
+            view[: len(payload)] = payload
+            buf: bytearray | memoryview = view
+            batch.set_length(length)
+        else:
+            buf = bytearray(payload)
+            view = memoryview(buf)
         stats, limits = self.stats, self.limits
         check_limits = bool(limits.total_bytes or limits.total_blocks)
         pacer = Pacer(self.rate) if self.rate else None
@@ -189,7 +207,11 @@ class UdpSender(Mover):
                     number = seq + 1 + index
                     pack(buf, index * length, sec, usec, number if c64 else number & 0xFFFFFFFF)
             try:
-                sent = send(view[: count * length]) if count < segments else send(view)
+                if batch is not None:
+                    count = batch.send(count)  # datagrams that went; the rest are re-sent
+                    sent = count * length
+                else:
+                    sent = send(view[: count * length]) if count < segments else send(view)
             except OSError as exc:
                 if exc.errno in (errno.ENOBUFS, errno.EAGAIN):
                     time.sleep(0.0005)
@@ -219,6 +241,7 @@ class UdpReceiver(Mover):
         counters_64bit: bool,
         gro: bool,
         window: int = 0,
+        batch: bool = True,
     ) -> None:
         super().__init__(sock, stats)
         stats.udp = UdpReceiveStats()
@@ -226,14 +249,64 @@ class UdpReceiver(Mover):
             grow_receive_buffer(sock)
         self.c64 = counters_64bit
         self.gro = gro and enable_gro(sock)
+        self.use_batch = batch
+        self.length = length
         self.buffer = aligned_buffer(max(65536, length) + 4096)
         self.min_len = header_size(counters_64bit)
 
     def run(self) -> None:
         if self.gro:
             self._run_gro()
-        else:
-            self._run_plain()
+            return
+        if self.use_batch:
+            try:
+                batch = MmsgBatch(self.sock, -(-self.length // 64) * 64)
+            except OSError:
+                batch = None
+            if batch is not None:
+                self._run_batched(batch)
+                return
+        self._run_plain()
+
+    def _run_batched(self, batch: MmsgBatch) -> None:
+        """recvmmsg up to BATCH datagrams per call; a consecutive batch is one record."""
+        stats = self.stats
+        udp = stats.udp
+        assert udp is not None
+        c64, min_len, slot = self.c64, self.min_len, batch.slot_size
+        buf = batch.buffer
+        words = buf.cast("I")
+        step = slot // 4
+        swap = sys.byteorder == "little"
+        clock, mono = time.time, time.monotonic
+        record, record_run = udp.record, udp.record_run
+        receive, lengths = batch.receive, batch.lengths
+        while not self.stop:
+            n = receive()
+            if n <= 0:
+                return
+            sizes = lengths(n)
+            if not max(sizes):
+                return  # shut down: empty reads (iperf3 never sends empty datagrams)
+            now = clock()
+            stats.last_rx = mono()
+            if not c64 and min(sizes) >= min_len:
+                seqs = array("I", words[2 : n * step : step])
+                if swap:
+                    seqs.byteswap()
+                first = seqs[0]
+                sent, _ = unpack_header(buf, 0, False)
+                if seqs == array("I", range(first, first + n)) and record_run(first, n, sent, now):
+                    stats.packets += n
+                    stats.bytes += sum(sizes)
+                    continue
+            for i in range(n):
+                if sizes[i] < min_len:
+                    continue  # a stray connect datagram
+                sent, seq = unpack_header(buf, i * slot, c64)
+                record(seq, sent, now)
+                stats.packets += 1
+                stats.bytes += sizes[i]
 
     def _run_plain(self) -> None:
         stats = self.stats
