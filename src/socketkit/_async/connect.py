@@ -182,7 +182,15 @@ async def tls_handshake(
     transport = protocol.transport
     assert transport is not None
     while True:
-        done = engine.do_handshake()
+        try:
+            done = engine.do_handshake()
+        except TLSError:
+            # Tell the peer why (e.g. "certificate required"): send the alert OpenSSL
+            # queued, instead of a bare close it would report as an EOF.
+            alert = engine.data_to_send()
+            if alert and not transport.is_closing():
+                transport.write(alert)
+            raise
         out = engine.data_to_send()
         if out:
             transport.write(out)
