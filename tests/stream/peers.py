@@ -90,3 +90,40 @@ def fake_resolve(monkeypatch: Any, infos: list[tuple[int, tuple[object, ...]]]) 
 
     monkeypatch.setattr("socketkit._addr.resolve", resolve)
     monkeypatch.setattr("socketkit._sync.connect.resolve", resolve)
+
+
+@contextlib.contextmanager
+def aio_server_thread(handler: Any, address: str = "127.0.0.1:0", **kw: Any) -> Iterator[str]:
+    """An asyncio ``serve`` running on uvloop in a thread of its own; yields its address.
+    Lets a sync client (or a client on another loop) talk to the asyncio server."""
+    import threading
+
+    ready: list[Any] = []
+    started = threading.Event()
+    stop: list[asyncio.Event] = []
+
+    async def main() -> None:
+        stop.append(asyncio.Event())
+        try:
+            server = await skio.serve(handler, address, **kw)
+        except BaseException as exc:
+            ready.append(exc)
+            started.set()
+            raise
+        ready.append(server)
+        started.set()
+        async with server:
+            await stop[0].wait()
+
+    loop = uvloop.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    try:
+        started.wait(10)
+        if isinstance(ready[0], BaseException):
+            raise ready[0]
+        yield str(ready[0].address)
+    finally:
+        loop.call_soon_threadsafe(stop[0].set)
+        thread.join(15)
+        loop.close()
