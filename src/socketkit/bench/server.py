@@ -61,7 +61,7 @@ RUN_GRACE = 30.0
 MAX_COUNTED_TEST = 3600.0
 #: Against an iperf3 client, stop sending this long before the test's end (see
 #: _wait_test_end): long enough to empty several MiB of socket buffers.
-EARLY_STOP = 0.05
+EARLY_STOP = 0.1
 #: iperf3's MAX_TIME: a day.
 MAX_DURATION = 86400
 #: The accept backlog: large, so bursts of data connections never hit SYN retries
