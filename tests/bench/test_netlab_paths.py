@@ -85,6 +85,7 @@ def test_udp_loss_matches_nftables_counter() -> None:
     assert sent >= 20000, sent  # enough datagrams for a fair comparison
     rule_percent = 100.0 * dropped / sent
     reported = end["sum"]["lost_percent"]
+    print(f"UDP: reported loss {reported:.3f} %, rule {rule_percent:.3f} % ({dropped}/{sent})")
     assert 1.0 < rule_percent < 3.0
     assert abs(reported - rule_percent) <= 0.5, (reported, rule_percent, dropped, sent)
     # Nothing was lost in the receiving kernel, so the application loss is all the rule's.
@@ -125,5 +126,6 @@ def test_tcp_through_tbf_10mbit_matches_rate_and_iperf3() -> None:
             theirs = _client_json(a, [iperf3, "-c", SERVER, "-p", PORT, "-t", "5", "-J"])
     mine = ours["end"]["sum_received"]["bits_per_second"]  # type: ignore[index]
     iperf = theirs["end"]["sum_received"]["bits_per_second"]  # type: ignore[index]
+    print(f"TCP through tbf 10mbit: socketkit {mine / 1e6:.3f} Mbit/s, iperf3 {iperf / 1e6:.3f}")
     assert abs(mine - 10e6) <= 0.05 * 10e6, mine
     assert abs(mine - iperf) <= 0.05 * iperf, (mine, iperf)
