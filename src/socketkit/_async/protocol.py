@@ -110,9 +110,21 @@ class StreamProtocol(asyncio.BufferedProtocol):
             self.tls.receive_data(self._cipher[:nbytes])
             self._pump_tls()
         elif self._lent_user:
-            self._user_count = nbytes
-            self._user_view = None
+            # Bytes went straight into the reader's buffer. Until the reader's task runs,
+            # further reads of this loop iteration keep filling the rest of it: one wake-up
+            # per burst, not per read.
             self._lent_user = False
+            self._user_count += nbytes
+            view = self._user_view
+            if view is not None and nbytes < len(view):
+                self._user_view = view[nbytes:]
+            else:
+                self._user_view = None
+                if self.transport is not None and self._user_count >= DEFAULT_CHUNK:
+                    # A bulk reader with a full buffer: leave the next bytes in the kernel
+                    # until it lends again, rather than copy them through ours.
+                    self.transport.pause_reading()
+                    self.reading_paused = True
         buffer = self.buffer
         if len(buffer) >= self.high_water and len(buffer) >= self.want:
             assert self.transport is not None
