@@ -201,6 +201,14 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
                     source = stack.enter_context(open(args.read, "rb"))
                 except OSError as exc:
                     return _io_error(args.read, exc)
+            plain = expression is None and args.count is None and args.write is None
+            if plain and not args.json and not args.hex:
+                # Just the summary lines: the fused reader formats whole blocks at a time.
+                try:
+                    packet.open_capture_file(source).write_summaries(out)
+                finally:
+                    out.flush()
+                return ExitStatus.OK
             try:
                 for rec in packet.open_capture_file(source):
                     if args.count is not None and count >= args.count:
