@@ -14,6 +14,8 @@ from ._errors import AddressError, ResolutionError
 __all__ = [
     "Address",
     "AddressLike",
+    "check_port",
+    "parse_port",
     "SockAddr",
     "format_sockaddr",
     "interleave_families",
@@ -55,12 +57,25 @@ class Address:
         return f"{host}:{self.port}"
 
 
-def _parse_port(text: str, original: str) -> int:
-    if not (text.isascii() and text.isdigit()):  # not "²" or "٣"
-        raise AddressError(f"bad port {text!r} in address {original!r}: expected 0-65535")
+def check_port(port: int, what: str = "port") -> int:
+    """``port`` if it is 0-65535, else AddressError naming ``what``."""
+    if not 0 <= port <= 65535:
+        raise AddressError(f"{what} {port} out of range: expected 0-65535")
+    return port
+
+
+def parse_port(text: str, original: str | None = None) -> int:
+    """A port number from text (``original``: the whole address, for the message).
+
+    Raises:
+        AddressError: not a number, or out of range.
+    """
+    where = "" if original is None or original == text else f" in address {original!r}"
+    if not (text.isascii() and text.isdigit()):
+        raise AddressError(f"bad port {text!r}{where}: expected a number 0-65535")
     port = int(text)
     if port > 65535:
-        raise AddressError(f"port {port} out of range in address {original!r}: expected 0-65535")
+        raise AddressError(f"port {port} out of range{where}: expected 0-65535")
     return port
 
 
@@ -80,11 +95,11 @@ def parse_address(value: AddressLike, *, default_host: str | None = None) -> Add
     if isinstance(value, bool):
         raise AddressError(f"not an address: {value!r}")
     if isinstance(value, int):
-        return Address(default_host, _parse_port(str(value), str(value)))
+        return Address(default_host, parse_port(str(value), str(value)))
     if isinstance(value, tuple):
         if len(value) != 2 or not isinstance(value[0], str) or not isinstance(value[1], int):
             raise AddressError(f"not an address: {value!r}; expected (host, port)")
-        return Address(value[0] or default_host, _parse_port(str(value[1]), str(value)))
+        return Address(value[0] or default_host, parse_port(str(value[1]), str(value)))
     if not isinstance(value, str):
         raise AddressError(f"not an address: {value!r}")
     text = value.strip()
@@ -99,15 +114,15 @@ def parse_address(value: AddressLike, *, default_host: str | None = None) -> Add
         end = text.find("]")
         if end < 0 or text[end + 1 : end + 2] != ":":
             raise AddressError(f"bad address {value!r}: expected [v6addr]:port")
-        return Address(text[1:end] or default_host, _parse_port(text[end + 2 :], value))
+        return Address(text[1:end] or default_host, parse_port(text[end + 2 :], value))
     if text.isascii() and text.isdigit():
-        return Address(default_host, _parse_port(text, value))
+        return Address(default_host, parse_port(text, value))
     host, sep, port = text.rpartition(":")
     if not sep:
         raise AddressError(f"bad address {value!r}: expected host:port, [v6]:port or unix:/path")
     if ":" in host:
         raise AddressError(f"bad address {value!r}: write IPv6 addresses as [v6addr]:port")
-    return Address(host or default_host, _parse_port(port, value))
+    return Address(host or default_host, parse_port(port, value))
 
 
 def interleave_families(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..netcat.args import EOF_TABLE, add_common_arguments, build_options
+from .._addr import parse_port
+from ..netcat.args import EOF_TABLE, add_common_arguments, build_options, exit_cleanly_on_sigterm
 from .exit_codes import ExitStatus, status_for
 
 SUMMARY = "connect to a TCP/UDP/Unix peer: stdin <-> socket"
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..netcat.scan import parse_ports
 
     reporter = Reporter("socketkit connect", verbose=args.verbose, json_lines=args.json)
-    _exit_cleanly_on_sigterm()
+    exit_cleanly_on_sigterm()
     try:
         if args.unix is not None:
             if args.host is not None:
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                 return _usage("give HOST and PORT (or -U PATH)")
             host = args.host.strip("[]") if args.host.startswith("[") else args.host
             ports = parse_ports(args.port) if args.zero_io else None
-            port = ports[0] if ports else _port(args.port)
+            port = ports[0] if ports else parse_port(args.port)
         opts = build_options(args, listening=False, host=host, port=port)
         return run_connect(opts, reporter, ports=ports)
     except ValueError as exc:
@@ -67,28 +68,6 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
-def _port(text: str) -> int:
-    from .._errors import AddressError
-
-    if not text.isdigit():
-        raise AddressError(f"bad port {text!r}: expected a number 0-65535")
-    port = int(text)
-    if port > 65535:
-        raise AddressError(f"port {port} out of range: expected 0-65535")
-    return port
-
-
 def _usage(message: str) -> int:
     print(f"socketkit connect: {message}", file=sys.stderr)
     return ExitStatus.USAGE
-
-
-def _exit_cleanly_on_sigterm() -> None:
-    """SIGTERM unwinds like an exception (sockets closed, Unix socket files removed) and
-    exits with 143, the status a shell reports for a process killed by SIGTERM."""
-    import signal
-
-    def _terminate(_signum: int, _frame: object) -> None:
-        raise SystemExit(143)
-
-    signal.signal(signal.SIGTERM, _terminate)

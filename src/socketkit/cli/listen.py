@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..netcat.args import EOF_TABLE, add_common_arguments, build_options
+from .._addr import parse_port
+from ..netcat.args import EOF_TABLE, add_common_arguments, build_options, exit_cleanly_on_sigterm
 from .exit_codes import ExitStatus, status_for
 
 SUMMARY = "listen for TCP/UDP/Unix peers: socket <-> stdout"
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from ..netcat.report import Reporter
 
     reporter = Reporter("socketkit listen", verbose=args.verbose, json_lines=args.json)
-    _exit_cleanly_on_sigterm()
+    exit_cleanly_on_sigterm()
     try:
         where = list(args.where)
         if args.unix is not None:
@@ -69,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
                 return _usage("with -U PATH give no HOST or PORT")
             host, port = None, 0
         elif len(where) == 1:
-            host, port = args.source, _port(where[0])
+            host, port = args.source, parse_port(where[0])
         elif len(where) == 2:
-            host, port = where[0].strip("[]"), _port(where[1])
+            host, port = where[0].strip("[]"), parse_port(where[1])
         else:
             return _usage("give [HOST] PORT (or -U PATH)")
         if args.max_conns is not None and args.max_conns < 1:
@@ -90,28 +91,6 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
-def _port(text: str) -> int:
-    from .._errors import AddressError
-
-    if not text.isdigit():
-        raise AddressError(f"bad port {text!r}: expected a number 0-65535")
-    port = int(text)
-    if port > 65535:
-        raise AddressError(f"port {port} out of range: expected 0-65535")
-    return port
-
-
 def _usage(message: str) -> int:
     print(f"socketkit listen: {message}", file=sys.stderr)
     return ExitStatus.USAGE
-
-
-def _exit_cleanly_on_sigterm() -> None:
-    """SIGTERM unwinds like an exception (sockets closed, Unix socket files removed) and
-    exits with 143, the status a shell reports for a process killed by SIGTERM."""
-    import signal
-
-    def _terminate(_signum: int, _frame: object) -> None:
-        raise SystemExit(143)
-
-    signal.signal(signal.SIGTERM, _terminate)

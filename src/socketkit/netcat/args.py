@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from .._addr import check_port
 from .eof import EofPolicy, preset
-from .net import check_port
 from .options import NetcatOptions, TlsOptions
 
 __all__ = ["add_common_arguments", "build_options"]
@@ -21,6 +21,17 @@ end-of-file behaviour (defaults = OpenBSD nc -N; see docs/connect.md for the ful
   --on-peer-eof exit       exit once the peer's data is out   (listen default: nc -l, ncat -l)
   --eof-preset nc|ncat|socat   all of the above at once; socat adds -q 0.5
 """
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """SIGTERM unwinds like an exception (sockets closed, Unix socket files removed) and
+    exits with 143, the status a shell reports for a process killed by SIGTERM."""
+    import signal
+
+    def _terminate(_signum: int, _frame: object) -> None:
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 def _seconds(text: str) -> float:

@@ -20,13 +20,7 @@ from .._errors import (
 from .._sockets import DEFAULT_BACKLOG, open_listeners
 from .options import NetcatOptions
 
-__all__ = ["check_port", "dial", "open_tcp_listeners", "open_udp_listener", "shown_target"]
-
-
-def check_port(port: int, what: str = "port") -> int:
-    if not 0 <= port <= 65535:
-        raise AddressError(f"{what} {port} out of range: expected 0-65535")
-    return port
+__all__ = ["dial", "open_tcp_listeners", "open_udp_listener", "shown_target"]
 
 
 def _family(opts: NetcatOptions) -> int:
