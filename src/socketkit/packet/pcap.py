@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator
-from types import TracebackType
 from typing import BinaryIO
 
 from .._errors import DecodeError
 from ._chunks import read_more
 from .fused import pcap_summary_batches
 from .record import Record
+from .writer import CaptureFileWriter
 
 __all__ = [
     "DEFAULT_SNAPLEN",
@@ -118,7 +118,7 @@ def _records(  # noqa: PLR0917 - internal generator
         pos = end
 
 
-class PcapWriter:
+class PcapWriter(CaptureFileWriter):
     """Write a classic pcap file that tcpdump, tshark and libpcap read without warnings.
 
     Args:
@@ -142,17 +142,11 @@ class PcapWriter:
             raise ValueError(f"snaplen must be 1..2**32-1, not {snaplen}")
         if not 0 <= linktype <= 0xFFFF:
             raise ValueError(f"linktype must be 0..65535, not {linktype}")
-        self._owned = not hasattr(fileobj, "write")
-        self._fh: BinaryIO = (
-            open(fileobj, "wb")  # type: ignore[arg-type]  # noqa: SIM115 - owned
-            if self._owned
-            else fileobj  # type: ignore[assignment]
-        )
+        super().__init__(fileobj)
         self.linktype = linktype
         self.snaplen = snaplen
         self.nanosecond = nanosecond
         self._div = 1 if nanosecond else 1000
-        self._closed = False
         magic = PCAP_MAGIC_NS if nanosecond else PCAP_MAGIC_US
         self._fh.write(_FILE_HEADER.pack(magic, 2, 4, 0, 0, snaplen, linktype))
 
@@ -183,26 +177,3 @@ class PcapWriter:
         fh = self._fh
         fh.write(_RECORD.pack(sec, rem // self._div, size, orig_len))
         fh.write(data)
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def close(self) -> None:
-        """Flush, and close the file if this writer opened it. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._fh.flush()
-        if self._owned:
-            self._fh.close()
-
-    def __enter__(self) -> PcapWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

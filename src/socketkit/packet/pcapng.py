@@ -12,13 +12,13 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import BinaryIO
 
 from .._errors import DecodeError
 from ._chunks import read_more
 from .pcap import DEFAULT_SNAPLEN
 from .record import Record
+from .writer import CaptureFileWriter
 
 __all__ = ["MAX_BLOCK", "SHB_TYPE", "Interface", "PcapngWriter", "read_pcapng"]
 
@@ -209,7 +209,7 @@ def _block(btype: int, body: bytes) -> bytes:
     return struct.pack("<II", btype, length) + body + struct.pack("<I", length)
 
 
-class PcapngWriter:
+class PcapngWriter(CaptureFileWriter):
     """Write a pcapng file (little-endian) that tshark and tcpdump read without warnings.
 
     Args:
@@ -231,13 +231,7 @@ class PcapngWriter:
         *,
         interface_name: str | None = None,
     ) -> None:
-        self._owned = not hasattr(fileobj, "write")
-        self._fh: BinaryIO = (
-            open(fileobj, "wb")  # type: ignore[arg-type]  # noqa: SIM115 - owned
-            if self._owned
-            else fileobj  # type: ignore[assignment]
-        )
-        self._closed = False
+        super().__init__(fileobj)
         self._interfaces: list[tuple[int, int]] = []  # (snaplen, divisor to ticks)
         shb = struct.pack("<IHHq", _BOM, 1, 0, -1) + _option(4, b"socketkit") + b"\0\0\0\0"
         self._fh.write(_block(SHB_TYPE, shb))
@@ -300,26 +294,3 @@ class PcapngWriter:
         )  # fmt: skip
         fh.write(data)
         fh.write(b"\0" * pad + length.to_bytes(4, "little"))
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def close(self) -> None:
-        """Flush, and close the file if this writer opened it. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._fh.flush()
-        if self._owned:
-            self._fh.close()
-
-    def __enter__(self) -> PcapngWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
