@@ -65,7 +65,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
-        "--only", choices=["uvloop", "streams", "sync", "floor", "vsfloor"], action="append"
+        "--only",
+        choices=["uvloop", "streams", "sync", "floor", "vsfloor", "driven", "buffered"],
+        action="append",
     )
     args = parser.parse_args()
     if args.quick:
@@ -82,6 +84,11 @@ def main() -> None:
         # Context, not a target: the best any task-per-connection server can do on uvloop
         # (one future wake-up per message) against the bare Protocol.
         "floor": ("uvloop-task-floor", "uvloop-protocol", "bare uvloop asyncio.Protocol", None),
+        # Context: a bare Protocol resuming one coroutine per message itself (socketkit.aio's
+        # design, driver.py, with nothing else), and a bare BufferedProtocol (uvloop's
+        # get_buffer path).
+        "driven": ("uvloop-driven-floor", "uvloop-protocol", "bare uvloop asyncio.Protocol", None),
+        "buffered": ("uvloop-buffered", "uvloop-protocol", "bare uvloop asyncio.Protocol", None),
         "vsfloor": ("sk-aio", "uvloop-task-floor", "task-per-connection floor (uvloop)", None),
     }
     for key in args.only or list(setups):

@@ -3,7 +3,9 @@
 Prints the listening port on stdout, then serves 127.0.0.1 until killed.
 KIND: sk-aio (socketkit.aio on uvloop), sk-aio-asyncio (socketkit.aio on the default loop),
 uvloop-protocol (bare asyncio.Protocol on uvloop), asyncio-streams (default loop),
-sk-sync (socketkit threaded server), socketserver (ThreadingTCPServer).
+sk-sync (socketkit threaded server), socketserver (ThreadingTCPServer); for context:
+uvloop-task-floor (a Protocol waking one task per message), uvloop-driven-floor (a Protocol
+resuming one coroutine per message itself), uvloop-buffered (a bare BufferedProtocol).
 """
 
 from __future__ import annotations
@@ -79,6 +81,63 @@ class WakeProtocol(asyncio.Protocol):
             self.transport.write(data)
 
 
+class _Wait:
+    __slots__ = ()
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return (yield self)
+
+
+_WAIT = _Wait()
+
+
+class DrivenProtocol(asyncio.Protocol):
+    """Driven floor: the protocol steps the handler coroutine itself (no Task, no future)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.coro = self.run()
+        self.coro.send(None)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.coro.send(data)
+        except StopIteration:
+            pass
+
+    async def run(self) -> None:
+        write = self.transport.write
+        while True:
+            data = await _WAIT
+            write(data)
+
+
+class BufEcho(asyncio.BufferedProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.buf = bytearray(65536)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self.buf)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.transport.write(self.buf[:nbytes])
+
+
+async def buffered_floor() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(BufEcho, "127.0.0.1", 0, backlog=4096)
+    announce(server.sockets[0].getsockname()[1])
+    await server.serve_forever()
+
+
+async def driven_floor() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(DrivenProtocol, "127.0.0.1", 0, backlog=4096)
+    announce(server.sockets[0].getsockname()[1])
+    await server.serve_forever()
+
+
 async def task_floor() -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(WakeProtocol, "127.0.0.1", 0, backlog=4096)
@@ -148,6 +207,14 @@ def main() -> None:
         import uvloop
 
         uvloop.run(task_floor())
+    elif kind == "uvloop-buffered":
+        import uvloop
+
+        uvloop.run(buffered_floor())
+    elif kind == "uvloop-driven-floor":
+        import uvloop
+
+        uvloop.run(driven_floor())
     elif kind == "asyncio-protocol":
         asyncio.run(bare_protocol())
     elif kind == "asyncio-streams":

@@ -17,7 +17,7 @@ from .._connect_common import (
 from .._errors import ConnectTimeout, TLSError, translate_os_error
 from .._sockets import set_stream_options
 from ..proto.tls import TLSEngine
-from .protocol import StreamProtocol
+from .protocol import StreamProtocol, protocol_class
 from .stream import Stream
 
 __all__ = ["connect", "tls_handshake"]
@@ -49,7 +49,7 @@ async def connect(
                 sock = await _happy_eyeballs(str(target), infos, happy_eyeballs_delay, src)
             set_stream_options(sock)
             try:
-                transport, protocol = await loop.create_connection(StreamProtocol, sock=sock)
+                transport, protocol = await loop.create_connection(protocol_class(loop), sock=sock)
             except BaseException:
                 sock.close()
                 raise

@@ -1,10 +1,14 @@
-"""The asyncio side's only transport-facing code: a ``BufferedProtocol``.
+"""The asyncio side's only transport-facing code: one protocol class in two read modes.
 
-Why a BufferedProtocol and not asyncio streams: selector transports ``recv`` a fresh 256 KiB
-bytes object per read (one mmap + munmap each, PERF-NOTES trap 2); a BufferedProtocol receives
-into memory it owns. Here that memory is the stream's :class:`ByteBuffer` tail, or — when a
-``receive_into`` is waiting and nothing is buffered — the caller's own buffer (zero copies,
-like ``sock.recv_into``).
+* :class:`StreamProtocol` receives with ``data_received``: the fastest path on uvloop (whose
+  reads land in its own buffer), and on the hot path a waiting ``receive_some`` gets the bytes
+  object itself.
+* :class:`BufferedStreamProtocol` receives with ``get_buffer``/``buffer_updated`` into the
+  stream's :class:`ByteBuffer` tail, or, when a ``receive_into`` waits with nothing buffered,
+  into the caller's own buffer (zero copies, like ``sock.recv_into``). It is the mode from the
+  start on asyncio's own loop, where ``data_received`` costs a fresh 256 KiB object per read
+  (PERF-NOTES trap 2), and a connection switches to it (``use_buffered``) at its first
+  ``receive_into``.
 
 Flow control bounds memory: reading pauses once ``high_water`` bytes wait unread (or more, if a
 pending ``receive_exactly`` asked for more) and resumes when the reader catches up.
@@ -18,6 +22,7 @@ from typing import Any
 from .._errors import BrokenStreamError, SocketkitError, TLSError
 from ..proto.buffer import DEFAULT_CHUNK, ByteBuffer
 from ..proto.tls import TLSEngine
+from .driver import DRIVEN, HandlerDriver
 
 #: Unread bytes held per connection before reading pauses (per-connection memory bound).
 DEFAULT_HIGH_WATER = 256 * 1024
@@ -25,8 +30,10 @@ DEFAULT_HIGH_WATER = 256 * 1024
 _NO_DATA = ByteBuffer()
 
 
-class StreamProtocol(asyncio.BufferedProtocol):
-    """Receives into a :class:`ByteBuffer`; wakes one waiting reader; tracks write pauses."""
+class StreamProtocol(asyncio.BaseProtocol):
+    """Receives (``data_received``) into a :class:`ByteBuffer`; wakes one waiting reader;
+    tracks write pauses. Not an ``asyncio.Protocol`` subclass: uvloop would then refuse the
+    buffered variant's ``get_buffer``."""
 
     __slots__ = (
         "_cipher",
@@ -38,6 +45,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         "_user_count",
         "_user_view",
         "buffer",
+        "driver",
         "eof",
         "error",
         "lost",
@@ -50,9 +58,13 @@ class StreamProtocol(asyncio.BufferedProtocol):
 
     #: Unread bytes at which reading pauses (a class attribute: no per-connection slot).
     high_water = DEFAULT_HIGH_WATER
+    #: The class this connection switches to for zero-copy reads (set below each class).
+    buffered_class: type[StreamProtocol]
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        # A server connection's handler, resumed here when its read waiter completes.
+        self.driver: HandlerDriver | None = None
         # Shared and empty until the first byte arrives: idle connections own no buffer.
         self.buffer = _NO_DATA
         self.eof = False
@@ -61,7 +73,8 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self.want = 0  # bytes a pending read needs buffered (may exceed high_water)
         self.tls: TLSEngine | None = None
         self._cipher: bytearray | None = None
-        self._read_waiter: asyncio.Future[Any] | None = None
+        # A Future, DRIVEN (a driven handler waits in receive_some), or None.
+        self._read_waiter: object = None
         # When a receive_some is waiting: its max_bytes. The protocol then completes the
         # waiter with the data itself, so the reader needs no coroutine frame of its own.
         self._some: int | None = None
@@ -78,53 +91,59 @@ class StreamProtocol(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def get_buffer(self, sizehint: int) -> memoryview:
+    def data_received(self, data: bytes) -> None:
         if self.tls is not None:
-            if self._cipher is None:
-                self._cipher = bytearray(DEFAULT_CHUNK)
-            self._lent_user = False
-            return memoryview(self._cipher)
-        if self._user_view is not None and not len(self.buffer):
-            self._lent_user = True
-            return self._user_view
-        self._lent_user = False
+            self.tls.receive_data(data)
+            self._pump_tls()
+            self._received()
+            return
+        some = self._some
+        if some is not None:
+            # The hot path: a receive_some waits (so nothing is buffered): it gets the bytes
+            # object itself, no copy, and its handler runs now.
+            waiter = self._read_waiter
+            if waiter is DRIVEN or (isinstance(waiter, asyncio.Future) and not waiter.done()):
+                self._some = None
+                if len(data) <= some:
+                    if waiter is DRIVEN:  # _deliver, inlined: once per message
+                        self._read_waiter = None
+                        self.driver._step(data, None)  # type: ignore[union-attr]
+                    else:
+                        self._deliver(waiter, data)
+                    return
+                self._stash(data[some:])  # first: the handler may read again at once
+                self._deliver(waiter, data[:some])
+                self._received()
+                return
+        self._stash(data)
+        self._received()
+
+    def _stash(self, data: bytes) -> None:
         buffer = self.buffer
         if buffer is _NO_DATA:
             buffer = self.buffer = ByteBuffer()
-        return buffer.writable(DEFAULT_CHUNK)
+        buffer.append(data)
 
-    def buffer_updated(self, nbytes: int) -> None:
-        if self.tls is None and not self._lent_user:
-            # The hot path: bytes landed in our buffer; hand them straight to a waiting
-            # receive_some (one future completion, nothing else).
-            buffer = self.buffer
-            buffer.commit(nbytes)
-            waiter = self._read_waiter
-            some = self._some
-            if some is not None and waiter is not None and not waiter.done():
-                self._some = None
-                waiter.set_result(buffer.take(some))
-                return
-        elif self.tls is not None:
-            assert self._cipher is not None
-            self.tls.receive_data(self._cipher[:nbytes])
-            self._pump_tls()
-        elif self._lent_user:
-            # Bytes went straight into the reader's buffer. Until the reader's task runs,
-            # further reads of this loop iteration keep filling the rest of it: one wake-up
-            # per burst, not per read.
-            self._lent_user = False
-            self._user_count += nbytes
-            view = self._user_view
-            if view is not None and nbytes < len(view):
-                self._user_view = view[nbytes:]
-            else:
-                self._user_view = None
-                if self.transport is not None and self._user_count >= DEFAULT_CHUNK:
-                    # A bulk reader with a full buffer: leave the next bytes in the kernel
-                    # until it lends again, rather than copy them through ours.
-                    self.transport.pause_reading()
-                    self.reading_paused = True
+    def _deliver(self, waiter: object, data: bytes) -> None:
+        """Complete the waiting ``receive_some`` with ``data`` and resume its handler."""
+        if waiter is DRIVEN:
+            self._read_waiter = None
+            assert self.driver is not None
+            self.driver.send(data)
+            return
+        assert isinstance(waiter, asyncio.Future)
+        waiter.set_result(data)
+        if self.driver is not None:
+            self.driver.resume(waiter)
+
+    def cancel_driven_read(self) -> None:
+        """The driven handler waiting in ``receive_some`` was cancelled: nothing waits now."""
+        if self._read_waiter is DRIVEN:
+            self._read_waiter = None
+            self._some = None
+
+    def _received(self) -> None:
+        """After bytes were buffered: pause reading above the high-water mark; wake a reader."""
         buffer = self.buffer
         if len(buffer) >= self.high_water and len(buffer) >= self.want:
             assert self.transport is not None
@@ -163,8 +182,33 @@ class StreamProtocol(asyncio.BufferedProtocol):
 
     def _wake(self) -> None:
         waiter = self._read_waiter
-        if waiter is None or waiter.done():
+        if waiter is DRIVEN:
+            self._wake_driven()
             return
+        if not isinstance(waiter, asyncio.Future) or waiter.done():
+            return
+        self._complete(waiter)
+        if self.driver is not None and waiter.done():
+            self.driver.resume(waiter)
+
+    def _wake_driven(self) -> None:
+        driver = self.driver
+        assert driver is not None and self._some is not None
+        if len(self.buffer):
+            data = self.buffer.take(self._some)
+            self._read_waiter = self._some = None
+            if self.reading_paused:
+                self.reader_consumed()
+            driver.send(data)
+        elif self.eof:
+            self._read_waiter = self._some = None
+            err = peer_error(self)
+            if err is None:
+                driver.send(b"")
+            else:
+                driver.throw(err)
+
+    def _complete(self, waiter: asyncio.Future[Any]) -> None:
         some = self._some
         if some is None:
             waiter.set_result(None)
@@ -222,7 +266,28 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._some = some
         return waiter
 
+    def expire(self, waiter: asyncio.Future[Any]) -> None:
+        """A read timeout ran out: fail ``waiter`` with TimeoutError."""
+        if not waiter.done():
+            waiter.set_exception(TimeoutError())
+            if self.driver is not None:
+                self.driver.resume(waiter)
+
+    def use_buffered(self) -> None:
+        """Switch to BufferedProtocol reads for good (a ``receive_into`` reader)."""
+        cls = self.buffered_class
+        transport = self.transport
+        if type(self) is cls or transport is None or transport.is_closing():
+            return
+        self.__class__ = cls
+        transport.set_protocol(self)
+        if not self.reading_paused:
+            # uvloop picks its read callbacks when reading starts: restart it.
+            transport.pause_reading()
+            transport.resume_reading()
+
     def lend(self, view: memoryview) -> None:
+        self.use_buffered()
         self._user_view = view
         self._user_count = 0
 
@@ -252,6 +317,81 @@ class StreamProtocol(asyncio.BufferedProtocol):
             if self.lost:
                 self._closed_waiter.set_result(None)
         return self._closed_waiter
+
+
+class BufferedStreamProtocol(StreamProtocol, asyncio.BufferedProtocol):
+    """The same protocol receiving into memory it chooses (``get_buffer``): into the stream's
+    buffer, or straight into the buffer a waiting ``receive_into`` lent (zero copies).
+
+    Used from the start on asyncio's own loop, whose ``data_received`` path allocates a
+    256 KiB object per read (PERF-NOTES trap 2), and on uvloop from a connection's first
+    ``receive_into`` on (``use_buffered``). On uvloop, ``data_received`` is the faster path
+    for everything else: its reads land in uvloop's own buffer, and a bare BufferedProtocol
+    echo server runs at 0.82x a bare Protocol one there (``benchmarks/bench_echo.py``).
+    """
+
+    __slots__ = ()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.tls is not None:
+            if self._cipher is None:
+                self._cipher = bytearray(DEFAULT_CHUNK)
+            self._lent_user = False
+            return memoryview(self._cipher)
+        if self._user_view is not None and not len(self.buffer):
+            self._lent_user = True
+            return self._user_view
+        self._lent_user = False
+        buffer = self.buffer
+        if buffer is _NO_DATA:
+            buffer = self.buffer = ByteBuffer()
+        return buffer.writable(DEFAULT_CHUNK)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.tls is None and not self._lent_user:
+            # The hot path: bytes landed in our buffer; hand them straight to a waiting
+            # receive_some (one future completion, nothing else).
+            buffer = self.buffer
+            buffer.commit(nbytes)
+            waiter = self._read_waiter
+            some = self._some
+            if some is not None and (
+                waiter is DRIVEN or (isinstance(waiter, asyncio.Future) and not waiter.done())
+            ):
+                self._some = None
+                self._deliver(waiter, buffer.take(some))
+                return
+        elif self.tls is not None:
+            assert self._cipher is not None
+            self.tls.receive_data(self._cipher[:nbytes])
+            self._pump_tls()
+        elif self._lent_user:
+            # Bytes went straight into the reader's buffer. Until the reader's task runs,
+            # further reads of this loop iteration keep filling the rest of it: one wake-up
+            # per burst, not per read.
+            self._lent_user = False
+            self._user_count += nbytes
+            view = self._user_view
+            if view is not None and nbytes < len(view):
+                self._user_view = view[nbytes:]
+            else:
+                self._user_view = None
+                if self.transport is not None and self._user_count >= DEFAULT_CHUNK:
+                    # A bulk reader with a full buffer: leave the next bytes in the kernel
+                    # until it lends again, rather than copy them through ours.
+                    self.transport.pause_reading()
+                    self.reading_paused = True
+        self._received()
+
+
+StreamProtocol.buffered_class = BufferedStreamProtocol
+
+
+def protocol_class(loop: asyncio.AbstractEventLoop) -> type[StreamProtocol]:
+    """The protocol to start a connection with on ``loop`` (see BufferedStreamProtocol)."""
+    if type(loop).__module__.startswith("uvloop"):
+        return StreamProtocol
+    return BufferedStreamProtocol
 
 
 def _broken(exc: BaseException) -> BrokenStreamError:

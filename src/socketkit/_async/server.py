@@ -1,4 +1,5 @@
-"""``socketkit.aio.serve``: an asyncio stream server, each client in its own task."""
+"""``socketkit.aio.serve``: an asyncio stream server; each client's handler is resumed by its
+connection's protocol (``driver.py``), not run in a Task."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ from .._server_common import (
 )
 from .._sockets import DEFAULT_BACKLOG, cleanup_unix_path, open_listeners
 from .connect import tls_handshake
-from .protocol import StreamProtocol
+from .driver import HandlerDriver
+from .protocol import BufferedStreamProtocol, StreamProtocol, protocol_class
 from .stream import Stream
 
 __all__ = ["AsyncHandler", "Server", "serve"]
@@ -39,7 +41,6 @@ log = logging.getLogger("socketkit.server")
 
 #: ``async def handler(stream)``; the server closes the stream when it returns.
 AsyncHandler = Callable[[Stream], Coroutine[Any, Any, object]]
-_TASK_NAME = "socketkit.aio handler"
 _PEER_ERRORS = (BrokenStreamError, IncompleteReadError, SocketkitTimeout, TLSError)
 
 
@@ -82,9 +83,9 @@ class _Ring:
 
 
 class _ServerProtocol(StreamProtocol):
-    """A StreamProtocol that starts its handler task as soon as the connection is made."""
+    """A StreamProtocol that starts its handler as soon as the connection is made."""
 
-    __slots__ = ("next", "prev", "server", "task")
+    __slots__ = ("next", "prev", "server")
 
     def __init__(self, server: Server) -> None:
         super().__init__()
@@ -92,15 +93,23 @@ class _ServerProtocol(StreamProtocol):
         # Links in the server's ring of live connections (cheaper than a set entry).
         self.prev: _ServerProtocol | _Ring = self
         self.next: _ServerProtocol | _Ring = self
-        self.task: asyncio.Task[Any] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.server._connection_made(self)
 
-    def __call__(self, task: asyncio.Task[Any]) -> None:
-        """The handler task's done-callback (the protocol itself: no bound-method object)."""
-        self.server._handler_done(self, task)
+    def __call__(self, driver: HandlerDriver) -> None:
+        """The handler's done-callback (the protocol itself: no bound-method object)."""
+        self.server._handler_done(self, driver)
+
+
+class _BufferedServerProtocol(_ServerProtocol, BufferedStreamProtocol):
+    """The same, reading through ``get_buffer`` (see ``protocol.py``)."""
+
+    __slots__ = ()
+
+
+_ServerProtocol.buffered_class = _BufferedServerProtocol
 
 
 class Server:
@@ -137,19 +146,22 @@ class Server:
         self._acceptors: list[asyncio.Task[None]] = []
         self._closing = False
         self._closed = asyncio.Event()
+        self._handler_exit: asyncio.Future[None] | None = None
+        self._protocol_factory: type[_ServerProtocol] = _ServerProtocol
         self.connections_accepted = 0
-        # Done-callbacks run in this one context instead of a copy per connection.
+        # The context handlers start from (each gets a copy of it, as a Task would).
         self._context = contextvars.copy_context()
 
     async def _start(self) -> None:
         loop = self._loop
+        factory = self._protocol_factory = _server_protocol_class(loop)
         for sock in self._listeners:
             sock.setblocking(False)
             if self._slots is None:
                 self._servers.append(
                     # backlog again: create_server re-listens, by default with only 100.
                     await loop.create_server(
-                        lambda: _ServerProtocol(self), sock=sock, backlog=self._backlog
+                        lambda: factory(self), sock=sock, backlog=self._backlog
                     )
                 )
             else:
@@ -194,21 +206,33 @@ class Server:
         for sock in self._listeners:
             sock.close()
         grace = self._grace if grace is None else grace
-        me = asyncio.current_task()  # a handler may close the server: never wait for itself
-        tasks = {p.task for p in self._connections.items() if p.task not in (None, me)}
-        if tasks:
-            await asyncio.wait(tasks, timeout=grace)
+        me: object = asyncio.current_task()  # a handler may close the server: never wait for itself
+        await self._handlers_ended(me, grace)
         for protocol in self._connections.items():
-            if protocol.task is me:
+            if protocol.driver is me:
                 continue
             if protocol.transport is not None:
                 protocol.transport.abort()
-            if protocol.task is not None:
-                protocol.task.cancel()
-        tasks = {p.task for p in self._connections.items() if p.task not in (None, me)}
-        if tasks:
-            await asyncio.wait(tasks, timeout=5.0)
+            if protocol.driver is not None:
+                protocol.driver.cancel()
+        await self._handlers_ended(me, 5.0)
         self._closed.set()
+
+    async def _handlers_ended(self, me: object, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds until every handler but ``me`` has returned."""
+        mine = isinstance(me, HandlerDriver) and any(
+            p.driver is me for p in self._connections.items()
+        )
+        deadline = self._loop.time() + timeout
+        while self._connections.count > mine:
+            self._handler_exit = self._loop.create_future()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._handler_exit
+            except TimeoutError:
+                return
+            finally:
+                self._handler_exit = None
 
     async def __aenter__(self) -> Server:
         return self
@@ -236,10 +260,13 @@ class Server:
             coro = self._handler(stream)
         else:
             coro = self._tls_then_handle(protocol, stream)
-        # A shared name: asyncio would otherwise format a "Task-N" string per connection.
-        task: asyncio.Task[object] = self._loop.create_task(coro, name=_TASK_NAME)
-        protocol.task = task
-        task.add_done_callback(protocol, context=self._context)
+        # No Task: the protocol resumes the handler itself (driver.py). Each handler gets its
+        # own context copy, as a Task would.
+        driver = HandlerDriver(
+            coro, protocol, protocol, self._loop, self._context.run(contextvars.copy_context)
+        )
+        protocol.driver = driver
+        driver.start()
 
     async def _tls_then_handle(self, protocol: _ServerProtocol, stream: Stream) -> object:
         assert self._tls is not None
@@ -247,8 +274,10 @@ class Server:
             await tls_handshake(protocol, self._tls, server_side=True)
         return await self._handler(stream)
 
-    def _handler_done(self, protocol: _ServerProtocol, task: asyncio.Task[Any]) -> None:
+    def _handler_done(self, protocol: _ServerProtocol, task: HandlerDriver) -> None:
         self._connections.remove(protocol)
+        if self._handler_exit is not None and not self._handler_exit.done():
+            self._handler_exit.set_result(None)
         transport = protocol.transport
         peer = (
             "(unknown)"
@@ -257,7 +286,7 @@ class Server:
         )
         if transport is not None:
             transport.close()
-        protocol.task = None
+        protocol.driver = None
         if self._slots is not None:
             self._slots.release()
         if task.cancelled():
@@ -294,11 +323,17 @@ class Server:
                 await asyncio.sleep(0.1)
                 continue
             try:
-                await loop.connect_accepted_socket(lambda: _ServerProtocol(self), conn)
+                await loop.connect_accepted_socket(lambda: self._protocol_factory(self), conn)
             except OSError as exc:
                 self._slots.release()
                 conn.close()
                 log.warning("connection setup failed: %s", translate_os_error(exc, "accept"))
+
+
+def _server_protocol_class(loop: asyncio.AbstractEventLoop) -> type[_ServerProtocol]:
+    if protocol_class(loop) is StreamProtocol:
+        return _ServerProtocol
+    return _BufferedServerProtocol
 
 
 async def serve(

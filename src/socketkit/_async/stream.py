@@ -12,6 +12,7 @@ import contextlib
 import os
 import socket
 import struct
+import types
 from collections.abc import AsyncIterator, Awaitable, Generator
 from types import TracebackType
 from typing import Any
@@ -26,7 +27,8 @@ from .._errors import (
 )
 from ..proto.framing import DEFAULT_MAX_MESSAGE, Framer, LineFramer
 from ..proto.tls import TLSEngine
-from .protocol import StreamProtocol, peer_error
+from .driver import DRIVEN, RUNNING
+from .protocol import _NO_DATA, StreamProtocol, peer_error
 
 __all__ = ["DEFAULT_RECEIVE_SIZE", "Stream"]
 
@@ -41,21 +43,40 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 _TIMED_OUT = object()
 
 
-class _Done:
-    """An awaitable that is already complete (no allocation beyond an empty iterator)."""
+class _Done(tuple):  # type: ignore[type-arg]
+    """An awaitable that is already complete: ``await`` gets an empty tuple iterator, all in
+    C (no Python frame per ``send_all``)."""
 
     __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return iter(())  # type: ignore[return-value]
+    __await__ = tuple.__iter__
 
 
-_DONE = _Done()
+_DONE: Awaitable[None] = _Done()  # type: ignore[assignment]
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
+@types.coroutine
+def _some_driven(stream: Stream, max_bytes: int, timeout: float) -> Generator[Any, Any, bytes]:
+    """``receive_some`` on a server connection whose handler the protocol drives: awaited by
+    the handler itself, it waits with no future (the protocol sends the bytes in); awaited
+    anywhere else (another task, ``asyncio.wait_for``...) it is the ordinary receive."""
+    p = stream._p
+    driver = p.driver
+    if (
+        driver is not None
+        and driver._waiting is RUNNING
+        and (p.buffer is _NO_DATA or not len(p.buffer))
+        and not p.eof
+        and timeout == _UNSET
+        and stream.default_timeout is None
+        and p._read_waiter is None
+    ):
+        if p.reading_paused:
+            p.reader_consumed()
+        p._some = max_bytes
+        p._read_waiter = DRIVEN
+        data: bytes = yield DRIVEN
+        return data
+    return (yield from stream._receive_some(max_bytes, timeout).__await__())
 
 
 class Stream:
@@ -119,7 +140,7 @@ class Stream:
         if timeout is None:
             await waiter
             return
-        handle = asyncio.get_running_loop().call_later(max(0.0, timeout), _expire, waiter)
+        handle = asyncio.get_running_loop().call_later(max(0.0, timeout), self._p.expire, waiter)
         try:
             await waiter
         finally:
@@ -154,6 +175,8 @@ class Stream:
         if self._closed:
             raise ClosedResourceError("the stream is closed")
         p = self._p
+        if p.driver is not None:
+            return _some_driven(self, max_bytes, timeout)
         if not len(p.buffer) and not p.eof and timeout == _UNSET and self.default_timeout is None:
             return p.new_read_waiter(max_bytes)
         return self._receive_some(max_bytes, timeout)
