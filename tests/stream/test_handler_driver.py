@@ -173,6 +173,9 @@ def test_driver_task_surface() -> None:
             def cancel_driven_read(self) -> None:
                 pass
 
+            def handler_done(self, driver: HandlerDriver) -> None:
+                done.append(driver)
+
         async def ok() -> int:
             await asyncio.sleep(0)
             return 7
@@ -181,7 +184,7 @@ def test_driver_task_surface() -> None:
             raise ValueError("boom")
 
         for coro in (ok(), bad()):
-            driver = HandlerDriver(coro, Owner(), done.append, loop, contextvars.copy_context())
+            driver = HandlerDriver(coro, Owner(), loop, contextvars.copy_context())
             called = loop.create_future()
             driver.add_done_callback(lambda d, f=called: f.set_result(d))
             driver.start()

@@ -62,26 +62,35 @@ RUNNING = _Marker("running")
 _SOON = _Marker("step scheduled")
 
 
+class _Extra:
+    __slots__ = ("callbacks", "cancel_message", "cancels")
+
+    def __init__(self) -> None:
+        self.callbacks: list[tuple[Callable[[Any], object], contextvars.Context]] = []
+        self.cancels = 0
+        self.cancel_message: str | None = None
+
+
 class _Owner(Protocol):
-    """The protocol the driver belongs to: it completes ``_read_waiter`` and resumes us."""
+    """The protocol the driver belongs to: it completes ``_read_waiter`` and resumes us, and
+    hears when the handler has finished."""
 
     _read_waiter: object
 
     def cancel_driven_read(self) -> None: ...
+
+    def handler_done(self, driver: HandlerDriver) -> None: ...
 
 
 class HandlerDriver:
     """One handler coroutine, resumed directly by its connection's protocol."""
 
     __slots__ = (
-        "_callbacks",
-        "_cancel_message",
-        "_cancels",
         "_context",
         "_coro",
+        "_extra",
         "_loop",
         "_must_cancel",
-        "_on_done",
         "_outcome",
         "_owner",
         "_state",
@@ -94,23 +103,20 @@ class HandlerDriver:
         self,
         coro: Coroutine[Any, Any, object],
         owner: _Owner,
-        on_done: Callable[[HandlerDriver], None],
         loop: asyncio.AbstractEventLoop,
         context: contextvars.Context,
     ) -> None:
         self._coro = coro
         self._owner = owner
-        self._on_done: Callable[[HandlerDriver], None] | None = on_done
         self._loop = loop
         self._context = context
         self._state = _PENDING
         # What the handler waits on: a future, DRIVEN, or RUNNING/_SOON/None (see above).
         self._waiting: object = None
         self._outcome: Any = None  # the result, or the exception
-        self._callbacks: list[tuple[Callable[[Any], object], contextvars.Context]] | None = None
-        self._cancels = 0
         self._must_cancel = False
-        self._cancel_message: str | None = None
+        # Done-callbacks, cancel counts and message: rare, so kept out of the idle footprint.
+        self._extra: _Extra | None = None
 
     # -- running ----------------------------------------------------------------------------
 
@@ -154,7 +160,7 @@ class HandlerDriver:
         self._waiting = RUNNING
         if self._must_cancel:
             self._must_cancel = False
-            exc = asyncio.CancelledError(self._cancel_message)
+            exc = asyncio.CancelledError(self._message())
         ended: BaseException | None = None
         try:
             if exc is None:
@@ -186,7 +192,7 @@ class HandlerDriver:
         if yielded is DRIVEN:  # a cancel arrived while the handler ran
             self._must_cancel = False
             self._owner.cancel_driven_read()
-            self._later(asyncio.CancelledError(self._cancel_message))
+            self._later(asyncio.CancelledError(self._message()))
             return
         blocking = getattr(yielded, "_asyncio_future_blocking", None)
         if blocking:
@@ -196,7 +202,7 @@ class HandlerDriver:
             own = future is self._owner._read_waiter  # completed by the owner, who resumes us
             if not own:
                 future.add_done_callback(self._wakeup, context=_OUTSIDE)
-            if self._must_cancel and future.cancel(msg=self._cancel_message):
+            if self._must_cancel and future.cancel(msg=self._message()):
                 self._must_cancel = False
                 if own:
                     self._loop.call_soon(self.resume, future, context=_OUTSIDE)
@@ -213,11 +219,9 @@ class HandlerDriver:
 
     def _finished(self) -> None:
         self._coro = None  # type: ignore[assignment]  # drop the frame now
-        on_done, self._on_done = self._on_done, None
-        if on_done is not None:
-            on_done(self)
-        callbacks, self._callbacks = self._callbacks, None
-        for callback, ctx in callbacks or ():
+        self._owner.handler_done(self)
+        callbacks = self._extra.callbacks if self._extra is not None else ()
+        for callback, ctx in callbacks:
             self._loop.call_soon(callback, self, context=ctx)
 
     # -- the Task surface asyncio's helpers use ----------------------------------------------
@@ -226,7 +230,7 @@ class HandlerDriver:
         """Request cancellation, as ``Task.cancel``."""
         if self._state != _PENDING:
             return False
-        self._cancels += 1
+        self._more().cancels += 1
         waiter = self._waiting
         if waiter is DRIVEN:
             self._owner.cancel_driven_read()
@@ -237,16 +241,19 @@ class HandlerDriver:
                 self._loop.call_soon(self.resume, waiter, context=_OUTSIDE)
             return True
         self._must_cancel = True
-        self._cancel_message = msg
+        self._more().cancel_message = msg
         return True
 
     def cancelling(self) -> int:
-        return self._cancels
+        return 0 if self._extra is None else self._extra.cancels
 
     def uncancel(self) -> int:
-        if self._cancels > 0:
-            self._cancels -= 1
-        return self._cancels
+        extra = self._extra
+        if extra is None:
+            return 0
+        if extra.cancels > 0:
+            extra.cancels -= 1
+        return extra.cancels
 
     def done(self) -> bool:
         return self._state != _PENDING
@@ -275,17 +282,23 @@ class HandlerDriver:
         if self._state != _PENDING:
             self._loop.call_soon(fn, self, context=ctx)
             return
-        if self._callbacks is None:
-            self._callbacks = []
-        self._callbacks.append((fn, ctx))
+        self._more().callbacks.append((fn, ctx))
 
     def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
-        if not self._callbacks:
+        if self._extra is None:
             return 0
-        kept = [(f, c) for f, c in self._callbacks if f != fn]
-        removed = len(self._callbacks) - len(kept)
-        self._callbacks = kept
+        kept = [(f, c) for f, c in self._extra.callbacks if f != fn]
+        removed = len(self._extra.callbacks) - len(kept)
+        self._extra.callbacks = kept
         return removed
+
+    def _more(self) -> _Extra:
+        if self._extra is None:
+            self._extra = _Extra()
+        return self._extra
+
+    def _message(self) -> str | None:
+        return None if self._extra is None else self._extra.cancel_message
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop

@@ -36,7 +36,6 @@ class StreamProtocol(asyncio.BaseProtocol):
     buffered variant's ``get_buffer``."""
 
     __slots__ = (
-        "_cipher",
         "_closed_waiter",
         "_drain_waiter",
         "_lent_user",
@@ -72,7 +71,6 @@ class StreamProtocol(asyncio.BaseProtocol):
         self.lost = False
         self.want = 0  # bytes a pending read needs buffered (may exceed high_water)
         self.tls: TLSEngine | None = None
-        self._cipher: bytearray | None = None
         # A Future, DRIVEN (a driven handler waits in receive_some), or None.
         self._read_waiter: object = None
         # When a receive_some is waiting: its max_bytes. The protocol then completes the
@@ -334,10 +332,10 @@ class BufferedStreamProtocol(StreamProtocol, asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self.tls is not None:
-            if self._cipher is None:
-                self._cipher = bytearray(DEFAULT_CHUNK)
+            if self.tls.receive_buffer is None:
+                self.tls.receive_buffer = bytearray(DEFAULT_CHUNK)
             self._lent_user = False
-            return memoryview(self._cipher)
+            return memoryview(self.tls.receive_buffer)
         if self._user_view is not None and not len(self.buffer):
             self._lent_user = True
             return self._user_view
@@ -362,8 +360,8 @@ class BufferedStreamProtocol(StreamProtocol, asyncio.BufferedProtocol):
                 self._deliver(waiter, buffer.take(some))
                 return
         elif self.tls is not None:
-            assert self._cipher is not None
-            self.tls.receive_data(self._cipher[:nbytes])
+            assert self.tls.receive_buffer is not None
+            self.tls.receive_data(self.tls.receive_buffer[:nbytes])
             self._pump_tls()
         elif self._lent_user:
             # Bytes went straight into the reader's buffer. Until the reader's task runs,

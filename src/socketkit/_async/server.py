@@ -98,8 +98,8 @@ class _ServerProtocol(StreamProtocol):
         super().connection_made(transport)
         self.server._connection_made(self)
 
-    def __call__(self, driver: HandlerDriver) -> None:
-        """The handler's done-callback (the protocol itself: no bound-method object)."""
+    def handler_done(self, driver: HandlerDriver) -> None:
+        """Called by the driver once the handler has returned or raised."""
         self.server._handler_done(self, driver)
 
 
@@ -263,7 +263,7 @@ class Server:
         # No Task: the protocol resumes the handler itself (driver.py). Each handler gets its
         # own context copy, as a Task would.
         driver = HandlerDriver(
-            coro, protocol, protocol, self._loop, self._context.run(contextvars.copy_context)
+            coro, protocol, self._loop, self._context.run(contextvars.copy_context)
         )
         protocol.driver = driver
         driver.start()

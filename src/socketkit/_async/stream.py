@@ -55,28 +55,29 @@ _DONE: Awaitable[None] = _Done()  # type: ignore[assignment]
 
 
 @types.coroutine
-def _some_driven(stream: Stream, max_bytes: int, timeout: float) -> Generator[Any, Any, bytes]:
-    """``receive_some`` on a server connection whose handler the protocol drives: awaited by
-    the handler itself, it waits with no future (the protocol sends the bytes in); awaited
-    anywhere else (another task, ``asyncio.wait_for``...) it is the ordinary receive."""
+def _driven_wait(stream: Stream, max_bytes: int) -> Generator[Any, Any, bytes]:
+    """The wait of ``receive_some`` on a server connection whose handler the protocol drives.
+
+    Awaited at once by the handler itself (the usual case), it waits with no future: the
+    protocol sends the bytes in. Awaited later or elsewhere (in another task, through
+    ``asyncio.wait_for``...) it is the ordinary receive. Few locals on purpose: an idle
+    connection keeps this generator, so its frame is part of the memory per connection.
+    """
+    if stream._p.driver._waiting is RUNNING and _can_wait_driven(stream):  # type: ignore[union-attr]
+        stream._p._some = max_bytes
+        stream._p._read_waiter = DRIVEN
+        return (yield DRIVEN)  # type: ignore[no-any-return]
+    return (yield from stream._receive_some(max_bytes, _UNSET).__await__())
+
+
+def _can_wait_driven(stream: Stream) -> bool:
+    """Nothing buffered, no EOF, no other reader: the bytes must come from the protocol."""
     p = stream._p
-    driver = p.driver
-    if (
-        driver is not None
-        and driver._waiting is RUNNING
-        and (p.buffer is _NO_DATA or not len(p.buffer))
-        and not p.eof
-        and timeout == _UNSET
-        and stream.default_timeout is None
-        and p._read_waiter is None
-    ):
-        if p.reading_paused:
-            p.reader_consumed()
-        p._some = max_bytes
-        p._read_waiter = DRIVEN
-        data: bytes = yield DRIVEN
-        return data
-    return (yield from stream._receive_some(max_bytes, timeout).__await__())
+    if (p.buffer is not _NO_DATA and len(p.buffer)) or p.eof or p._read_waiter is not None:
+        return False
+    if p.reading_paused:
+        p.reader_consumed()
+    return True
 
 
 class Stream:
@@ -176,7 +177,15 @@ class Stream:
             raise ClosedResourceError("the stream is closed")
         p = self._p
         if p.driver is not None:
-            return _some_driven(self, max_bytes, timeout)
+            if (
+                p.driver._waiting is RUNNING
+                and timeout == _UNSET
+                and self.default_timeout is None
+                and (p.buffer is _NO_DATA or not len(p.buffer))
+                and not p.eof
+            ):
+                return _driven_wait(self, max_bytes)
+            return self._receive_some(max_bytes, timeout)
         if not len(p.buffer) and not p.eof and timeout == _UNSET and self.default_timeout is None:
             return p.new_read_waiter(max_bytes)
         return self._receive_some(max_bytes, timeout)

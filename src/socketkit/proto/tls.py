@@ -28,7 +28,15 @@ def peer_already_closed(exc: ssl.SSLError) -> bool:
 class TLSEngine:
     """One side of a TLS connection, with no socket."""
 
-    __slots__ = ("_incoming", "_obj", "_outgoing", "eof_sent", "handshake_done", "info")
+    __slots__ = (
+        "_incoming",
+        "_obj",
+        "_outgoing",
+        "eof_sent",
+        "handshake_done",
+        "info",
+        "receive_buffer",
+    )
 
     def __init__(
         self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None
@@ -40,6 +48,9 @@ class TLSEngine:
         )
         self.handshake_done = False
         self.eof_sent = False
+        #: Scratch space an I/O backend may receive ciphertext into (the engine never uses it;
+        #: kept here so connections without TLS carry no slot for it).
+        self.receive_buffer: bytearray | None = None
         #: What was negotiated (``socketkit.describe_tls``), set when the handshake completes.
         self.info: dict[str, Any] = {}
 
