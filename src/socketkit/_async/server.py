@@ -33,7 +33,7 @@ from .._sockets import DEFAULT_BACKLOG, cleanup_unix_path, open_listeners
 from .connect import tls_handshake
 from .driver import HandlerDriver
 from .protocol import BufferedStreamProtocol, StreamProtocol, protocol_class
-from .stream import Stream
+from .stream import DrivenStream, Stream
 
 __all__ = ["AsyncHandler", "Server", "serve"]
 
@@ -252,7 +252,7 @@ class Server:
         transport = protocol.transport
         assert transport is not None
         # No setsockopt here: asyncio and uvloop transports already set TCP_NODELAY.
-        stream = Stream(transport, protocol, default_timeout=self._idle_timeout)
+        stream = DrivenStream(transport, protocol, default_timeout=self._idle_timeout)
         self._connections.add(protocol)
         if self._closing:
             stream.abort()

@@ -30,7 +30,7 @@ from ..proto.tls import TLSEngine
 from .driver import DRIVEN, RUNNING
 from .protocol import _NO_DATA, StreamProtocol, peer_error
 
-__all__ = ["DEFAULT_RECEIVE_SIZE", "Stream"]
+__all__ = ["DEFAULT_RECEIVE_SIZE", "DrivenStream", "Stream"]
 
 #: ``receive_some`` default, as in the sync stream.
 DEFAULT_RECEIVE_SIZE = 64 * 1024
@@ -52,32 +52,6 @@ class _Done(tuple):  # type: ignore[type-arg]
 
 
 _DONE: Awaitable[None] = _Done()  # type: ignore[assignment]
-
-
-@types.coroutine
-def _driven_wait(stream: Stream, max_bytes: int) -> Generator[Any, Any, bytes]:
-    """The wait of ``receive_some`` on a server connection whose handler the protocol drives.
-
-    Awaited at once by the handler itself (the usual case), it waits with no future: the
-    protocol sends the bytes in. Awaited later or elsewhere (in another task, through
-    ``asyncio.wait_for``...) it is the ordinary receive. Few locals on purpose: an idle
-    connection keeps this generator, so its frame is part of the memory per connection.
-    """
-    if stream._p.driver._waiting is RUNNING and _can_wait_driven(stream):  # type: ignore[union-attr]
-        stream._p._some = max_bytes
-        stream._p._read_waiter = DRIVEN
-        return (yield DRIVEN)  # type: ignore[no-any-return]
-    return (yield from stream._receive_some(max_bytes, _UNSET).__await__())
-
-
-def _can_wait_driven(stream: Stream) -> bool:
-    """Nothing buffered, no EOF, no other reader: the bytes must come from the protocol."""
-    p = stream._p
-    if (p.buffer is not _NO_DATA and len(p.buffer)) or p.eof or p._read_waiter is not None:
-        return False
-    if p.reading_paused:
-        p.reader_consumed()
-    return True
 
 
 class Stream:
@@ -176,16 +150,6 @@ class Stream:
         if self._closed:
             raise ClosedResourceError("the stream is closed")
         p = self._p
-        if p.driver is not None:
-            if (
-                p.driver._waiting is RUNNING
-                and timeout == _UNSET
-                and self.default_timeout is None
-                and (p.buffer is _NO_DATA or not len(p.buffer))
-                and not p.eof
-            ):
-                return _driven_wait(self, max_bytes)
-            return self._receive_some(max_bytes, timeout)
         if not len(p.buffer) and not p.eof and timeout == _UNSET and self.default_timeout is None:
             return p.new_read_waiter(max_bytes)
         return self._receive_some(max_bytes, timeout)
@@ -498,3 +462,38 @@ class Stream:
         state = "closed" if self._closed else "open"
         tls = " tls" if self._p.tls else ""
         return f"<aio.Stream {self.local_address} -> {self.peer_address}{tls} {state}>"
+
+
+class DrivenStream(Stream):
+    """The stream of a server connection whose handler the protocol drives (``driver.py``).
+
+    Its ``receive_some`` is a generator: awaited by the handler itself (the usual case), it
+    waits with no future and the protocol sends the bytes in; awaited anywhere else (in
+    another task, through ``asyncio.wait_for``...) it is the ordinary receive. Few locals on
+    purpose: an idle connection keeps this generator, so its frame is memory per connection.
+    """
+
+    __slots__ = ()
+
+    @types.coroutine
+    def receive_some(
+        self, max_bytes: int = DEFAULT_RECEIVE_SIZE, *, timeout: float = _UNSET
+    ) -> Generator[Any, Any, bytes]:
+        """Between 1 and ``max_bytes`` bytes; ``b""`` only at EOF. See the sync ``Stream``."""
+        if self._closed:
+            raise ClosedResourceError("the stream is closed")
+        p = self._p
+        if (
+            p.driver._waiting is RUNNING  # type: ignore[union-attr]
+            and timeout == _UNSET
+            and self.default_timeout is None
+            and (p.buffer is _NO_DATA or not len(p.buffer))
+            and not p.eof
+            and p._read_waiter is None
+        ):
+            if p.reading_paused:
+                p.reader_consumed()
+            p._some = max_bytes
+            p._read_waiter = DRIVEN
+            return (yield DRIVEN)  # type: ignore[no-any-return]
+        return (yield from self._receive_some(max_bytes, timeout).__await__())
