@@ -1,4 +1,4 @@
-"""Echo server on asyncio (uvloop when installed): one task per client.
+"""Echo server on asyncio (uvloop when installed): each client handled concurrently.
 
 python examples/echo_server_async.py 127.0.0.1:7000
 """

@@ -83,11 +83,8 @@ def _inet_listener(
 
 
 def _unix_listener(path: str, backlog: int) -> socket.socket:
-    if not path.startswith("\0"):
-        _remove_stale_unix_socket(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = bound_unix_socket(path, socket.SOCK_STREAM)
     try:
-        sock.bind(path)
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
@@ -95,7 +92,21 @@ def _unix_listener(path: str, backlog: int) -> socket.socket:
     return sock
 
 
-def _remove_stale_unix_socket(path: str) -> None:
+def bound_unix_socket(path: str, kind: int) -> socket.socket:
+    """An AF_UNIX socket of ``kind`` (stream or datagram) bound at ``path``; a stale socket
+    file (nobody bound to it any more) is replaced, a live one is an error."""
+    if not path.startswith("\0"):
+        _remove_stale_unix_socket(path, kind)
+    sock = socket.socket(socket.AF_UNIX, kind)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise _bind_error(exc, format_sockaddr(path)) from exc
+    return sock
+
+
+def _remove_stale_unix_socket(path: str, kind: int) -> None:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -104,7 +115,7 @@ def _remove_stale_unix_socket(path: str) -> None:
         return
     if not stat.S_ISSOCK(mode):
         raise AddressError(f"cannot listen on unix:{path}: the path exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe = socket.socket(socket.AF_UNIX, kind)
     try:
         probe.connect(path)
     except ConnectionRefusedError:

@@ -346,7 +346,8 @@ async def serve(
     backlog: int = DEFAULT_BACKLOG,
     grace: float = DEFAULT_GRACE,
 ) -> Server:
-    """Listen on ``address`` and run ``await handler(stream)`` in a task per client; returns
+    """Listen on ``address`` and run ``await handler(stream)`` for each client concurrently
+    (resumed by its connection, no Task: ``current_task()`` is a Task-like driver); returns
     as soon as it is listening. Parameters as the sync :func:`socketkit.serve`."""
     ctx = server_tls_context(tls)
     listeners = open_listeners(parse_address(address), backlog=backlog)

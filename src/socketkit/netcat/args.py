@@ -58,7 +58,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
     )
     fam.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6 only")
     add("-u", "--udp", action="store_true", help="UDP instead of TCP")
-    add("-U", "--unix", metavar="PATH", help="Unix stream socket at PATH instead of HOST PORT")
+    add(
+        "-U",
+        "--unix",
+        metavar="PATH",
+        help="Unix socket at PATH instead of HOST PORT (stream; datagram with -u)",
+    )
     add("-n", "--numeric", action="store_true", help="numeric addresses only: no DNS lookups")
     add(
         "-v",

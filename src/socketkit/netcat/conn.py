@@ -20,7 +20,10 @@ __all__ = ["Conn", "shown"]
 
 def shown(addr: object) -> str:
     """An address as users read it; IPv4-mapped IPv6 (``::ffff:a.b.c.d``, what a dual-stack
-    listener sees for IPv4 peers) is shown as plain IPv4."""
+    listener sees for IPv4 peers) is shown as plain IPv4. ``None`` is a Unix datagram sender
+    that bound no address."""
+    if addr is None:
+        return "unix:(no address)"
     if isinstance(addr, tuple) and len(addr) >= 2 and str(addr[0]).startswith("::ffff:"):
         host = str(addr[0])[7:]
         if host.count(".") == 3:

@@ -32,9 +32,10 @@ def run_listen(opts: NetcatOptions, reporter: Reporter) -> int:
 
             sock = open_udp_listener(opts)
             try:
-                _announce_listening(reporter, [sock], "udp")
+                _announce_listening(reporter, [sock], "unixgram" if opts.unix_path else "udp")
                 return UdpServer(sock, opts, reporter, access, tap).run()
             finally:
+                cleanup_unix_path(sock)
                 sock.close()
         ctx = _server_context(opts, reporter)
         listeners = open_tcp_listeners(opts)

@@ -17,7 +17,7 @@ from .._errors import (
     SocketkitTimeout,
     translate_os_error,
 )
-from .._sockets import DEFAULT_BACKLOG, open_listeners
+from .._sockets import DEFAULT_BACKLOG, bound_unix_socket, open_listeners
 from .options import NetcatOptions
 
 __all__ = ["dial", "open_tcp_listeners", "open_udp_listener", "shown_target"]
@@ -84,6 +84,11 @@ def _dial_unix(path: str, kind: int, timeout: float | None) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, kind)
     where = format_sockaddr(path)
     try:
+        if kind == socket.SOCK_DGRAM:
+            # A datagram peer can only answer an address: take an abstract one the kernel
+            # picks (autobind), which needs no file and no cleanup. nc.openbsd binds a
+            # temporary file in /tmp for the same reason.
+            sock.bind("")
         sock.settimeout(timeout)
         sock.connect(path)
         sock.settimeout(None)
@@ -140,7 +145,7 @@ def open_udp_listener(opts: NetcatOptions) -> socket.socket:
     """One bound UDP socket for ``listen -u`` (dual-stack ``[::]`` when no host is given)."""
     address = _listen_address(opts)
     if address.path is not None:
-        raise AddressError("listen -u -U (Unix datagram sockets) is not supported yet")
+        return bound_unix_socket(address.path, socket.SOCK_DGRAM)
     candidates: list[tuple[int, tuple[object, ...]]]
     if address.host is None:
         candidates = [

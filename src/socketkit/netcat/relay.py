@@ -26,8 +26,9 @@ __all__ = ["Relay", "RelayResult"]
 #: Largest datagram read from stdin for UDP: nc.openbsd's buffer size, below every MTU-sized
 #: fragmentation worry on loopback and a sane size on real links.
 UDP_SEND_CHUNK = 16384
-#: Largest datagram we can receive (IPv4 UDP payload maximum is 65507).
-UDP_RECV_CHUNK = 65536
+#: Largest datagram we can receive: above the UDP payload maximum (65,507) and the default
+#: Unix datagram limit (the sender's 212,992-byte socket buffer).
+UDP_RECV_CHUNK = 256 * 1024
 #: Regular files with at least this much left are sent from a memory map (MmapPump); smaller
 #: ones (and files /proc-style that claim size 0) go through sendfile.
 MMAP_MIN = 1 << 20

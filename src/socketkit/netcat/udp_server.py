@@ -27,15 +27,17 @@ __all__ = ["UdpServer"]
 
 #: Largest UDP payload (IPv4: 65535 - 20 - 8).
 MAX_DATAGRAM = 65507
+#: Unix datagrams are limited only by the sender's socket buffer (212,992 bytes by default).
+MAX_UNIX_DATAGRAM = 256 * 1024
 #: Peers remembered as denied, so each is reported once (bounded: a spoofed flood cannot
 #: grow it without limit).
 MAX_DENIED_MEMORY = 4096
 
 
 class _Session:
-    __slots__ = ("addr", "child", "last", "received", "sent", "shown", "started")
+    __slots__ = ("addr", "child", "last", "received", "sent", "shown", "started", "warned")
 
-    def __init__(self, addr: tuple[object, ...], now: float) -> None:
+    def __init__(self, addr: object, now: float) -> None:
         self.addr = addr
         self.shown = show(addr)
         self.last = now
@@ -43,6 +45,7 @@ class _Session:
         self.received = 0
         self.sent = 0
         self.child: subprocess.Popen[bytes] | None = None
+        self.warned = False  # told the user this peer cannot be answered
 
 
 class UdpServer:
@@ -59,24 +62,28 @@ class UdpServer:
         self.reporter = reporter
         self.access = access
         self.tap = tap if tap.active else None
-        self.sessions: dict[tuple[object, ...], _Session] = {}
+        # Keyed by the peer's address: a (host, port, ...) tuple for UDP; a path, an abstract
+        # name (bytes) or None (a sender with no address) for Unix datagram sockets.
+        self.sessions: dict[object, _Session] = {}
         self.by_child_fd: dict[int, _Session] = {}
-        self.denied: set[tuple[object, ...]] = set()
+        self.denied: set[object] = set()
         self.locked = False  # without -k: a peer has taken the listener
         self.stdin_open = not opts.recv_only
         self.quit_deadline: float | None = None
-        self._buf = bytearray(MAX_DATAGRAM + 1)
+        self._max = MAX_UNIX_DATAGRAM if sock.family == socket.AF_UNIX else MAX_DATAGRAM
+        self._buf = bytearray(self._max + 1)
         self._view = memoryview(self._buf)
 
     # -- sessions -------------------------------------------------------------------------
-    def _session_for(self, addr: tuple[object, ...], now: float) -> _Session | None:
+    def _session_for(self, addr: object, now: float) -> _Session | None:
         session = self.sessions.get(addr)
         if session is not None:
             return session
         if addr in self.denied:
             return None
         shown = show(addr)
-        if not self.access.admits(str(addr[0])):
+        host = str(addr[0]) if isinstance(addr, tuple) else None  # Unix peers: no host
+        if not self.access.admits(host):
             if len(self.denied) < MAX_DENIED_MEMORY:
                 self.denied.add(addr)
             self.reporter.event("denied", f"denied datagrams from {shown}", remote=shown)
@@ -143,8 +150,18 @@ class UdpServer:
 
     # -- I/O ------------------------------------------------------------------------------
     def _send(self, session: _Session, data: bytes | memoryview) -> None:
+        if session.addr is None:  # an unbound Unix datagram socket: nothing to send to
+            if not session.warned:
+                session.warned = True
+                self.reporter.warning(
+                    f"{session.shown} has no address (an unbound Unix datagram socket): "
+                    "what is sent to it is dropped"
+                )
+            return
+        addr = session.addr
+        assert isinstance(addr, (tuple, str, bytes))
         try:
-            self.sock.sendto(data, session.addr)
+            self.sock.sendto(data, addr)
             session.sent += len(data)
         except OSError as exc:
             self.reporter.warning(f"send to {session.shown}: {exc.strerror}")
@@ -152,13 +169,21 @@ class UdpServer:
     def _on_datagram(self, now: float) -> None:
         for _ in range(64):  # drain a burst, bounded
             try:
-                n, addr = self.sock.recvfrom_into(self._view, MAX_DATAGRAM + 1, socket.MSG_DONTWAIT)
+                n, addr = self.sock.recvfrom_into(
+                    self._view, self._max + 1, socket.MSG_DONTWAIT | socket.MSG_TRUNC
+                )
             except BlockingIOError:
                 return
             except ConnectionRefusedError:
                 continue  # an ICMP error for an earlier reply: not ours to act on
             session = self._session_for(addr, now)
             if session is None:
+                continue
+            if n > self._max:  # MSG_TRUNC: n is the datagram's real size
+                self.reporter.warning(
+                    f"a datagram of {n} bytes from {session.shown} was longer than "
+                    f"{self._max}: it is dropped"
+                )
                 continue
             session.last = now
             session.received += n
@@ -181,7 +206,7 @@ class UdpServer:
         session = self.by_child_fd.get(fd)
         if session is None:
             return
-        data = os.read(fd, MAX_DATAGRAM)
+        data = os.read(fd, min(self._max, 65536))
         if not data:
             self._end(session, "program exited")
             return
