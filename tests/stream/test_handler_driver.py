@@ -6,6 +6,7 @@ contextvars isolation, cancellation on close, bare yields, and errors."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -53,6 +54,29 @@ def test_current_task_and_asyncio_timeout_inside_a_handler(loop: str) -> None:
         return first, await stream.receive_line()
 
     assert run_async(loop, _talk(handler, client)) == (b"timed out", b"then hello")
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_reads_after_a_cancelled_read_get_every_byte(loop: str) -> None:
+    async def handler(stream: skio.Stream) -> None:
+        for _ in range(3):  # three cancelled reads in a row, each with nothing consumed
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await stream.receive_some()
+        await stream.send_all(b"go")
+        got = b""
+        while len(got) < 6:
+            got += await stream.receive_some()
+        await stream.send_all(got)
+
+    async def client(stream: skio.Stream) -> bytes:
+        assert await stream.receive_exactly(2) == b"go"
+        await stream.send_all(b"abc")
+        await asyncio.sleep(0.05)
+        await stream.send_all(b"def")
+        return await stream.receive_exactly(6)
+
+    assert run_async(loop, _talk(handler, client)) == b"abcdef"
 
 
 @pytest.mark.parametrize("loop", LOOPS)

@@ -152,11 +152,17 @@ class HandlerDriver:
         try:
             _enter_task(loop, self)
         except RuntimeError:  # inside another task's step: go round the loop once
-            if value is not None:
+            if value is not None:  # bytes the protocol handed over: deliver them next
                 loop.call_soon(self._step, value, exc, context=_OUTSIDE)
             else:
+                if self._waiting is DRIVEN:
+                    self._owner.cancel_driven_read()
                 self._later(exc)
             return
+        if value is None and self._waiting is DRIVEN:
+            # Resumed by something other than the protocol's delivery (a scheduled cancel):
+            # the protocol must stop sending bytes into this wait.
+            self._owner.cancel_driven_read()
         self._waiting = RUNNING
         if self._must_cancel:
             self._must_cancel = False
