@@ -64,7 +64,7 @@ def connect(
     else:
         infos = resolve(target, family=family, numeric=numeric)
         src = parse_address(source) if source is not None else None
-        sock = _happy_eyeballs(str(target), infos, deadline, happy_eyeballs_delay, src)
+        sock = happy_eyeballs(str(target), infos, deadline, happy_eyeballs_delay, src)
     set_stream_options(sock)
     engine = None
     try:
@@ -106,7 +106,7 @@ def _connect_unix(path: str, timeout: float | None) -> socket.socket:
         raise translate_os_error(exc, f"cannot connect to {format_sockaddr(path)}") from exc
 
 
-def _happy_eyeballs(
+def happy_eyeballs(
     shown: str,
     infos: list[tuple[int, tuple[object, ...]]],
     deadline: float | None,
@@ -114,7 +114,8 @@ def _happy_eyeballs(
     source: object,
 ) -> socket.socket:
     """Start an attempt; start the next one after ``delay`` or as soon as one fails; the first
-    to connect wins and every other socket is closed. Every failure is kept."""
+    to connect wins and every other socket is closed. Every failure is kept. Returns a
+    blocking, connected TCP socket (RFC 8305; also used by ``socketkit connect``)."""
     from .._addr import Address
 
     pending = list(infos)
