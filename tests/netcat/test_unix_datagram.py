@@ -138,3 +138,24 @@ def test_a_sender_without_an_address_is_heard_and_warned_about_once(tmp_path: Pa
         text = warned.wait_for(1 << 16, timeout=2).decode()
     assert text.count("has no address") == 1, text
     assert "Traceback" not in text
+
+
+def test_a_datagram_longer_than_the_buffer_is_an_error_not_a_cut(tmp_path: Path) -> None:
+    path = str(tmp_path / "big.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)
+        server.settimeout(10)
+        argv = [*SK, "connect", "-u", "-U", path]
+        with started(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as client:
+            assert client.stdin is not None and client.stderr is not None
+            client.stdin.write(b"hi\n")
+            client.stdin.flush()
+            _, addr = server.recvfrom(16)
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            server.sendto(b"x" * (300 * 1024), addr)  # over connect's 256 KiB buffer
+            status = finish(client, 10)
+            err = client.stderr.read().decode()
+    assert status == 10, err  # a protocol error: the peer sent what cannot be received
+    assert err.count("\n") == 1 and "307200 bytes" in err, err

@@ -12,7 +12,12 @@ import ssl
 from typing import Any
 
 from .._addr import format_sockaddr
-from .._errors import BrokenStreamError, ConnectionRefused, translate_os_error
+from .._errors import (
+    BrokenStreamError,
+    ConnectionRefused,
+    RemoteProtocolError,
+    translate_os_error,
+)
 from ..proto.tls import peer_already_closed
 
 __all__ = ["Conn", "shown"]
@@ -56,7 +61,7 @@ class Conn:
     @property
     def proto(self) -> str:
         if self.sock.family == socket.AF_UNIX:
-            return "unix"
+            return "unixgram" if self.datagram else "unix"
         return "udp" if self.datagram else "tcp"
 
     def fileno(self) -> int:
@@ -66,8 +71,17 @@ class Conn:
         self.sock.setblocking(flag)
 
     def recv_into(self, view: memoryview) -> int:
-        """Receive into ``view``; 0 means EOF (never for UDP). Raises BlockingIOError."""
+        """Receive into ``view``; 0 means EOF (never for UDP). Raises BlockingIOError, and
+        RemoteProtocolError for a datagram longer than ``view`` (never cut silently)."""
         try:
+            if self.datagram:
+                count = self.sock.recv_into(view, 0, socket.MSG_TRUNC)  # the real size
+                if count > len(view):
+                    raise RemoteProtocolError(
+                        f"receive from {self.peer}: a datagram of {count} bytes is longer "
+                        f"than the {len(view)}-byte receive buffer"
+                    )
+                return count
             return self.sock.recv_into(view)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise BlockingIOError(errno.EAGAIN, "TLS wants I/O") from None

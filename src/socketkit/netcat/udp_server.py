@@ -70,7 +70,9 @@ class UdpServer:
         self.locked = False  # without -k: a peer has taken the listener
         self.stdin_open = not opts.recv_only
         self.quit_deadline: float | None = None
-        self._max = MAX_UNIX_DATAGRAM if sock.family == socket.AF_UNIX else MAX_DATAGRAM
+        unix = sock.family == socket.AF_UNIX
+        self._max = MAX_UNIX_DATAGRAM if unix else MAX_DATAGRAM
+        self._proto = "unixgram" if unix else "udp"
         self._buf = bytearray(self._max + 1)
         self._view = memoryview(self._buf)
 
@@ -99,7 +101,7 @@ class UdpServer:
         self.reporter.event(
             "accepted",
             f"UDP session with {shown}",
-            proto="udp",
+            proto=self._proto,
             local=show(self.sock.getsockname()),
             remote=shown,
             tls=None,
@@ -139,7 +141,7 @@ class UdpServer:
             "closed",
             f"UDP session with {session.shown} ended ({reason}): sent {session.sent} bytes, "
             f"received {session.received} bytes",
-            proto="udp",
+            proto=self._proto,
             remote=session.shown,
             bytes_sent=session.sent,
             bytes_received=session.received,
