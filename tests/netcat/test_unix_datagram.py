@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -127,12 +128,14 @@ def test_a_sender_without_an_address_is_heard_and_warned_about_once(tmp_path: Pa
             assert listener.stdin is not None
             listener.stdin.write(b"lost\n")  # nowhere to send it: one warning, no crash
             listener.stdin.flush()
+            assert b"has no address" in warned.wait_line_count(1)
             anon.send(b"two\n")
             assert heard.wait_for(8) == b"one\ntwo\n"
             listener.stdin.write(b"lost again\n")
             listener.stdin.flush()
             anon.send(b"three\n")
             assert heard.wait_for(14) == b"one\ntwo\nthree\n"
+            time.sleep(0.3)  # let the listener read "lost again" too (it must not warn again)
         listener.terminate()
         finish(listener, 10)
         text = warned.wait_for(1 << 16, timeout=2).decode()
