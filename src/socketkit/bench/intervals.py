@@ -36,7 +36,9 @@ class IntervalReporter:
 
     def start(self) -> None:
         self._t0 = self._last = time.monotonic()
-        self._prev = {s.id: (s.bytes, s.packets) for s in self.path.stats}
+        # Counted from zero, not from the counters now: the movers may already have moved a
+        # block when this starts, and the intervals must add up to the totals.
+        self._prev = {}
         if self.interval > 0:
             self._thread.start()
 
