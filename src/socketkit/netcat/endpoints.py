@@ -12,7 +12,7 @@ import mmap
 import os
 import stat
 
-__all__ = ["FdKind", "aligned_buffer", "fd_kind", "grow_pipe"]
+__all__ = ["FdKind", "aligned_buffer", "fd_kind", "grow_pipe", "write_all"]
 
 #: Pipe capacity asked for with F_SETPIPE_SZ: 1 MiB (the default /proc/sys/fs/pipe-max-size)
 #: moves a whole socket buffer per splice call; the kernel may grant less.
@@ -63,3 +63,18 @@ def aligned_buffer(size: int) -> memoryview:
     starts 16 bytes into a page (PERF-NOTES.md, trap 1); anonymous mmap memory is page-aligned.
     """
     return memoryview(mmap.mmap(-1, size))
+
+
+def write_all(fd: int, data: bytes | memoryview, what: str, *, broken_pipe: bool = False) -> None:
+    """Write all of ``data`` to a local descriptor (blocking); a failure is one-line
+    ``OSError("cannot write WHAT: ...")``. With ``broken_pipe``, a closed reader stays a
+    ``BrokenPipeError`` (stdout: the command then exits quietly, as if killed by SIGPIPE)."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except OSError as exc:
+            if broken_pipe and isinstance(exc, BrokenPipeError):
+                raise
+            raise OSError(f"cannot write {what}: {exc.strerror}") from exc
+        view = view[written:]

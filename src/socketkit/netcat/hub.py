@@ -26,6 +26,7 @@ from .._errors import SocketkitError
 from .access import AccessList
 from .conn import Conn
 from .conn import shown as show
+from .endpoints import write_all
 from .options import NetcatOptions
 from .report import Reporter
 from .session import announce, closed
@@ -287,7 +288,7 @@ class Hub:
             else:
                 if self.tap is not None:
                     self.tap.received(chunk)
-                _write_all(1, chunk)
+                write_all(1, chunk, "stdout", broken_pipe=True)
 
     def _chat(self, client: _Client, data: bytes) -> None:
         client.line += data
@@ -421,17 +422,6 @@ class Hub:
             self.sel.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        try:
-            n = os.write(fd, data)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise OSError(f"cannot write stdout: {exc.strerror}") from exc
-        data = data[n:]
 
 
 class _ExecServer:

@@ -8,6 +8,7 @@ import sys
 import threading
 from typing import IO
 
+from .endpoints import write_all
 from .text import HexDumper
 
 __all__ = ["Tap", "open_output"]
@@ -56,14 +57,14 @@ class Tap:
     def _record(self, marker: str, data: memoryview) -> None:
         with self._lock:
             if self._out_fd is not None:
-                _write_all(self._out_fd, data, f"output file {self._out_path}")
+                write_all(self._out_fd, data, f"output file {self._out_path}")
             if self._dumper is not None:
                 text = self._dumper.dump(marker, data)
                 if self._hex_stream is not None:
                     self._hex_stream.write(text)
                     self._hex_stream.flush()
                 elif self._hex_fd is not None:
-                    _write_all(self._hex_fd, text.encode(), f"hex dump file {self._hex_path}")
+                    write_all(self._hex_fd, text.encode(), f"hex dump file {self._hex_path}")
 
     def close(self) -> None:
         for fd in (self._hex_fd, self._out_fd):
@@ -73,13 +74,3 @@ class Tap:
                 except OSError:
                     pass
         self._hex_fd = self._out_fd = None
-
-
-def _write_all(fd: int, data: bytes | memoryview, what: str) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except OSError as exc:
-            raise OSError(f"cannot write {what}: {exc.strerror}") from exc
-        view = view[written:]

@@ -19,6 +19,7 @@ import time
 from .._errors import SocketkitError, SocketkitTimeout
 from .access import AccessList
 from .conn import shown as show
+from .endpoints import write_all
 from .options import NetcatOptions
 from .report import Reporter
 from .tap import Tap
@@ -202,7 +203,7 @@ class UdpServer:
                 continue
             if self.tap is not None:
                 self.tap.received(chunk)
-            _write_all(1, chunk)
+            write_all(1, chunk, "stdout", broken_pipe=True)
 
     def _on_child_output(self, fd: int) -> None:
         session = self.by_child_fd.get(fd)
@@ -281,14 +282,3 @@ class UdpServer:
         finally:
             for session in list(self.sessions.values()):
                 self._end(session, "listener closed")
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        try:
-            n = os.write(fd, data)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise OSError(f"cannot write stdout: {exc.strerror}") from exc
-        data = data[n:]

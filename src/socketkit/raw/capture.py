@@ -189,19 +189,13 @@ class Capture:
 
     def __next__(self) -> CapturedPacket:
         while True:
-            if self.count is not None and self._captured >= self.count:
+            step = self._next_or_wait()
+            if isinstance(step, CapturedPacket):
+                return step
+            if step is None:
                 raise StopIteration
-            if self._pending:
-                self._captured += 1
-                return self._pending.popleft()
-            if self._ring is None:
-                raise StopIteration
-            if self._fill():
-                continue
-            wait = self._wait_ms()
-            if wait is None:
-                raise StopIteration
-            self._ring.wait(wait)
+            assert self._ring is not None
+            self._ring.wait(step)
 
     def __aiter__(self) -> AsyncIterator[CapturedPacket]:
         return self
@@ -209,18 +203,13 @@ class Capture:
     async def __anext__(self) -> CapturedPacket:
         loop = asyncio.get_running_loop()
         while True:
-            if self.count is not None and self._captured >= self.count:
+            step = self._next_or_wait()
+            if isinstance(step, CapturedPacket):
+                return step
+            if step is None:
                 raise StopAsyncIteration
-            if self._pending:
-                self._captured += 1
-                return self._pending.popleft()
-            if self._ring is None:
-                raise StopAsyncIteration
-            if self._fill():
-                continue
-            wait = self._wait_ms()
-            if wait is None:
-                raise StopAsyncIteration
+            wait = step
+            assert self._ring is not None
             ready: asyncio.Future[None] = loop.create_future()
             fd = self._ring.fileno()
             loop.add_reader(fd, _wake, ready)
@@ -230,6 +219,20 @@ class Capture:
                 pass
             finally:
                 loop.remove_reader(fd)
+
+    def _next_or_wait(self) -> CapturedPacket | int | None:
+        """The next packet if one is ready; else how many ms to wait for the ring; None at
+        the end (count reached, stopped, or past the deadline). Shared by both iterators."""
+        while True:
+            if self.count is not None and self._captured >= self.count:
+                return None
+            if self._pending:
+                self._captured += 1
+                return self._pending.popleft()
+            if self._ring is None:
+                return None
+            if not self._fill():
+                return self._wait_ms()
 
     def _wait_ms(self) -> int | None:
         """How long to wait for the next block; None when the deadline has passed and the last
