@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .._addr import parse_port
 from ..netcat.args import EOF_TABLE, add_common_arguments, build_options, exit_cleanly_on_sigterm
-from .exit_codes import ExitStatus, status_for
+from .netcat_run import run_reporting, usage
+
+PROG = "socketkit connect"
 
 SUMMARY = "connect to a TCP/UDP/Unix peer: stdin <-> socket"
 DESCRIPTION = (
@@ -39,35 +40,21 @@ def run(args: argparse.Namespace) -> int:
     from ..netcat.report import Reporter
     from ..netcat.scan import parse_ports
 
-    reporter = Reporter("socketkit connect", verbose=args.verbose, json_lines=args.json)
+    reporter = Reporter(PROG, verbose=args.verbose, json_lines=args.json)
     exit_cleanly_on_sigterm()
-    try:
+
+    def body() -> int:
         if args.unix is not None:
             if args.host is not None:
-                return _usage("with -U PATH give no HOST or PORT")
+                return usage(PROG, "with -U PATH give no HOST or PORT")
             host, port, ports = None, 0, None
         else:
             if args.host is None or args.port is None:
-                return _usage("give HOST and PORT (or -U PATH)")
+                return usage(PROG, "give HOST and PORT (or -U PATH)")
             host = args.host.strip("[]") if args.host.startswith("[") else args.host
             ports = parse_ports(args.port) if args.zero_io else None
             port = ports[0] if ports else parse_port(args.port)
         opts = build_options(args, listening=False, host=host, port=port)
         return run_connect(opts, reporter, ports=ports)
-    except ValueError as exc:
-        if isinstance(exc, OSError):
-            raise
-        from .._errors import AddressError
 
-        if isinstance(exc, AddressError):
-            reporter.error(str(exc), int(status_for(exc)))
-            raise
-        return _usage(str(exc))
-    except Exception as exc:
-        reporter.error(" ".join(str(exc).split()), int(status_for(exc)))
-        raise
-
-
-def _usage(message: str) -> int:
-    print(f"socketkit connect: {message}", file=sys.stderr)
-    return ExitStatus.USAGE
+    return run_reporting(PROG, reporter, body)

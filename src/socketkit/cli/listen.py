@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .._addr import parse_port
 from ..netcat.args import EOF_TABLE, add_common_arguments, build_options, exit_cleanly_on_sigterm
-from .exit_codes import ExitStatus, status_for
+from .netcat_run import run_reporting, usage
+
+PROG = "socketkit listen"
 
 SUMMARY = "listen for TCP/UDP/Unix peers: socket <-> stdout"
 DESCRIPTION = (
@@ -57,40 +58,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._errors import AddressError
     from ..netcat.listen import run_listen
     from ..netcat.report import Reporter
 
-    reporter = Reporter("socketkit listen", verbose=args.verbose, json_lines=args.json)
+    reporter = Reporter(PROG, verbose=args.verbose, json_lines=args.json)
     exit_cleanly_on_sigterm()
-    try:
+
+    def body() -> int:
         where = list(args.where)
         if args.unix is not None:
             if where:
-                return _usage("with -U PATH give no HOST or PORT")
+                return usage(PROG, "with -U PATH give no HOST or PORT")
             host, port = None, 0
         elif len(where) == 1:
             host, port = args.source, parse_port(where[0])
         elif len(where) == 2:
             host, port = where[0].strip("[]"), parse_port(where[1])
         else:
-            return _usage("give [HOST] PORT (or -U PATH)")
+            return usage(PROG, "give [HOST] PORT (or -U PATH)")
         if args.max_conns is not None and args.max_conns < 1:
-            return _usage("--max-conns must be >= 1")
+            return usage(PROG, "--max-conns must be >= 1")
         opts = build_options(args, listening=True, host=host, port=port)
         return run_listen(opts, reporter)
-    except ValueError as exc:
-        if isinstance(exc, AddressError):
-            reporter.error(str(exc), int(status_for(exc)))
-            raise
-        if isinstance(exc, OSError):
-            raise
-        return _usage(str(exc))
-    except Exception as exc:
-        reporter.error(" ".join(str(exc).split()), int(status_for(exc)))
-        raise
 
-
-def _usage(message: str) -> int:
-    print(f"socketkit listen: {message}", file=sys.stderr)
-    return ExitStatus.USAGE
+    return run_reporting(PROG, reporter, body)
