@@ -59,10 +59,6 @@ class Stream:
         default_timeout: float | None = None,
     ) -> None:
         self._sock = sock
-        # Bound once: the direct paths below call them once per message.
-        self._recv = sock.recv
-        self._recv_into = sock.recv_into
-        self._sendall = sock.sendall
         self._tls = tls
         # TLS: one reader thread and one writer thread may use the stream at once, as with a
         # socket. The engine (an SSLObject) is not thread-safe, so every call into it holds
@@ -249,9 +245,9 @@ class Stream:
             ReadTimeout: nothing arrived in time (``partial`` is ``b""``; nothing was lost).
             BrokenStreamError: the connection was reset.
         """
-        if self._direct and timeout is _UNSET:
+        if self._direct and timeout == _UNSET:
             try:
-                data = self._recv(max_bytes)
+                data = self._sock.recv(max_bytes)
             except OSError as exc:
                 raise self._error(exc, "receive") from exc
             if not data:
@@ -286,9 +282,9 @@ class Stream:
     def receive_into(self, buffer: bytearray | memoryview, *, timeout: float = _UNSET) -> int:
         """Receive into ``buffer`` (no allocation: the bulk-transfer path). Returns the count,
         0 only at EOF. Timeouts raise :class:`ReadTimeout` with nothing consumed."""
-        if self._direct and timeout is _UNSET:
+        if self._direct and timeout == _UNSET:
             try:
-                count = self._recv_into(buffer)
+                count = self._sock.recv_into(buffer)
             except OSError as exc:
                 raise self._error(exc, "receive") from exc
             if not count:
@@ -462,9 +458,9 @@ class Stream:
             WriteTimeout: time ran out; ``sent`` says how many bytes went out. Close the stream.
             BrokenStreamError: the peer reset or closed the connection.
         """
-        if self._direct and timeout is _UNSET:
+        if self._direct and timeout == _UNSET:
             try:
-                self._sendall(data)
+                self._sock.sendall(data)
             except OSError as exc:
                 raise self._error(exc, "send") from exc
             return
