@@ -325,7 +325,7 @@ class BufferedStreamProtocol(StreamProtocol, asyncio.BufferedProtocol):
     256 KiB object per read (PERF-NOTES trap 2), and on uvloop from a connection's first
     ``receive_into`` on (``use_buffered``). On uvloop, ``data_received`` is the faster path
     for everything else: its reads land in uvloop's own buffer, and a bare BufferedProtocol
-    echo server runs at 0.82x a bare Protocol one there (``benchmarks/bench_echo.py``).
+    echo server runs at 0.82-0.86x a bare Protocol one there (``benchmarks/bench_echo.py``).
     """
 
     __slots__ = ()

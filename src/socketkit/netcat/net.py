@@ -18,7 +18,6 @@ from .._errors import (
     translate_os_error,
 )
 from .._sockets import DEFAULT_BACKLOG, bound_unix_socket, open_listeners
-from .._sync.connect import happy_eyeballs
 from .options import NetcatOptions
 
 __all__ = ["dial", "open_tcp_listeners", "open_udp_listener", "shown_target"]
@@ -58,6 +57,9 @@ def dial(
     if kind == socket.SOCK_STREAM and opts.source_host is None and opts.source_port is None:
         # Happy Eyeballs (RFC 8305), as the library's connect: a dead first address costs
         # 250 ms, not a whole connect timeout (nc and ncat try one address after another).
+        # Imported here: that module pulls in ssl, which plain sessions do not need.
+        from .._sync.connect import happy_eyeballs
+
         sock = happy_eyeballs(str(target), infos, deadline, HAPPY_EYEBALLS_DELAY, None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
