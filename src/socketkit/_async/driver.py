@@ -167,20 +167,18 @@ class HandlerDriver:
         if self._must_cancel:
             self._must_cancel = False
             exc = asyncio.CancelledError(self._message())
-        ended: BaseException | None = None
+        end, outcome, raised = _PENDING, None, False
         try:
             if exc is None:
                 yielded = self._context.run(self._coro.send, value)
             else:
                 yielded = self._context.run(self._coro.throw, exc)
         except StopIteration as stop:
-            self._state, self._outcome = _FINISHED, stop.value
+            end, outcome = _FINISHED, stop.value
         except asyncio.CancelledError as cancelled:
-            self._state, self._outcome = _CANCELLED, cancelled
+            end, outcome, raised = _CANCELLED, cancelled, True
         except BaseException as error:
-            self._state, self._outcome = _FINISHED, error
-            if isinstance(error, (KeyboardInterrupt, SystemExit)):
-                ended = error
+            end, outcome, raised = _FINISHED, error, True
         else:
             if yielded is DRIVEN and not self._must_cancel:
                 self._waiting = DRIVEN
@@ -188,11 +186,17 @@ class HandlerDriver:
                 self._suspend(yielded)
         finally:
             _leave_task(loop, self)
-        if self._state != _PENDING:
-            self._waiting = None
-            self._finished()
-            if ended is not None:
-                raise ended
+        if end != _PENDING:
+            self._conclude(end, outcome, raised)
+
+    def _conclude(self, state: int, outcome: Any, raised: bool) -> None:
+        """The handler returned ``outcome`` or raised it (``raised``); ``state`` says which end.
+        A KeyboardInterrupt or SystemExit goes on up, as out of a Task."""
+        self._state, self._outcome = state, outcome
+        self._waiting = None
+        self._finished()
+        if raised and isinstance(outcome, (KeyboardInterrupt, SystemExit)):
+            raise outcome
 
     def _suspend(self, yielded: Any) -> None:
         if yielded is DRIVEN:  # a cancel arrived while the handler ran

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Generator
 from types import TracebackType
 from typing import Any
 
+from .._accel import accelerate, speedups
 from .._addr import format_sockaddr
 from .._errors import (
     ClosedResourceError,
@@ -27,7 +28,7 @@ from .._errors import (
 )
 from ..proto.framing import DEFAULT_MAX_MESSAGE, Framer, LineFramer
 from ..proto.tls import TLSEngine
-from .driver import DRIVEN, RUNNING
+from .driver import DRIVEN, RUNNING, HandlerDriver, _enter_task, _leave_task
 from .protocol import _NO_DATA, StreamProtocol, peer_error
 
 __all__ = ["DEFAULT_RECEIVE_SIZE", "DrivenStream", "Stream"]
@@ -497,3 +498,25 @@ class DrivenStream(Stream):
             p._read_waiter = DRIVEN
             return (yield DRIVEN)  # type: ignore[no-any-return]
         return (yield from self._receive_some(max_bytes, timeout).__await__())
+
+
+# The per-message path in C where the extension is built (_accel.py, _speedups.c): the
+# handler's receive_some and send_all, the protocol's delivery and the driver's step.
+if speedups is not None:
+    speedups.configure_aio(
+        stream=Stream,
+        protocol=StreamProtocol,
+        driver=HandlerDriver,
+        driven=DRIVEN,
+        running=RUNNING,
+        no_data=_NO_DATA,
+        done=_DONE,
+        unset=_UNSET,
+        enter_task=_enter_task,
+        leave_task=_leave_task,
+        cancelled_error=asyncio.CancelledError,
+    )
+    accelerate(Stream, "send_all", "AIO_SEND_ALL")
+    accelerate(DrivenStream, "receive_some", "AIO_RECEIVE_SOME")
+    accelerate(StreamProtocol, "data_received", "DATA_RECEIVED")
+    accelerate(HandlerDriver, "_step", "STEP")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
+from .._accel import accelerate
 from .._addr import format_sockaddr
 from .._errors import (
     ClosedResourceError,
@@ -59,6 +60,7 @@ class Stream:
         default_timeout: float | None = None,
     ) -> None:
         self._sock = sock
+        self._fd = sock.fileno()  # for the C fast paths (_accel.py)
         self._tls = tls
         # TLS: one reader thread and one writer thread may use the stream at once, as with a
         # socket. The engine (an SSLObject) is not thread-safe, so every call into it holds
@@ -536,3 +538,8 @@ class Stream:
         state = "closed" if self._closed else "open"
         tls = " tls" if self._tls else ""
         return f"<Stream {self.local_address} -> {self.peer_address}{tls} {state}>"
+
+
+# receive_some and send_all's direct branches, done in C where the extension is built.
+accelerate(Stream, "receive_some", "SYNC_RECEIVE_SOME")
+accelerate(Stream, "send_all", "SYNC_SEND_ALL")

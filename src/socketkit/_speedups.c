@@ -1,0 +1,990 @@
+/* socketkit._speedups: C fast paths for the per-message hot path (docs/design.md, "C fast paths").
+ *
+ * One idea, used six times: a FastMethod replaces a Python method on a class. It is a method
+ * descriptor (called without a bound-method object, like a C method) that checks, in C, that
+ * the call is the common case -- the one the Python method's own fast branch handles -- and
+ * does that case without running any Python code. Every other call goes to the Python method
+ * it wraps (``__wrapped__``), unchanged. So the Python code stays the definition of what each
+ * method does; this file only removes the interpreter from the everyday path.
+ *
+ *   sync  Stream.receive_some   recv(2) with the GIL released
+ *   sync  Stream.send_all       send(2); a message of up to 64 KiB is first offered with
+ *                               MSG_DONTWAIT while the GIL is held, so a thread that sends a
+ *                               reply does not hand the GIL to another thread and queue to get
+ *                               it back (one thread switch less per message)
+ *   aio   Stream.send_all       transport.write, and the completed awaitable
+ *   aio   DrivenStream.receive_some   the awaitable that yields DRIVEN (driver.py)
+ *   aio   StreamProtocol.data_received   bytes handed straight to a DRIVEN reader
+ *   aio   HandlerDriver._step   resume the handler coroutine (PyIter_Send in its context)
+ *
+ * Set SOCKETKIT_PURE=1 to run without this module (socketkit/_accel.py).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <stddef.h>
+#include <structmember.h>
+#include <sys/socket.h>
+
+enum {
+    K_SYNC_RECEIVE_SOME,
+    K_SYNC_SEND_ALL,
+    K_AIO_SEND_ALL,
+    K_AIO_RECEIVE_SOME,
+    K_DATA_RECEIVED,
+    K_STEP,
+    K_COUNT
+};
+
+#define DEFAULT_RECEIVE_SIZE 65536
+/* Larger messages are sent with the GIL released from the start: the kernel may copy for a
+ * while, and other threads should run meanwhile. */
+#define HELD_SEND_MAX 65536
+
+/* Objects from the Python side (configure_aio). */
+static PyObject *DRIVEN, *RUNNING, *NO_DATA, *DONE, *AIO_UNSET, *ENTER_TASK, *LEAVE_TASK,
+    *CANCELLED_ERROR;
+
+/* The asyncio side's classes, and where their __slots__ live in an instance (configure_aio):
+ * the fast paths read and write those slots directly, after a type check. */
+static PyTypeObject *STREAM_T, *PROTOCOL_T, *DRIVER_T;
+static Py_ssize_t o_closed, o_p, o_transport, o_default_timeout, o_buffer, o_driver, o_eof,
+    o_error, o_read_waiter, o_some, o_reading_paused, o_tls, o_write_paused, o_state,
+    o_must_cancel, o_loop, o_context, o_coro, o_waiting;
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+static inline void
+slot_set(PyObject *obj, Py_ssize_t off, PyObject *value)
+{
+    PyObject *old = SLOT(obj, off);
+    SLOT(obj, off) = Py_NewRef(value);
+    Py_XDECREF(old);
+}
+
+/* Interned attribute names. */
+static PyObject *s_direct, *s_fd, *s_eof, *s_error_m, *s_closed, *s_p, *s_driver, *s_waiting,
+    *s_default_timeout, *s_buffer, *s_eof_flag, *s_read_waiter, *s_reading_paused, *s_some,
+    *s_error, *s_transport, *s_tls, *s_write_paused, *s_is_closing, *s_write, *s_drain,
+    *s_step, *s_state, *s_must_cancel, *s_loop, *s_context, *s_coro, *s_suspend, *s_conclude,
+    *s_receive, *s_send, *s_throw, *s_close;
+
+/* ---- FastMethod ------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    int kind;
+    PyObject *func; /* the Python method: every call that is not the fast case */
+    vectorcallfunc vectorcall;
+} FastMethod;
+
+static PyTypeObject FastMethodType;
+
+static PyObject *
+slow(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return PyObject_Vectorcall(m->func, args, nargsf, kwnames);
+}
+
+/* Attribute `name` of `obj` is exactly `value` (a new lookup each time: no caching). 1/0/-1. */
+static int
+attr_is(PyObject *obj, PyObject *name, PyObject *value)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    int same = v == value;
+    Py_DECREF(v);
+    return same;
+}
+
+/* Raise self._error(exc, what) from exc, where exc is the OSError for errno `err`. */
+static PyObject *
+raise_translated(PyObject *self, int err, PyObject *what)
+{
+    errno = err;
+    PyErr_SetFromErrno(PyExc_OSError);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+        Py_DECREF(tb);
+    }
+    Py_DECREF(type);
+    PyObject *mapped = PyObject_CallMethodObjArgs(self, s_error_m, value, what, NULL);
+    if (mapped == NULL) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    Py_INCREF(value);
+    PyException_SetContext(mapped, value);
+    PyException_SetCause(mapped, value); /* steals; also sets __suppress_context__ */
+    PyErr_SetObject((PyObject *)Py_TYPE(mapped), mapped);
+    Py_DECREF(mapped);
+    return NULL;
+}
+
+/* Wait until fd is ready (the socket was made non-blocking behind our back). GIL released. */
+static int
+wait_fd(int fd, short events)
+{
+    struct pollfd pfd = {fd, events, 0};
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    r = poll(&pfd, 1, -1);
+    Py_END_ALLOW_THREADS
+    return r < 0 ? errno : 0;
+}
+
+static int
+get_fd(PyObject *self)
+{
+    PyObject *v = PyObject_GetAttr(self, s_fd);
+    if (v == NULL)
+        return -1;
+    long fd = PyLong_AsLong(v);
+    Py_DECREF(v);
+    return (int)fd;
+}
+
+/* sync Stream.receive_some(max_bytes=65536) while the stream is direct. */
+static PyObject *
+sync_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames != NULL || nargs < 1 || nargs > 2)
+        return slow(m, args, nargsf, kwnames);
+    PyObject *self = args[0];
+    Py_ssize_t size = DEFAULT_RECEIVE_SIZE;
+    if (nargs == 2) {
+        if (!PyLong_CheckExact(args[1]))
+            return slow(m, args, nargsf, kwnames);
+        size = PyLong_AsSsize_t(args[1]);
+        if (size <= 0) {
+            PyErr_Clear();
+            return slow(m, args, nargsf, kwnames);
+        }
+    }
+    int direct = attr_is(self, s_direct, Py_True);
+    if (direct <= 0)
+        return direct < 0 ? NULL : slow(m, args, nargsf, kwnames);
+    int fd = get_fd(self);
+    if (fd < 0)
+        return PyErr_Occurred() ? NULL : slow(m, args, nargsf, kwnames);
+
+    PyObject *data = PyBytes_FromStringAndSize(NULL, size);
+    if (data == NULL)
+        return NULL;
+    ssize_t n;
+    int err;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        n = recv(fd, PyBytes_AS_STRING(data), (size_t)size, 0);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (n >= 0)
+            break;
+        if (err == EINTR) {
+            if (PyErr_CheckSignals() < 0)
+                goto fail;
+            continue;
+        }
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            err = wait_fd(fd, POLLIN);
+            if (err == 0 || err == EINTR)
+                continue;
+        }
+        Py_DECREF(data);
+        return raise_translated(self, err, s_receive);
+    }
+    if (n == 0) {
+        Py_DECREF(data);
+        if (PyObject_SetAttr(self, s_eof, Py_True) < 0 ||
+            PyObject_SetAttr(self, s_direct, Py_False) < 0)
+            return NULL;
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    if (n != size && _PyBytes_Resize(&data, n) < 0)
+        return NULL;
+    return data;
+fail:
+    Py_DECREF(data);
+    return NULL;
+}
+
+/* sync Stream.send_all(data) while the stream is direct. */
+static PyObject *
+sync_send_all(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 2)
+        return slow(m, args, nargsf, kwnames);
+    PyObject *self = args[0];
+    int direct = attr_is(self, s_direct, Py_True);
+    if (direct <= 0)
+        return direct < 0 ? NULL : slow(m, args, nargsf, kwnames);
+    int fd = get_fd(self);
+    if (fd < 0)
+        return PyErr_Occurred() ? NULL : slow(m, args, nargsf, kwnames);
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear(); /* not a contiguous byte buffer: the Python method says what is wrong */
+        return slow(m, args, nargsf, kwnames);
+    }
+    const char *p = view.buf;
+    size_t left = (size_t)view.len;
+    int err = 0;
+    if (left <= HELD_SEND_MAX) {
+        while (left > 0) {
+            ssize_t n = send(fd, p, left, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n >= 0) {
+                p += n;
+                left -= (size_t)n;
+            } else if (errno == EINTR) {
+                if (PyErr_CheckSignals() < 0)
+                    goto fail;
+            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break;
+            } else {
+                err = errno;
+                goto error;
+            }
+        }
+    }
+    while (left > 0) {
+        ssize_t n;
+        Py_BEGIN_ALLOW_THREADS
+        n = send(fd, p, left, MSG_NOSIGNAL);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (n >= 0) {
+            p += n;
+            left -= (size_t)n;
+            continue;
+        }
+        if (err == EINTR) {
+            if (PyErr_CheckSignals() < 0)
+                goto fail;
+            continue;
+        }
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            err = wait_fd(fd, POLLOUT);
+            if (err == 0 || err == EINTR)
+                continue;
+        }
+        goto error;
+    }
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+error:
+    PyBuffer_Release(&view);
+    return raise_translated(self, err, s_send);
+fail:
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+/* aio Stream.send_all(data): write to the transport; the completed awaitable unless paused. */
+static PyObject *
+aio_send_all(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 2 || STREAM_T == NULL)
+        return slow(m, args, nargsf, kwnames);
+    PyObject *self = args[0];
+    if (!PyObject_TypeCheck(self, STREAM_T) || SLOT(self, o_closed) != Py_False)
+        return slow(m, args, nargsf, kwnames);
+    PyObject *p = SLOT(self, o_p), *transport = SLOT(self, o_transport);
+    if (p == NULL || transport == NULL || !PyObject_TypeCheck(p, PROTOCOL_T) ||
+        SLOT(p, o_error) != Py_None || SLOT(p, o_tls) != Py_None)
+        return slow(m, args, nargsf, kwnames);
+    Py_INCREF(p);
+    Py_INCREF(transport);
+    PyObject *r = PyObject_VectorcallMethod(s_is_closing, &transport,
+                                            1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    int ok = r == NULL ? -1 : r == Py_False;
+    Py_XDECREF(r);
+    if (ok > 0) {
+        PyObject *call[2] = {transport, args[1]};
+        r = PyObject_VectorcallMethod(s_write, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (r == NULL) {
+            /* Nothing was written: the Python method tries again and says what is wrong. */
+            PyErr_Clear();
+            ok = 0;
+        }
+        Py_XDECREF(r);
+    }
+    Py_DECREF(transport);
+    if (ok <= 0) {
+        Py_DECREF(p);
+        return ok < 0 ? NULL : slow(m, args, nargsf, kwnames);
+    }
+    int paused = SLOT(p, o_write_paused) != Py_False;
+    Py_DECREF(p);
+    if (!paused)
+        return Py_NewRef(DONE);
+    Py_ssize_t size = PyObject_Length(args[1]);
+    if (size < 0)
+        return NULL;
+    PyObject *n = PyLong_FromSsize_t(size);
+    if (n == NULL)
+        return NULL;
+    PyObject *waiting = PyObject_CallMethodObjArgs(self, s_drain, n, AIO_UNSET, NULL);
+    Py_DECREF(n);
+    return waiting;
+}
+
+/* ---- DrivenRead: what the aio DrivenStream.receive_some returns -------------------------- */
+
+/* Awaited by the handler itself while it runs (the driver's state is RUNNING), it yields
+ * DRIVEN once and returns what the protocol sends in. Awaited anywhere else (another task,
+ * asyncio.wait_for), it runs the Python receive_some instead, as the generator it replaces
+ * would: the check happens when the await starts, not when receive_some is called. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *stream;
+    PyObject *max_bytes; /* NULL: the default */
+    PyObject *func;      /* the Python receive_some */
+    PyObject *inner;     /* the Python generator, once delegated */
+    int yielded;
+} DrivenRead;
+
+static PyTypeObject DrivenReadType;
+
+static int
+dr_clear(DrivenRead *self)
+{
+    Py_CLEAR(self->stream);
+    Py_CLEAR(self->max_bytes);
+    Py_CLEAR(self->func);
+    Py_CLEAR(self->inner);
+    return 0;
+}
+
+static void
+dr_dealloc(DrivenRead *self)
+{
+    PyObject_GC_UnTrack(self);
+    dr_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static int
+dr_traverse(DrivenRead *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->stream);
+    Py_VISIT(self->max_bytes);
+    Py_VISIT(self->func);
+    Py_VISIT(self->inner);
+    return 0;
+}
+
+static PyObject *
+dr_await(PyObject *self)
+{
+    Py_INCREF(self);
+    return self;
+}
+
+/* The fast case holds: the stream's own handler awaits with nothing buffered. Returns the
+ * protocol (borrowed), NULL if not (an error set if one happened). */
+static PyObject *
+dr_can_drive(DrivenRead *self)
+{
+    PyObject *stream = self->stream;
+    if (SLOT(stream, o_closed) != Py_False || SLOT(stream, o_default_timeout) != Py_None)
+        return NULL;
+    PyObject *p = SLOT(stream, o_p);
+    if (p == NULL || !PyObject_TypeCheck(p, PROTOCOL_T))
+        return NULL;
+    PyObject *driver = SLOT(p, o_driver);
+    if (driver == NULL || !PyObject_TypeCheck(driver, DRIVER_T) ||
+        SLOT(driver, o_waiting) != RUNNING)
+        return NULL;
+    PyObject *buffer = SLOT(p, o_buffer);
+    if (buffer != NO_DATA) {
+        Py_ssize_t len = buffer == NULL ? -1 : PyObject_Length(buffer);
+        if (len != 0)
+            return NULL;
+    }
+    if (SLOT(p, o_eof) != Py_False || SLOT(p, o_read_waiter) != Py_None ||
+        SLOT(p, o_reading_paused) != Py_False)
+        return NULL;
+    return p;
+}
+
+static PySendResult
+dr_send(DrivenRead *self, PyObject *arg, PyObject **result)
+{
+    if (self->inner != NULL)
+        return PyIter_Send(self->inner, arg, result);
+    if (self->yielded) {
+        *result = Py_NewRef(arg);
+        return PYGEN_RETURN;
+    }
+    PyObject *p = dr_can_drive(self);
+    if (p != NULL) {
+        PyObject *some = self->max_bytes;
+        some = some == NULL ? PyLong_FromLong(DEFAULT_RECEIVE_SIZE) : Py_NewRef(some);
+        if (some == NULL)
+            goto error;
+        slot_set(p, o_some, some);
+        Py_DECREF(some);
+        slot_set(p, o_read_waiter, DRIVEN);
+        self->yielded = 1;
+        *result = Py_NewRef(DRIVEN);
+        return PYGEN_NEXT;
+    }
+    if (PyErr_Occurred())
+        goto error;
+    self->inner = self->max_bytes == NULL
+                      ? PyObject_CallOneArg(self->func, self->stream)
+                      : PyObject_CallFunctionObjArgs(self->func, self->stream, self->max_bytes,
+                                                     NULL);
+    if (self->inner == NULL)
+        goto error;
+    return PyIter_Send(self->inner, arg, result);
+error:
+    *result = NULL;
+    return PYGEN_ERROR;
+}
+
+/* Raise StopIteration(value) and drop our reference to value. */
+static void
+stop_with(PyObject *value)
+{
+    if (value == Py_None) {
+        PyErr_SetNone(PyExc_StopIteration);
+    } else {
+        PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, value);
+        if (e != NULL) {
+            PyErr_SetObject(PyExc_StopIteration, e);
+            Py_DECREF(e);
+        }
+    }
+    Py_DECREF(value);
+}
+
+static PyObject *
+dr_iternext(DrivenRead *self)
+{
+    PyObject *result;
+    PySendResult status = dr_send(self, Py_None, &result);
+    if (status == PYGEN_NEXT)
+        return result;
+    if (status == PYGEN_RETURN)
+        stop_with(result);
+    return NULL;
+}
+
+static PyObject *
+dr_send_method(DrivenRead *self, PyObject *arg)
+{
+    PyObject *result;
+    PySendResult status = dr_send(self, arg, &result);
+    if (status == PYGEN_NEXT)
+        return result;
+    if (status == PYGEN_RETURN)
+        stop_with(result);
+    return NULL;
+}
+
+/* throw(exc) / throw(type[, value[, traceback]]): into the delegate, or raised here (the
+ * DRIVEN wait has no state to unwind: the driver already told the protocol). */
+static PyObject *
+dr_throw(DrivenRead *self, PyObject *args)
+{
+    if (self->inner != NULL) {
+        PyObject *meth = PyObject_GetAttr(self->inner, s_throw);
+        if (meth == NULL)
+            return NULL;
+        PyObject *r = PyObject_Call(meth, args, NULL);
+        Py_DECREF(meth);
+        return r;
+    }
+    PyObject *typ, *val = Py_None, *tb = Py_None;
+    if (!PyArg_UnpackTuple(args, "throw", 1, 3, &typ, &val, &tb))
+        return NULL;
+    self->yielded = 1; /* finished: a later send returns its value, as nothing is waiting */
+    if (PyExceptionInstance_Check(typ)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    } else if (PyExceptionClass_Check(typ)) {
+        PyErr_SetObject(typ, val == Py_None ? NULL : val);
+    } else {
+        PyErr_SetString(PyExc_TypeError, "exceptions must derive from BaseException");
+        return NULL;
+    }
+    if (tb != Py_None && PyTraceBack_Check(tb)) {
+        PyObject *t, *v, *old;
+        PyErr_Fetch(&t, &v, &old);
+        PyErr_NormalizeException(&t, &v, &old);
+        Py_XDECREF(old);
+        Py_INCREF(tb);
+        PyErr_Restore(t, v, tb);
+    }
+    return NULL;
+}
+
+static PyObject *
+dr_close(DrivenRead *self, PyObject *unused)
+{
+    if (self->inner != NULL)
+        return PyObject_CallMethodNoArgs(self->inner, s_close);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef dr_methods[] = {
+    {"send", (PyCFunction)dr_send_method, METH_O, NULL},
+    {"throw", (PyCFunction)dr_throw, METH_VARARGS, NULL},
+    {"close", (PyCFunction)dr_close, METH_NOARGS, NULL},
+    {NULL},
+};
+
+static PyAsyncMethods dr_async = {
+    .am_await = dr_await,
+    .am_send = (sendfunc)dr_send,
+};
+
+static PyTypeObject DrivenReadType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "socketkit._speedups.DrivenRead",
+    .tp_basicsize = sizeof(DrivenRead),
+    .tp_dealloc = (destructor)dr_dealloc,
+    .tp_as_async = &dr_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The awaitable of a driven handler's receive_some.",
+    .tp_traverse = (traverseproc)dr_traverse,
+    .tp_clear = (inquiry)dr_clear,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)dr_iternext,
+    .tp_methods = dr_methods,
+};
+
+/* aio DrivenStream.receive_some(max_bytes=65536): the awaitable; all checks happen when it
+ * is awaited. */
+static PyObject *
+aio_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames != NULL || nargs < 1 || nargs > 2 || STREAM_T == NULL ||
+        !PyObject_TypeCheck(args[0], STREAM_T))
+        return slow(m, args, nargsf, kwnames);
+    if (nargs == 2) {
+        if (!PyLong_CheckExact(args[1]))
+            return slow(m, args, nargsf, kwnames);
+        Py_ssize_t size = PyLong_AsSsize_t(args[1]);
+        if (size <= 0) {
+            PyErr_Clear();
+            return slow(m, args, nargsf, kwnames);
+        }
+    }
+    DrivenRead *r = PyObject_GC_New(DrivenRead, &DrivenReadType);
+    if (r == NULL)
+        return NULL;
+    Py_INCREF(args[0]);
+    r->stream = args[0];
+    r->max_bytes = nargs == 2 ? Py_NewRef(args[1]) : NULL;
+    r->func = Py_NewRef(m->func);
+    r->inner = NULL;
+    r->yielded = 0;
+    PyObject_GC_Track(r);
+    return (PyObject *)r;
+}
+
+/* ---- the driver's step and the protocol's delivery --------------------------------------- */
+
+/* HandlerDriver._step(value, None) with bytes to deliver: resume the handler coroutine. */
+static PyObject *
+step(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 3 || args[1] == Py_None ||
+        args[2] != Py_None || DRIVER_T == NULL || !PyObject_TypeCheck(args[0], DRIVER_T))
+        return slow(m, args, nargsf, kwnames);
+    PyObject *self = args[0], *value = args[1];
+    PyObject *state = SLOT(self, o_state);
+    if (state == NULL || !PyLong_CheckExact(state))
+        return slow(m, args, nargsf, kwnames);
+    if (PyLong_AsLong(state) != 0)
+        Py_RETURN_NONE; /* finished already */
+    PyObject *loop = SLOT(self, o_loop), *ctx = SLOT(self, o_context), *coro = SLOT(self, o_coro);
+    if (SLOT(self, o_must_cancel) != Py_False || loop == NULL || ctx == NULL || coro == NULL ||
+        !PyContext_CheckExact(ctx))
+        return slow(m, args, nargsf, kwnames);
+    Py_INCREF(loop);
+    Py_INCREF(ctx);
+    Py_INCREF(coro);
+    PyObject *pair[2] = {loop, self}, *result = NULL, *outcome = NULL;
+    PyObject *r = PyObject_Vectorcall(ENTER_TASK, pair, 2, NULL);
+    if (r == NULL) {
+        Py_DECREF(loop);
+        Py_DECREF(ctx);
+        Py_DECREF(coro);
+        if (!PyErr_ExceptionMatches(PyExc_RuntimeError))
+            return NULL;
+        PyErr_Clear(); /* inside another task's step: the Python method goes round the loop */
+        return slow(m, args, nargsf, kwnames);
+    }
+    Py_DECREF(r);
+    slot_set(self, o_waiting, RUNNING);
+
+    long end = 0; /* _PENDING; 1 _FINISHED; 2 _CANCELLED */
+    int raised = 0, failed = 0;
+    PySendResult status;
+    if (PyContext_Enter(ctx) < 0) {
+        status = PYGEN_ERROR;
+    } else {
+        status = PyIter_Send(coro, value, &result);
+        if (PyContext_Exit(ctx) < 0) {
+            Py_XDECREF(result);
+            status = PYGEN_ERROR;
+        }
+    }
+    Py_DECREF(ctx);
+    Py_DECREF(coro);
+    if (status == PYGEN_NEXT) {
+        if (result == DRIVEN && SLOT(self, o_must_cancel) == Py_False) {
+            slot_set(self, o_waiting, DRIVEN);
+        } else {
+            PyObject *s = PyObject_CallMethodOneArg(self, s_suspend, result);
+            failed = s == NULL;
+            Py_XDECREF(s);
+        }
+        Py_DECREF(result);
+    } else if (status == PYGEN_RETURN) {
+        end = 1;
+        outcome = result;
+    } else {
+        PyObject *t, *tb;
+        PyErr_Fetch(&t, &outcome, &tb);
+        PyErr_NormalizeException(&t, &outcome, &tb);
+        if (tb != NULL) {
+            PyException_SetTraceback(outcome, tb);
+            Py_DECREF(tb);
+        }
+        Py_XDECREF(t);
+        end = PyObject_TypeCheck(outcome, (PyTypeObject *)CANCELLED_ERROR) ? 2 : 1;
+        raised = 1;
+    }
+    /* _leave_task, keeping any exception of ours across the call. */
+    PyObject *et = NULL, *ev = NULL, *etb = NULL;
+    if (failed)
+        PyErr_Fetch(&et, &ev, &etb);
+    r = PyObject_Vectorcall(LEAVE_TASK, pair, 2, NULL);
+    Py_DECREF(loop);
+    if (r == NULL || failed) {
+        if (r == NULL) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+        } else {
+            Py_DECREF(r);
+            PyErr_Restore(et, ev, etb);
+        }
+        Py_XDECREF(outcome);
+        return NULL;
+    }
+    Py_DECREF(r);
+    if (end == 0)
+        Py_RETURN_NONE;
+    PyObject *k = PyLong_FromLong(end);
+    if (k == NULL) {
+        Py_DECREF(outcome);
+        return NULL;
+    }
+    r = PyObject_CallMethodObjArgs(self, s_conclude, k, outcome, raised ? Py_True : Py_False,
+                                   NULL);
+    Py_DECREF(k);
+    Py_DECREF(outcome);
+    return r;
+}
+
+/* StreamProtocol.data_received(data) while a driven receive_some waits for at most len(data)
+ * bytes: hand the bytes object itself to the handler and run it now. */
+static PyObject *
+data_received(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 2 || PROTOCOL_T == NULL ||
+        !PyBytes_CheckExact(args[1]) || !PyObject_TypeCheck(args[0], PROTOCOL_T))
+        return slow(m, args, nargsf, kwnames);
+    PyObject *self = args[0], *data = args[1];
+    PyObject *some = SLOT(self, o_some), *driver = SLOT(self, o_driver);
+    if (SLOT(self, o_tls) != Py_None || SLOT(self, o_read_waiter) != DRIVEN || some == NULL ||
+        !PyLong_CheckExact(some) || PyBytes_GET_SIZE(data) > PyLong_AsSsize_t(some) ||
+        driver == NULL || !PyObject_TypeCheck(driver, DRIVER_T))
+        return slow(m, args, nargsf, kwnames);
+    Py_INCREF(driver);
+    slot_set(self, o_some, Py_None);
+    slot_set(self, o_read_waiter, Py_None);
+    PyObject *call[3] = {driver, data, Py_None};
+    PyObject *own = _PyType_Lookup(Py_TYPE(driver), s_step); /* borrowed */
+    PyObject *r;
+    if (own != NULL && Py_IS_TYPE(own, &FastMethodType) && ((FastMethod *)own)->kind == K_STEP)
+        r = step((FastMethod *)own, call, 3, NULL);
+    else
+        r = PyObject_VectorcallMethod(s_step, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(driver);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static const vectorcallfunc KINDS[K_COUNT] = {
+    [K_SYNC_RECEIVE_SOME] = (vectorcallfunc)sync_receive_some,
+    [K_SYNC_SEND_ALL] = (vectorcallfunc)sync_send_all,
+    [K_AIO_SEND_ALL] = (vectorcallfunc)aio_send_all,
+    [K_AIO_RECEIVE_SOME] = (vectorcallfunc)aio_receive_some,
+    [K_DATA_RECEIVED] = (vectorcallfunc)data_received,
+    [K_STEP] = (vectorcallfunc)step,
+};
+
+static PyObject *
+fm_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    FastMethod *m = (FastMethod *)callable;
+    return KINDS[m->kind](callable, args, nargsf, kwnames);
+}
+
+static PyObject *
+fm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    int kind;
+    PyObject *func;
+    static char *names[] = {"kind", "func", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iO:FastMethod", names, &kind, &func))
+        return NULL;
+    if (kind < 0 || kind >= K_COUNT) {
+        PyErr_Format(PyExc_ValueError, "unknown fast path %d", kind);
+        return NULL;
+    }
+    if (!PyCallable_Check(func)) {
+        PyErr_SetString(PyExc_TypeError, "func must be callable");
+        return NULL;
+    }
+    FastMethod *m = (FastMethod *)type->tp_alloc(type, 0);
+    if (m == NULL)
+        return NULL;
+    m->kind = kind;
+    m->func = Py_NewRef(func);
+    m->vectorcall = fm_vectorcall;
+    return (PyObject *)m;
+}
+
+static void
+fm_dealloc(FastMethod *m)
+{
+    PyObject_GC_UnTrack(m);
+    Py_CLEAR(m->func);
+    Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+static int
+fm_traverse(FastMethod *m, visitproc visit, void *arg)
+{
+    Py_VISIT(m->func);
+    return 0;
+}
+
+static PyObject *
+fm_descr_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
+
+static PyObject *
+fm_get_attr(FastMethod *m, void *name)
+{
+    return PyObject_GetAttrString(m->func, (const char *)name);
+}
+
+static PyObject *
+fm_wrapped(FastMethod *m, void *unused)
+{
+    return Py_NewRef(m->func);
+}
+
+static PyGetSetDef fm_getset[] = {
+    {"__wrapped__", (getter)fm_wrapped, NULL, "the Python method (every other call)", NULL},
+    {"__doc__", (getter)fm_get_attr, NULL, NULL, "__doc__"},
+    {"__name__", (getter)fm_get_attr, NULL, NULL, "__name__"},
+    {"__qualname__", (getter)fm_get_attr, NULL, NULL, "__qualname__"},
+    {"__module__", (getter)fm_get_attr, NULL, NULL, "__module__"},
+    {NULL},
+};
+
+static PyObject *
+fm_repr(FastMethod *m)
+{
+    return PyUnicode_FromFormat("<fast path of %R>", m->func);
+}
+
+static PyTypeObject FastMethodType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "socketkit._speedups.FastMethod",
+    .tp_basicsize = sizeof(FastMethod),
+    .tp_dealloc = (destructor)fm_dealloc,
+    .tp_vectorcall_offset = offsetof(FastMethod, vectorcall),
+    .tp_repr = (reprfunc)fm_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "FastMethod(kind, func): func, with its common case done in C.",
+    .tp_traverse = (traverseproc)fm_traverse,
+    .tp_getset = fm_getset,
+    .tp_descr_get = fm_descr_get,
+    .tp_new = fm_new,
+};
+
+/* ---- module ------------------------------------------------------------------------------ */
+
+/* The offset of slot `name` in instances of `type` (a __slots__ member), or -1. */
+static Py_ssize_t
+slot_offset(PyTypeObject *type, const char *name)
+{
+    PyObject *d = PyObject_GetAttrString((PyObject *)type, name);
+    if (d == NULL)
+        return -1;
+    Py_ssize_t off = -1;
+    if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)d)->d_member;
+        if (member->type == T_OBJECT_EX && !(member->flags & READONLY))
+            off = member->offset;
+    }
+    Py_DECREF(d);
+    if (off < 0)
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a writable __slots__ member", type->tp_name,
+                     name);
+    return off;
+}
+
+static PyObject *
+configure_aio(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"stream",  "protocol", "driver",     "driven",     "running",
+                            "no_data", "done",     "unset",      "enter_task", "leave_task",
+                            "cancelled_error", NULL};
+    PyTypeObject *stream, *protocol, *driver;
+    PyObject *v[8];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!OOOOOOOO:configure_aio", names,
+                                     &PyType_Type, &stream, &PyType_Type, &protocol,
+                                     &PyType_Type, &driver, &v[0], &v[1], &v[2], &v[3], &v[4],
+                                     &v[5], &v[6], &v[7]))
+        return NULL;
+    if (!PyType_Check(v[7])) {
+        PyErr_SetString(PyExc_TypeError, "cancelled_error must be a class");
+        return NULL;
+    }
+    struct {
+        Py_ssize_t *off;
+        PyTypeObject *type;
+        const char *name;
+    } slots[] = {
+        {&o_closed, stream, "_closed"},
+        {&o_p, stream, "_p"},
+        {&o_transport, stream, "_transport"},
+        {&o_default_timeout, stream, "default_timeout"},
+        {&o_buffer, protocol, "buffer"},
+        {&o_driver, protocol, "driver"},
+        {&o_eof, protocol, "eof"},
+        {&o_error, protocol, "error"},
+        {&o_read_waiter, protocol, "_read_waiter"},
+        {&o_some, protocol, "_some"},
+        {&o_reading_paused, protocol, "reading_paused"},
+        {&o_tls, protocol, "tls"},
+        {&o_write_paused, protocol, "write_paused"},
+        {&o_state, driver, "_state"},
+        {&o_must_cancel, driver, "_must_cancel"},
+        {&o_loop, driver, "_loop"},
+        {&o_context, driver, "_context"},
+        {&o_coro, driver, "_coro"},
+        {&o_waiting, driver, "_waiting"},
+    };
+    for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
+        if ((*slots[i].off = slot_offset(slots[i].type, slots[i].name)) < 0)
+            return NULL;
+    }
+    PyObject **objects[8] = {&DRIVEN, &RUNNING, &NO_DATA, &DONE,
+                             &AIO_UNSET, &ENTER_TASK, &LEAVE_TASK, &CANCELLED_ERROR};
+    for (int i = 0; i < 8; i++)
+        Py_XSETREF(*objects[i], Py_NewRef(v[i]));
+    Py_XSETREF(STREAM_T, (PyTypeObject *)Py_NewRef(stream));
+    Py_XSETREF(PROTOCOL_T, (PyTypeObject *)Py_NewRef(protocol));
+    Py_XSETREF(DRIVER_T, (PyTypeObject *)Py_NewRef(driver));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure_aio", (PyCFunction)(void (*)(void))configure_aio, METH_VARARGS | METH_KEYWORDS,
+     "The asyncio side's markers and helpers (socketkit/_async/stream.py)."},
+    {NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "socketkit._speedups",
+    .m_doc = "C fast paths for socketkit's per-message hot path (see _speedups.c).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+#define INTERN(var, text)                                                                       \
+    if ((var = PyUnicode_InternFromString(text)) == NULL)                                      \
+        return NULL;
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    INTERN(s_direct, "_direct");
+    INTERN(s_fd, "_fd");
+    INTERN(s_eof, "_eof");
+    INTERN(s_error_m, "_error");
+    INTERN(s_closed, "_closed");
+    INTERN(s_p, "_p");
+    INTERN(s_driver, "driver");
+    INTERN(s_waiting, "_waiting");
+    INTERN(s_default_timeout, "default_timeout");
+    INTERN(s_buffer, "buffer");
+    INTERN(s_eof_flag, "eof");
+    INTERN(s_read_waiter, "_read_waiter");
+    INTERN(s_reading_paused, "reading_paused");
+    INTERN(s_some, "_some");
+    INTERN(s_error, "error");
+    INTERN(s_transport, "_transport");
+    INTERN(s_tls, "tls");
+    INTERN(s_write_paused, "write_paused");
+    INTERN(s_is_closing, "is_closing");
+    INTERN(s_write, "write");
+    INTERN(s_drain, "_drain");
+    INTERN(s_step, "_step");
+    INTERN(s_state, "_state");
+    INTERN(s_must_cancel, "_must_cancel");
+    INTERN(s_loop, "_loop");
+    INTERN(s_context, "_context");
+    INTERN(s_coro, "_coro");
+    INTERN(s_suspend, "_suspend");
+    INTERN(s_conclude, "_conclude");
+    INTERN(s_receive, "receive");
+    INTERN(s_send, "send");
+    INTERN(s_throw, "throw");
+    INTERN(s_close, "close");
+    if (PyType_Ready(&FastMethodType) < 0 || PyType_Ready(&DrivenReadType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "FastMethod", (PyObject *)&FastMethodType) < 0 ||
+        PyModule_AddIntConstant(module, "SYNC_RECEIVE_SOME", K_SYNC_RECEIVE_SOME) < 0 ||
+        PyModule_AddIntConstant(module, "SYNC_SEND_ALL", K_SYNC_SEND_ALL) < 0 ||
+        PyModule_AddIntConstant(module, "AIO_SEND_ALL", K_AIO_SEND_ALL) < 0 ||
+        PyModule_AddIntConstant(module, "AIO_RECEIVE_SOME", K_AIO_RECEIVE_SOME) < 0 ||
+        PyModule_AddIntConstant(module, "DATA_RECEIVED", K_DATA_RECEIVED) < 0 ||
+        PyModule_AddIntConstant(module, "STEP", K_STEP) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

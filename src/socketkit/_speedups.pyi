@@ -1,0 +1,31 @@
+# The C extension's interface (_speedups.c); used through socketkit/_accel.py only.
+from collections.abc import Callable
+from typing import Any
+
+SYNC_RECEIVE_SOME: int
+SYNC_SEND_ALL: int
+AIO_SEND_ALL: int
+AIO_RECEIVE_SOME: int
+DATA_RECEIVED: int
+STEP: int
+
+class FastMethod:
+    __wrapped__: Callable[..., Any]
+    def __init__(self, kind: int, func: Callable[..., Any]) -> None: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, obj: object, cls: type | None = None) -> Any: ...
+
+def configure_aio(
+    *,
+    stream: type,
+    protocol: type,
+    driver: type,
+    driven: object,
+    running: object,
+    no_data: object,
+    done: object,
+    unset: float,
+    enter_task: Callable[[Any, Any], None],
+    leave_task: Callable[[Any, Any], None],
+    cancelled_error: type[BaseException],
+) -> None: ...
