@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 
 from socketkit import AccessDenied
 from socketkit.bench import BenchServer, run
@@ -39,6 +40,11 @@ def test_three_clients_at_once_each_get_their_own_results() -> None:
         for t in threads:
             t.join(60)
         assert not errors, errors
+        # A client has its results before the server has heard its last message (IPERF_DONE)
+        # and reported: wait for the reports before the server closes.
+        deadline = time.monotonic() + 10
+        while len(reports) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert set(results) == set(modes)
     # Each client's figures are its own test's: what it sent is what the server received
     # for that test (exact for TCP; UDP at 20 Mbit/s on loopback loses nothing).

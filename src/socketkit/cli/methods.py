@@ -136,6 +136,8 @@ def _class_rows(cls: type, owner: str, *, c_docstrings: bool) -> Iterator[Row]:
         func = getattr(cls, name, None)
         if func is None or not callable(func) or inspect.isclass(func):
             continue
+        # A C fast path (socketkit._accel) documents the Python method it stands in front of.
+        func = getattr(func, "__wrapped__", func)
         if inspect.isfunction(func):
             row = _function_row(owner, name, func, method=True)
             if c_docstrings:
