@@ -63,12 +63,9 @@ slot_set(PyObject *obj, Py_ssize_t off, PyObject *value)
     Py_XDECREF(old);
 }
 
-/* Interned attribute names. */
-static PyObject *s_direct, *s_fd, *s_eof, *s_error_m, *s_closed, *s_p, *s_driver, *s_waiting,
-    *s_default_timeout, *s_buffer, *s_eof_flag, *s_read_waiter, *s_reading_paused, *s_some,
-    *s_error, *s_transport, *s_tls, *s_write_paused, *s_is_closing, *s_write, *s_drain,
-    *s_step, *s_state, *s_must_cancel, *s_loop, *s_context, *s_coro, *s_suspend, *s_conclude,
-    *s_receive, *s_send, *s_throw, *s_close;
+/* Interned attribute names (the sync Stream has no __slots__; the rest are method names). */
+static PyObject *s_direct, *s_fd, *s_eof, *s_error_m, *s_is_closing, *s_write, *s_drain,
+    *s_step, *s_suspend, *s_conclude, *s_receive, *s_send, *s_throw, *s_close;
 
 /* ---- FastMethod ------------------------------------------------------------------------- */
 
@@ -193,8 +190,13 @@ sync_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject 
         }
         if (err == EAGAIN || err == EWOULDBLOCK) {
             err = wait_fd(fd, POLLIN);
-            if (err == 0 || err == EINTR)
+            if (err == 0)
                 continue;
+            if (err == EINTR) {
+                if (PyErr_CheckSignals() < 0)
+                    goto fail;
+                continue;
+            }
         }
         Py_DECREF(data);
         return raise_translated(self, err, s_receive);
@@ -270,8 +272,13 @@ sync_send_all(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwn
         }
         if (err == EAGAIN || err == EWOULDBLOCK) {
             err = wait_fd(fd, POLLOUT);
-            if (err == 0 || err == EINTR)
+            if (err == 0)
                 continue;
+            if (err == EINTR) {
+                if (PyErr_CheckSignals() < 0)
+                    goto fail;
+                continue;
+            }
         }
         goto error;
     }
@@ -421,6 +428,10 @@ dr_send(DrivenRead *self, PyObject *arg, PyObject **result)
     if (self->yielded) {
         *result = Py_NewRef(arg);
         return PYGEN_RETURN;
+    }
+    if (self->stream == NULL) { /* cleared by the garbage collector */
+        PyErr_SetString(PyExc_RuntimeError, "receive_some awaited after it was collected");
+        goto error;
     }
     PyObject *p = dr_can_drive(self);
     if (p != NULL) {
@@ -942,29 +953,10 @@ PyInit__speedups(void)
     INTERN(s_fd, "_fd");
     INTERN(s_eof, "_eof");
     INTERN(s_error_m, "_error");
-    INTERN(s_closed, "_closed");
-    INTERN(s_p, "_p");
-    INTERN(s_driver, "driver");
-    INTERN(s_waiting, "_waiting");
-    INTERN(s_default_timeout, "default_timeout");
-    INTERN(s_buffer, "buffer");
-    INTERN(s_eof_flag, "eof");
-    INTERN(s_read_waiter, "_read_waiter");
-    INTERN(s_reading_paused, "reading_paused");
-    INTERN(s_some, "_some");
-    INTERN(s_error, "error");
-    INTERN(s_transport, "_transport");
-    INTERN(s_tls, "tls");
-    INTERN(s_write_paused, "write_paused");
     INTERN(s_is_closing, "is_closing");
     INTERN(s_write, "write");
     INTERN(s_drain, "_drain");
     INTERN(s_step, "_step");
-    INTERN(s_state, "_state");
-    INTERN(s_must_cancel, "_must_cancel");
-    INTERN(s_loop, "_loop");
-    INTERN(s_context, "_context");
-    INTERN(s_coro, "_coro");
     INTERN(s_suspend, "_suspend");
     INTERN(s_conclude, "_conclude");
     INTERN(s_receive, "receive");
