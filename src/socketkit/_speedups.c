@@ -23,6 +23,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stddef.h>
 #include <structmember.h>
@@ -96,12 +97,11 @@ attr_is(PyObject *obj, PyObject *name, PyObject *value)
     return same;
 }
 
-/* Raise self._error(exc, what) from exc, where exc is the OSError for errno `err`. */
+/* The exception being raised, taken out (normalized, its traceback attached): a new
+ * reference. (PyErr_GetRaisedException from 3.12 on.) */
 static PyObject *
-raise_translated(PyObject *self, int err, PyObject *what)
+take_exception(void)
 {
-    errno = err;
-    PyErr_SetFromErrno(PyExc_OSError);
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
@@ -109,7 +109,17 @@ raise_translated(PyObject *self, int err, PyObject *what)
         PyException_SetTraceback(value, tb);
         Py_DECREF(tb);
     }
-    Py_DECREF(type);
+    Py_XDECREF(type);
+    return value;
+}
+
+/* Raise self._error(exc, what) from exc, where exc is the OSError for errno `err`. */
+static PyObject *
+raise_translated(PyObject *self, int err, PyObject *what)
+{
+    errno = err;
+    PyErr_SetFromErrno(PyExc_OSError);
+    PyObject *value = take_exception();
     PyObject *mapped = PyObject_CallMethodObjArgs(self, s_error_m, value, what, NULL);
     if (mapped == NULL) {
         Py_DECREF(value);
@@ -135,17 +145,38 @@ wait_fd(int fd, short events)
     return r < 0 ? errno : 0;
 }
 
+/* After recv/send failed with *err: 1 to try again (the socket became ready, or a signal
+ * came and its handler raised nothing), 0 to report *err, -1 if a signal handler raised. */
 static int
-get_fd(PyObject *self)
+again(int *err, int fd, short events)
 {
-    PyObject *v = PyObject_GetAttr(self, s_fd);
-    if (v == NULL)
-        return -1;
-    long fd = PyLong_AsLong(v);
-    Py_DECREF(v);
-    return (int)fd;
+    if (*err == EAGAIN || *err == EWOULDBLOCK) {
+        *err = wait_fd(fd, events);
+        if (*err == 0)
+            return 1;
+    }
+    if (*err == EINTR)
+        return PyErr_CheckSignals() < 0 ? -1 : 1;
+    return 0;
 }
 
+/* The sync stream's fd while it is direct (plain socket, no timeout, nothing buffered): -1
+ * when it is not (the Python method's case), -2 with an exception set. */
+static int
+direct_fd(PyObject *self)
+{
+    int direct = attr_is(self, s_direct, Py_True);
+    if (direct <= 0)
+        return direct < 0 ? -2 : -1;
+    PyObject *v = PyObject_GetAttr(self, s_fd);
+    if (v == NULL)
+        return -2;
+    long fd = PyLong_AsLong(v);
+    Py_DECREF(v);
+    if (fd == -1 && PyErr_Occurred())
+        return -2;
+    return fd < 0 || fd > INT_MAX ? -1 : (int)fd;
+}
 /* sync Stream.receive_some(max_bytes=65536) while the stream is direct. */
 static PyObject *
 sync_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -164,12 +195,9 @@ sync_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject 
             return slow(m, args, nargsf, kwnames);
         }
     }
-    int direct = attr_is(self, s_direct, Py_True);
-    if (direct <= 0)
-        return direct < 0 ? NULL : slow(m, args, nargsf, kwnames);
-    int fd = get_fd(self);
+    int fd = direct_fd(self);
     if (fd < 0)
-        return PyErr_Occurred() ? NULL : slow(m, args, nargsf, kwnames);
+        return fd == -2 ? NULL : slow(m, args, nargsf, kwnames);
 
     PyObject *data = PyBytes_FromStringAndSize(NULL, size);
     if (data == NULL)
@@ -183,21 +211,11 @@ sync_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject 
         Py_END_ALLOW_THREADS
         if (n >= 0)
             break;
-        if (err == EINTR) {
-            if (PyErr_CheckSignals() < 0)
-                goto fail;
+        int retry = again(&err, fd, POLLIN);
+        if (retry > 0)
             continue;
-        }
-        if (err == EAGAIN || err == EWOULDBLOCK) {
-            err = wait_fd(fd, POLLIN);
-            if (err == 0)
-                continue;
-            if (err == EINTR) {
-                if (PyErr_CheckSignals() < 0)
-                    goto fail;
-                continue;
-            }
-        }
+        if (retry < 0)
+            goto fail;
         Py_DECREF(data);
         return raise_translated(self, err, s_receive);
     }
@@ -223,12 +241,9 @@ sync_send_all(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwn
     if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 2)
         return slow(m, args, nargsf, kwnames);
     PyObject *self = args[0];
-    int direct = attr_is(self, s_direct, Py_True);
-    if (direct <= 0)
-        return direct < 0 ? NULL : slow(m, args, nargsf, kwnames);
-    int fd = get_fd(self);
+    int fd = direct_fd(self);
     if (fd < 0)
-        return PyErr_Occurred() ? NULL : slow(m, args, nargsf, kwnames);
+        return fd == -2 ? NULL : slow(m, args, nargsf, kwnames);
     Py_buffer view;
     if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
         PyErr_Clear(); /* not a contiguous byte buffer: the Python method says what is wrong */
@@ -265,21 +280,11 @@ sync_send_all(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwn
             left -= (size_t)n;
             continue;
         }
-        if (err == EINTR) {
-            if (PyErr_CheckSignals() < 0)
-                goto fail;
+        int retry = again(&err, fd, POLLOUT);
+        if (retry > 0)
             continue;
-        }
-        if (err == EAGAIN || err == EWOULDBLOCK) {
-            err = wait_fd(fd, POLLOUT);
-            if (err == 0)
-                continue;
-            if (err == EINTR) {
-                if (PyErr_CheckSignals() < 0)
-                    goto fail;
-                continue;
-            }
-        }
+        if (retry < 0)
+            goto fail;
         goto error;
     }
     PyBuffer_Release(&view);
@@ -476,18 +481,7 @@ stop_with(PyObject *value)
     Py_DECREF(value);
 }
 
-static PyObject *
-dr_iternext(DrivenRead *self)
-{
-    PyObject *result;
-    PySendResult status = dr_send(self, Py_None, &result);
-    if (status == PYGEN_NEXT)
-        return result;
-    if (status == PYGEN_RETURN)
-        stop_with(result);
-    return NULL;
-}
-
+/* send(arg) as a generator method: the yielded value, or StopIteration(return value). */
 static PyObject *
 dr_send_method(DrivenRead *self, PyObject *arg)
 {
@@ -498,6 +492,12 @@ dr_send_method(DrivenRead *self, PyObject *arg)
     if (status == PYGEN_RETURN)
         stop_with(result);
     return NULL;
+}
+
+static PyObject *
+dr_iternext(DrivenRead *self)
+{
+    return dr_send_method(self, Py_None);
 }
 
 /* throw(exc) / throw(type[, value[, traceback]]): into the delegate, or raised here (the
@@ -665,14 +665,7 @@ step(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
         end = 1;
         outcome = result;
     } else {
-        PyObject *t, *tb;
-        PyErr_Fetch(&t, &outcome, &tb);
-        PyErr_NormalizeException(&t, &outcome, &tb);
-        if (tb != NULL) {
-            PyException_SetTraceback(outcome, tb);
-            Py_DECREF(tb);
-        }
-        Py_XDECREF(t);
+        outcome = take_exception();
         end = PyObject_TypeCheck(outcome, (PyTypeObject *)CANCELLED_ERROR) ? 2 : 1;
         raised = 1;
     }
