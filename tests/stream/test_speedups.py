@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import inspect
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -136,6 +137,47 @@ def _read_n(sock: socket.socket, n: int, into: bytearray) -> None:
         if not chunk:
             return
         into += chunk
+
+
+class _Alarm(Exception):
+    pass
+
+
+def _raise_alarm(signum: int, frame: object) -> None:
+    raise _Alarm
+
+
+@pytest.mark.parametrize("blocking", [True, False])
+def test_sync_paths_run_signal_handlers_while_they_wait(
+    tcp_pair: tuple[socketkit.Stream, socket.socket], blocking: bool
+) -> None:
+    """A signal that arrives while receive_some or send_all waits (in recv/send, or in the
+    poll of a socket made non-blocking) runs its handler, and what the handler raises comes
+    out (Ctrl-C is not lost); a handler that returns lets the wait go on."""
+    if PURE and not blocking:
+        return  # the C paths' own guard, as above
+    stream, peer = tcp_pair
+    os.set_blocking(stream.fileno(), blocking)
+    previous = signal.signal(signal.SIGALRM, _raise_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(_Alarm):
+            stream.receive_some()
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(_Alarm):
+            stream.send_all(b"x" * (64 << 20))  # nobody reads: it waits until the alarm
+        # A handler that returns: the receive goes on and gets the bytes sent later.
+        signal.signal(signal.SIGALRM, lambda signum, frame: None)
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        timer = threading.Timer(0.3, peer.sendall, (b"after",))
+        timer.start()
+        try:
+            assert stream.receive_some() == b"after"
+        finally:
+            timer.join()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_sync_large_send_lets_other_threads_run(
