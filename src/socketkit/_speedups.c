@@ -34,6 +34,7 @@ enum {
     K_SYNC_SEND_ALL,
     K_AIO_SEND_ALL,
     K_AIO_RECEIVE_SOME,
+    K_AIO_RECEIVE_INTO,
     K_DATA_RECEIVED,
     K_STEP,
     K_COUNT
@@ -66,7 +67,8 @@ slot_set(PyObject *obj, Py_ssize_t off, PyObject *value)
 
 /* Interned attribute names (the sync Stream has no __slots__; the rest are method names). */
 static PyObject *s_direct, *s_fd, *s_eof, *s_error_m, *s_is_closing, *s_write, *s_drain,
-    *s_step, *s_suspend, *s_conclude, *s_receive, *s_send, *s_throw, *s_close;
+    *s_step, *s_suspend, *s_conclude, *s_receive, *s_send, *s_throw, *s_close, *s_get_extra_info,
+    *s_socket, *s_fileno, *s_receive_into_waiting, *s_read_failed;
 
 /* ---- FastMethod ------------------------------------------------------------------------- */
 
@@ -278,6 +280,10 @@ sync_send_all(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwn
         if (n >= 0) {
             p += n;
             left -= (size_t)n;
+            /* A signal can cut a send short without EINTR: run its handler before going on
+             * (as socket.sendall does), or Ctrl-C waits for the peer. */
+            if (left > 0 && PyErr_CheckSignals() < 0)
+                goto fail;
             continue;
         }
         int retry = again(&err, fd, POLLOUT);
@@ -346,18 +352,24 @@ aio_send_all(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwna
     return waiting;
 }
 
-/* ---- DrivenRead: what the aio DrivenStream.receive_some returns -------------------------- */
+/* ---- DrivenRead: what the aio receive_some and receive_into return ---------------------- */
 
-/* Awaited by the handler itself while it runs (the driver's state is RUNNING), it yields
- * DRIVEN once and returns what the protocol sends in. Awaited anywhere else (another task,
- * asyncio.wait_for), it runs the Python receive_some instead, as the generator it replaces
- * would: the check happens when the await starts, not when receive_some is called. */
+/* receive_some (of a DrivenStream): awaited by the handler itself while it runs (the driver's
+ * state is RUNNING), it yields DRIVEN once and returns what the protocol sends in. Awaited
+ * anywhere else (another task, asyncio.wait_for), it runs the Python receive_some instead, as
+ * the generator it replaces would: the check happens when the await starts, not when
+ * receive_some is called.
+ *
+ * receive_into (of any aio Stream): when the await starts, one non-blocking recv straight
+ * into the caller's buffer; if the kernel has nothing yet, the Python method's waiting part
+ * (Stream._receive_into_waiting) takes over. */
 typedef struct {
     PyObject_HEAD
     PyObject *stream;
-    PyObject *max_bytes; /* NULL: the default */
-    PyObject *func;      /* the Python receive_some */
-    PyObject *inner;     /* the Python generator, once delegated */
+    PyObject *arg;   /* receive_some: max_bytes (NULL: the default); receive_into: the buffer */
+    PyObject *func;  /* the Python method */
+    PyObject *inner; /* the Python coroutine or generator, once delegated */
+    int into;        /* a receive_into */
     int yielded;
 } DrivenRead;
 
@@ -367,7 +379,7 @@ static int
 dr_clear(DrivenRead *self)
 {
     Py_CLEAR(self->stream);
-    Py_CLEAR(self->max_bytes);
+    Py_CLEAR(self->arg);
     Py_CLEAR(self->func);
     Py_CLEAR(self->inner);
     return 0;
@@ -385,7 +397,7 @@ static int
 dr_traverse(DrivenRead *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->stream);
-    Py_VISIT(self->max_bytes);
+    Py_VISIT(self->arg);
     Py_VISIT(self->func);
     Py_VISIT(self->inner);
     return 0;
@@ -425,6 +437,99 @@ dr_can_drive(DrivenRead *self)
     return p;
 }
 
+/* Delegate to the Python coroutine meth(stream, *self->arg...) and run it. */
+static PySendResult
+dr_delegate(DrivenRead *self, PyObject *meth, PyObject *arg, PyObject **result)
+{
+    self->inner = self->arg == NULL
+                      ? PyObject_CallOneArg(meth, self->stream)
+                      : PyObject_CallFunctionObjArgs(meth, self->stream, self->arg, NULL);
+    if (self->inner == NULL) {
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    return PyIter_Send(self->inner, arg, result);
+}
+
+/* The socket's fd, if the stream is open, reads plain bytes with nothing buffered and its
+ * transport is not closing (so the fd is the transport's, still open); else -1. */
+static int
+dr_readable_fd(PyObject *stream)
+{
+    PyObject *p = SLOT(stream, o_p), *transport = SLOT(stream, o_transport);
+    if (SLOT(stream, o_closed) != Py_False || p == NULL || transport == NULL ||
+        !PyObject_TypeCheck(p, PROTOCOL_T) || SLOT(p, o_tls) != Py_None ||
+        SLOT(p, o_eof) != Py_False)
+        return -1;
+    PyObject *buffer = SLOT(p, o_buffer);
+    if (buffer != NO_DATA && (buffer == NULL || PyObject_Length(buffer) != 0))
+        return -1; /* (an error from len() is the Python method's to raise) */
+    Py_INCREF(transport);
+    int fd = -1;
+    PyObject *r = PyObject_VectorcallMethod(s_is_closing, &transport,
+                                            1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (r == Py_False) {
+        PyObject *sock = PyObject_CallMethodOneArg(transport, s_get_extra_info, s_socket);
+        if (sock != NULL && sock != Py_None) {
+            PyObject *n = PyObject_CallMethodNoArgs(sock, s_fileno);
+            if (n != NULL) {
+                long v = PyLong_AsLong(n);
+                fd = v < 0 || v > INT_MAX ? -1 : (int)v;
+                Py_DECREF(n);
+            }
+        }
+        Py_XDECREF(sock);
+    }
+    Py_XDECREF(r);
+    Py_DECREF(transport);
+    PyErr_Clear(); /* any failure here: the Python method finds it again and says so */
+    return fd;
+}
+
+static PySendResult
+dr_read_into(DrivenRead *self, PyObject *arg, PyObject **result)
+{
+    int fd = dr_readable_fd(self->stream);
+    Py_buffer view;
+    if (fd < 0 || PyObject_GetBuffer(self->arg, &view, PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        return dr_delegate(self, self->func, arg, result);
+    }
+    ssize_t n = view.len > 0 ? recv(fd, view.buf, (size_t)view.len, MSG_DONTWAIT) : -1;
+    int err = view.len > 0 ? errno : EAGAIN;
+    PyBuffer_Release(&view);
+    if (n >= 0) {
+        if (n == 0) /* EOF: the transport will see the same on its next read */
+            slot_set(SLOT(self->stream, o_p), o_eof, Py_True);
+        self->yielded = 1;
+        *result = PyLong_FromSsize_t(n);
+        return *result == NULL ? PYGEN_ERROR : PYGEN_RETURN;
+    }
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+        PyObject *wait = PyObject_GetAttr(self->stream, s_receive_into_waiting);
+        if (wait == NULL) {
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        self->inner = PyObject_CallOneArg(wait, self->arg);
+        Py_DECREF(wait);
+        if (self->inner == NULL) {
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        return PyIter_Send(self->inner, arg, result);
+    }
+    errno = err;
+    PyErr_SetFromErrno(PyExc_OSError);
+    PyObject *exc = take_exception();
+    PyObject *r = PyObject_CallMethodOneArg(self->stream, s_read_failed, exc); /* raises */
+    Py_DECREF(exc);
+    Py_XDECREF(r);
+    self->yielded = 1;
+    *result = NULL;
+    return PYGEN_ERROR;
+}
+
 static PySendResult
 dr_send(DrivenRead *self, PyObject *arg, PyObject **result)
 {
@@ -435,12 +540,14 @@ dr_send(DrivenRead *self, PyObject *arg, PyObject **result)
         return PYGEN_RETURN;
     }
     if (self->stream == NULL) { /* cleared by the garbage collector */
-        PyErr_SetString(PyExc_RuntimeError, "receive_some awaited after it was collected");
+        PyErr_SetString(PyExc_RuntimeError, "a receive awaited after it was collected");
         goto error;
     }
+    if (self->into)
+        return dr_read_into(self, arg, result);
     PyObject *p = dr_can_drive(self);
     if (p != NULL) {
-        PyObject *some = self->max_bytes;
+        PyObject *some = self->arg;
         some = some == NULL ? PyLong_FromLong(DEFAULT_RECEIVE_SIZE) : Py_NewRef(some);
         if (some == NULL)
             goto error;
@@ -453,13 +560,7 @@ dr_send(DrivenRead *self, PyObject *arg, PyObject **result)
     }
     if (PyErr_Occurred())
         goto error;
-    self->inner = self->max_bytes == NULL
-                      ? PyObject_CallOneArg(self->func, self->stream)
-                      : PyObject_CallFunctionObjArgs(self->func, self->stream, self->max_bytes,
-                                                     NULL);
-    if (self->inner == NULL)
-        goto error;
-    return PyIter_Send(self->inner, arg, result);
+    return dr_delegate(self, self->func, arg, result);
 error:
     *result = NULL;
     return PYGEN_ERROR;
@@ -594,9 +695,30 @@ aio_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *
         return NULL;
     Py_INCREF(args[0]);
     r->stream = args[0];
-    r->max_bytes = nargs == 2 ? Py_NewRef(args[1]) : NULL;
+    r->arg = nargs == 2 ? Py_NewRef(args[1]) : NULL;
     r->func = Py_NewRef(m->func);
     r->inner = NULL;
+    r->into = 0;
+    r->yielded = 0;
+    PyObject_GC_Track(r);
+    return (PyObject *)r;
+}
+
+/* aio Stream.receive_into(buffer): the awaitable; the read happens when it is awaited. */
+static PyObject *
+aio_receive_into(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 2 || STREAM_T == NULL ||
+        !PyObject_TypeCheck(args[0], STREAM_T))
+        return slow(m, args, nargsf, kwnames);
+    DrivenRead *r = PyObject_GC_New(DrivenRead, &DrivenReadType);
+    if (r == NULL)
+        return NULL;
+    r->stream = Py_NewRef(args[0]);
+    r->arg = Py_NewRef(args[1]);
+    r->func = Py_NewRef(m->func);
+    r->inner = NULL;
+    r->into = 1;
     r->yielded = 0;
     PyObject_GC_Track(r);
     return (PyObject *)r;
@@ -604,12 +726,16 @@ aio_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *
 
 /* ---- the driver's step and the protocol's delivery --------------------------------------- */
 
-/* HandlerDriver._step(value, None) with bytes to deliver: resume the handler coroutine. */
+/* HandlerDriver._step(value, None): resume the handler coroutine with value (bytes for a
+ * driven read, None after a future). */
 static PyObject *
 step(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 3 || args[1] == Py_None ||
-        args[2] != Py_None || DRIVER_T == NULL || !PyObject_TypeCheck(args[0], DRIVER_T))
+    /* value None: a resume after a future the handler awaited; unless it waits DRIVEN (a
+     * cancelled driven read, which the Python method tells the protocol about). */
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 3 || args[2] != Py_None ||
+        DRIVER_T == NULL || !PyObject_TypeCheck(args[0], DRIVER_T) ||
+        (args[1] == Py_None && SLOT(args[0], o_waiting) == DRIVEN))
         return slow(m, args, nargsf, kwnames);
     PyObject *self = args[0], *value = args[1];
     PyObject *state = SLOT(self, o_state);
@@ -738,6 +864,7 @@ static const vectorcallfunc KINDS[K_COUNT] = {
     [K_SYNC_SEND_ALL] = (vectorcallfunc)sync_send_all,
     [K_AIO_SEND_ALL] = (vectorcallfunc)aio_send_all,
     [K_AIO_RECEIVE_SOME] = (vectorcallfunc)aio_receive_some,
+    [K_AIO_RECEIVE_INTO] = (vectorcallfunc)aio_receive_into,
     [K_DATA_RECEIVED] = (vectorcallfunc)data_received,
     [K_STEP] = (vectorcallfunc)step,
 };
@@ -954,6 +1081,11 @@ PyInit__speedups(void)
     INTERN(s_conclude, "_conclude");
     INTERN(s_receive, "receive");
     INTERN(s_send, "send");
+    INTERN(s_get_extra_info, "get_extra_info");
+    INTERN(s_socket, "socket");
+    INTERN(s_fileno, "fileno");
+    INTERN(s_receive_into_waiting, "_receive_into_waiting");
+    INTERN(s_read_failed, "_read_failed");
     INTERN(s_throw, "throw");
     INTERN(s_close, "close");
     if (PyType_Ready(&FastMethodType) < 0 || PyType_Ready(&DrivenReadType) < 0)
@@ -966,6 +1098,7 @@ PyInit__speedups(void)
         PyModule_AddIntConstant(module, "SYNC_SEND_ALL", K_SYNC_SEND_ALL) < 0 ||
         PyModule_AddIntConstant(module, "AIO_SEND_ALL", K_AIO_SEND_ALL) < 0 ||
         PyModule_AddIntConstant(module, "AIO_RECEIVE_SOME", K_AIO_RECEIVE_SOME) < 0 ||
+        PyModule_AddIntConstant(module, "AIO_RECEIVE_INTO", K_AIO_RECEIVE_INTO) < 0 ||
         PyModule_AddIntConstant(module, "DATA_RECEIVED", K_DATA_RECEIVED) < 0 ||
         PyModule_AddIntConstant(module, "STEP", K_STEP) < 0) {
         Py_DECREF(module);

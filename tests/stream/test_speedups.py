@@ -37,6 +37,7 @@ ACCELERATED = [
     (socketkit.Stream, "receive_some"),
     (socketkit.Stream, "send_all"),
     (AioStream, "send_all"),
+    (AioStream, "receive_into"),
     (DrivenStream, "receive_some"),
     (StreamProtocol, "data_received"),
     (HandlerDriver, "_step"),
@@ -147,6 +148,16 @@ def _raise_alarm(signum: int, frame: object) -> None:
     raise _Alarm
 
 
+def _alarm_main_thread_in(seconds: float) -> threading.Timer:
+    """SIGALRM to the main thread itself (a process-wide signal may go to any thread, and only
+    the thread that takes it sees EINTR)."""
+    main = threading.main_thread().ident
+    assert main is not None
+    timer = threading.Timer(seconds, signal.pthread_kill, (main, signal.SIGALRM))
+    timer.start()
+    return timer
+
+
 @pytest.mark.parametrize("blocking", [True, False])
 def test_sync_paths_run_signal_handlers_while_they_wait(
     tcp_pair: tuple[socketkit.Stream, socket.socket], blocking: bool
@@ -156,27 +167,28 @@ def test_sync_paths_run_signal_handlers_while_they_wait(
     out (Ctrl-C is not lost); a handler that returns lets the wait go on."""
     if PURE and not blocking:
         return  # the C paths' own guard, as above
+    assert threading.current_thread() is threading.main_thread()
     stream, peer = tcp_pair
     os.set_blocking(stream.fileno(), blocking)
     previous = signal.signal(signal.SIGALRM, _raise_alarm)
+    timers = []
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        timers.append(_alarm_main_thread_in(0.2))
         with pytest.raises(_Alarm):
             stream.receive_some()
-        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        timers.append(_alarm_main_thread_in(0.2))
         with pytest.raises(_Alarm):
             stream.send_all(b"x" * (64 << 20))  # nobody reads: it waits until the alarm
         # A handler that returns: the receive goes on and gets the bytes sent later.
         signal.signal(signal.SIGALRM, lambda signum, frame: None)
-        signal.setitimer(signal.ITIMER_REAL, 0.1)
-        timer = threading.Timer(0.3, peer.sendall, (b"after",))
-        timer.start()
-        try:
-            assert stream.receive_some() == b"after"
-        finally:
-            timer.join()
+        timers.append(_alarm_main_thread_in(0.1))
+        timers.append(threading.Timer(0.3, peer.sendall, (b"after",)))
+        timers[-1].start()
+        assert stream.receive_some() == b"after"
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        for timer in timers:
+            timer.cancel()
+            timer.join()
         signal.signal(signal.SIGALRM, previous)
 
 
@@ -259,6 +271,47 @@ def test_aio_send_all_after_send_eof_is_the_python_error(loop: str) -> None:
             await stream.send_all(b"more")
 
     assert run_async(loop, _serve_once(handler, [b"hi"])) == b"bye"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_aio_bulk_reader_spins_briefly_then_sleeps(loop: str) -> None:
+    """receive_into with a bulk-sized buffer tries a few loop iterations before it sleeps in
+    epoll (docs/design.md): bounded, so an idle connection costs no CPU; and every byte still
+    arrives, in order, whether a read lands during the tries or after the sleep."""
+
+    async def main() -> tuple[float, bytes]:
+        got = bytearray()
+        idle_cpu = asyncio.get_running_loop().create_future()
+
+        async def handler(stream: skio.Stream) -> None:
+            buf = bytearray(256 * 1024)
+            while n := await stream.receive_into(buf):
+                got.extend(buf[:n])
+                if len(got) == 3 and not idle_cpu.done():
+                    # Now idle: the client waits before sending more.
+                    start = time.process_time()
+                    n = await stream.receive_into(buf)
+                    idle_cpu.set_result(time.process_time() - start)
+                    got.extend(buf[:n])
+            await stream.send_all(b"done")
+
+        server = await skio.serve(handler, "127.0.0.1:0")
+        try:
+            stream = await skio.connect(f"127.0.0.1:{server.address.port}")
+            await stream.send_all(b"abc")
+            await asyncio.sleep(0.5)
+            bulk = os.urandom(8 << 20)
+            await stream.send_all(b"d" + bulk)
+            await stream.send_eof()
+            assert await asyncio.wait_for(stream.receive_some(), 10) == b"done"
+            await stream.aclose()
+            return await idle_cpu, bytes(got) == b"abcd" + bulk
+        finally:
+            await server.aclose(grace=2)
+
+    cpu, intact = run_async(loop, main())
+    assert intact
+    assert cpu < 0.1, f"{cpu:.3f} s of CPU while idle for 0.5 s: the wait spins"
 
 
 def test_pure_python_twin_passes_the_stream_contract() -> None:

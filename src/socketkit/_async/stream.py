@@ -15,7 +15,7 @@ import struct
 import types
 from collections.abc import AsyncIterator, Awaitable, Generator
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 from .._accel import accelerate, speedups
 from .._addr import format_sockaddr
@@ -38,6 +38,10 @@ DEFAULT_RECEIVE_SIZE = 64 * 1024
 #: Seconds ``aclose`` waits for buffered writes to flush before it aborts the connection.
 CLOSE_FLUSH_TIMEOUT = 5.0
 _UNSET: float = -1.0
+#: receive_into tries this many more loop iterations before it sleeps (see there) ...
+SPIN_READS = 30
+#: ... when its buffer is at least this large (a bulk reader).
+SPIN_MIN_BUFFER = 64 * 1024
 _SENT_EOF = "send: this side already ended its sending direction (send_eof)"
 #: struct linger {l_onoff=1, l_linger=0}: close() sends RST instead of FIN.
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -180,11 +184,31 @@ class Stream:
         kernel writes straight into ``buffer`` (no copy)."""
         self._check_open()
         p = self._p
-        target = memoryview(buffer).cast("B")
         if p.tls is None and not len(p.buffer) and not p.eof:
-            count = self._read_now(target)
+            count = self._read_now(memoryview(buffer).cast("B"))
             if count is not None:
                 return count
+        return await self._receive_into_waiting(buffer, timeout)
+
+    async def _receive_into_waiting(
+        self, buffer: bytearray | memoryview, timeout: float = _UNSET
+    ) -> int:
+        """``receive_into`` once nothing could be read at once: lend ``buffer`` and wait."""
+        self._check_open()
+        p = self._p
+        target = memoryview(buffer).cast("B")
+        if p.tls is None and len(target) >= SPIN_MIN_BUFFER:
+            # A bulk reader found the socket empty; in a transfer, more arrives within
+            # microseconds. Try again for a few loop iterations (every other callback runs in
+            # between) before sleeping in epoll: waking a sleeping reader costs the sender
+            # more than these tries cost us (docs/design.md, "bulk reads").
+            for _ in range(SPIN_READS):
+                await asyncio.sleep(0)
+                if len(p.buffer) or p.eof or self._closed:
+                    break
+                count = self._read_now(target)
+                if count is not None:
+                    return count
         deadline = self._deadline(timeout)
         # Loop: a wake-up is not always data (a partial TLS record wakes us with nothing).
         while not len(p.buffer) and not p.eof:
@@ -218,22 +242,27 @@ class Stream:
         sock = self._transport.get_extra_info("socket")
         if sock is None:
             return None
-        p = self._p
         try:
             count = os.readv(sock.fileno(), [target])
         except (BlockingIOError, InterruptedError):
             return None
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, OSError) and p.error is None:
-                p.error = exc
-                p.eof = True
-                err = peer_error(p)
-                assert err is not None
-                raise err from exc
+        except OSError as exc:
+            self._read_failed(exc)
+        except ValueError:
             return None  # a socket the transport already closed: let the slow path say so
         if count == 0:
-            p.eof = True  # the transport will see the same EOF on its next read
+            self._p.eof = True  # the transport will see the same EOF on its next read
         return count
+
+    def _read_failed(self, exc: OSError) -> NoReturn:
+        """A read of our own failed: the connection is broken; say so now and from now on."""
+        p = self._p
+        if p.error is None:
+            p.error = exc
+        p.eof = True
+        err = peer_error(p)
+        assert err is not None
+        raise err from exc
 
     async def _fill(self, deadline: float | None, want: int = 0) -> bool:
         """Wait for more bytes; False at EOF. ``want``: how many must fit before pausing."""
@@ -501,7 +530,8 @@ class DrivenStream(Stream):
 
 
 # The per-message path in C where the extension is built (_accel.py, _speedups.c): the
-# handler's receive_some and send_all, the protocol's delivery and the driver's step.
+# handler's receive_some and send_all, receive_into's first read, the protocol's delivery and
+# the driver's step.
 if speedups is not None:
     speedups.configure_aio(
         stream=Stream,
@@ -517,6 +547,7 @@ if speedups is not None:
         cancelled_error=asyncio.CancelledError,
     )
     accelerate(Stream, "send_all", "AIO_SEND_ALL")
+    accelerate(Stream, "receive_into", "AIO_RECEIVE_INTO")
     accelerate(DrivenStream, "receive_some", "AIO_RECEIVE_SOME")
     accelerate(StreamProtocol, "data_received", "DATA_RECEIVED")
     accelerate(HandlerDriver, "_step", "STEP")
