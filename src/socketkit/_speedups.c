@@ -1,6 +1,6 @@
 /* socketkit._speedups: C fast paths for the per-message hot path (docs/design.md, "C fast paths").
  *
- * One idea, used six times: a FastMethod replaces a Python method on a class. It is a method
+ * One idea, used seven times: a FastMethod replaces a Python method on a class. It is a method
  * descriptor (called without a bound-method object, like a C method) that checks, in C, that
  * the call is the common case -- the one the Python method's own fast branch handles -- and
  * does that case without running any Python code. Every other call goes to the Python method
@@ -11,9 +11,10 @@
  *   sync  Stream.send_all       send(2); a message of up to 64 KiB is first offered with
  *                               MSG_DONTWAIT while the GIL is held, so a thread that sends a
  *                               reply does not hand the GIL to another thread and queue to get
- *                               it back (one thread switch less per message)
+ *                               it back (one GIL hand-off less per message)
  *   aio   Stream.send_all       transport.write, and the completed awaitable
  *   aio   DrivenStream.receive_some   the awaitable that yields DRIVEN (driver.py)
+ *   aio   Stream.receive_into  its first, non-blocking recv into the caller's buffer
  *   aio   StreamProtocol.data_received   bytes handed straight to a DRIVEN reader
  *   aio   HandlerDriver._step   resume the handler coroutine (PyIter_Send in its context)
  *
@@ -64,6 +65,27 @@ slot_set(PyObject *obj, Py_ssize_t off, PyObject *value)
     SLOT(obj, off) = Py_NewRef(value);
     Py_XDECREF(old);
 }
+
+/* PyObject_TypeCheck against one of the three classes, remembering the last subclass that
+ * passed (there are few: DrivenStream, the server's protocol classes), so the everyday check
+ * is one comparison rather than a walk of the MRO. */
+static PyTypeObject *seen_stream, *seen_protocol, *seen_driver;
+
+static inline int
+is_a(PyObject *obj, PyTypeObject *type, PyTypeObject **seen)
+{
+    PyTypeObject *t = Py_TYPE(obj);
+    if (t == type || t == *seen)
+        return 1;
+    if (!PyType_IsSubtype(t, type))
+        return 0;
+    Py_XSETREF(*seen, (PyTypeObject *)Py_NewRef(t));
+    return 1;
+}
+
+#define IS_STREAM(o) is_a((o), STREAM_T, &seen_stream)
+#define IS_PROTOCOL(o) is_a((o), PROTOCOL_T, &seen_protocol)
+#define IS_DRIVER(o) is_a((o), DRIVER_T, &seen_driver)
 
 /* Interned attribute names (the sync Stream has no __slots__; the rest are method names). */
 static PyObject *s_direct, *s_fd, *s_eof, *s_error_m, *s_is_closing, *s_write, *s_drain,
@@ -303,6 +325,31 @@ fail:
     return NULL;
 }
 
+/* transport.is_closing() / transport.write(data), with args[0] the transport: through the
+ * method descriptors found once per transport class (uvloop's are C methods and its
+ * transports have no instance dict to shadow them), else the ordinary method call. */
+static PyTypeObject *tr_type;
+static PyObject *tr_is_closing, *tr_write;
+
+static PyObject *
+call_transport(PyObject *name, PyObject *const *args, size_t nargs)
+{
+    PyTypeObject *t = Py_TYPE(args[0]);
+    if (t != tr_type && t->tp_dictoffset == 0) {
+        PyObject *a = _PyType_Lookup(t, s_is_closing), *b = _PyType_Lookup(t, s_write);
+        if (a != NULL && b != NULL &&
+            PyType_HasFeature(Py_TYPE(a), Py_TPFLAGS_METHOD_DESCRIPTOR) &&
+            PyType_HasFeature(Py_TYPE(b), Py_TPFLAGS_METHOD_DESCRIPTOR)) {
+            Py_XSETREF(tr_is_closing, Py_NewRef(a));
+            Py_XSETREF(tr_write, Py_NewRef(b));
+            Py_XSETREF(tr_type, (PyTypeObject *)Py_NewRef(t));
+        }
+    }
+    if (t == tr_type)
+        return PyObject_Vectorcall(name == s_write ? tr_write : tr_is_closing, args, nargs, NULL);
+    return PyObject_VectorcallMethod(name, args, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
 /* aio Stream.send_all(data): write to the transport; the completed awaitable unless paused. */
 static PyObject *
 aio_send_all(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -310,21 +357,20 @@ aio_send_all(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwna
     if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 2 || STREAM_T == NULL)
         return slow(m, args, nargsf, kwnames);
     PyObject *self = args[0];
-    if (!PyObject_TypeCheck(self, STREAM_T) || SLOT(self, o_closed) != Py_False)
+    if (!IS_STREAM(self) || SLOT(self, o_closed) != Py_False)
         return slow(m, args, nargsf, kwnames);
     PyObject *p = SLOT(self, o_p), *transport = SLOT(self, o_transport);
-    if (p == NULL || transport == NULL || !PyObject_TypeCheck(p, PROTOCOL_T) ||
+    if (p == NULL || transport == NULL || !IS_PROTOCOL(p) ||
         SLOT(p, o_error) != Py_None || SLOT(p, o_tls) != Py_None)
         return slow(m, args, nargsf, kwnames);
     Py_INCREF(p);
     Py_INCREF(transport);
-    PyObject *r = PyObject_VectorcallMethod(s_is_closing, &transport,
-                                            1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *r = call_transport(s_is_closing, &transport, 1);
     int ok = r == NULL ? -1 : r == Py_False;
     Py_XDECREF(r);
     if (ok > 0) {
         PyObject *call[2] = {transport, args[1]};
-        r = PyObject_VectorcallMethod(s_write, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        r = call_transport(s_write, call, 2);
         if (r == NULL) {
             /* Nothing was written: the Python method tries again and says what is wrong. */
             PyErr_Clear();
@@ -419,10 +465,10 @@ dr_can_drive(DrivenRead *self)
     if (SLOT(stream, o_closed) != Py_False || SLOT(stream, o_default_timeout) != Py_None)
         return NULL;
     PyObject *p = SLOT(stream, o_p);
-    if (p == NULL || !PyObject_TypeCheck(p, PROTOCOL_T))
+    if (p == NULL || !IS_PROTOCOL(p))
         return NULL;
     PyObject *driver = SLOT(p, o_driver);
-    if (driver == NULL || !PyObject_TypeCheck(driver, DRIVER_T) ||
+    if (driver == NULL || !IS_DRIVER(driver) ||
         SLOT(driver, o_waiting) != RUNNING)
         return NULL;
     PyObject *buffer = SLOT(p, o_buffer);
@@ -458,7 +504,7 @@ dr_readable_fd(PyObject *stream)
 {
     PyObject *p = SLOT(stream, o_p), *transport = SLOT(stream, o_transport);
     if (SLOT(stream, o_closed) != Py_False || p == NULL || transport == NULL ||
-        !PyObject_TypeCheck(p, PROTOCOL_T) || SLOT(p, o_tls) != Py_None ||
+        !IS_PROTOCOL(p) || SLOT(p, o_tls) != Py_None ||
         SLOT(p, o_eof) != Py_False)
         return -1;
     PyObject *buffer = SLOT(p, o_buffer);
@@ -466,8 +512,7 @@ dr_readable_fd(PyObject *stream)
         return -1; /* (an error from len() is the Python method's to raise) */
     Py_INCREF(transport);
     int fd = -1;
-    PyObject *r = PyObject_VectorcallMethod(s_is_closing, &transport,
-                                            1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *r = call_transport(s_is_closing, &transport, 1);
     if (r == Py_False) {
         PyObject *sock = PyObject_CallMethodOneArg(transport, s_get_extra_info, s_socket);
         if (sock != NULL && sock != Py_None) {
@@ -679,7 +724,7 @@ aio_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (kwnames != NULL || nargs < 1 || nargs > 2 || STREAM_T == NULL ||
-        !PyObject_TypeCheck(args[0], STREAM_T))
+        !IS_STREAM(args[0]))
         return slow(m, args, nargsf, kwnames);
     if (nargs == 2) {
         if (!PyLong_CheckExact(args[1]))
@@ -709,7 +754,7 @@ static PyObject *
 aio_receive_into(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 2 || STREAM_T == NULL ||
-        !PyObject_TypeCheck(args[0], STREAM_T))
+        !IS_STREAM(args[0]))
         return slow(m, args, nargsf, kwnames);
     DrivenRead *r = PyObject_GC_New(DrivenRead, &DrivenReadType);
     if (r == NULL)
@@ -734,7 +779,7 @@ step(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     /* value None: a resume after a future the handler awaited; unless it waits DRIVEN (a
      * cancelled driven read, which the Python method tells the protocol about). */
     if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 3 || args[2] != Py_None ||
-        DRIVER_T == NULL || !PyObject_TypeCheck(args[0], DRIVER_T) ||
+        DRIVER_T == NULL || !IS_DRIVER(args[0]) ||
         (args[1] == Py_None && SLOT(args[0], o_waiting) == DRIVEN))
         return slow(m, args, nargsf, kwnames);
     PyObject *self = args[0], *value = args[1];
@@ -834,13 +879,13 @@ static PyObject *
 data_received(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 2 || PROTOCOL_T == NULL ||
-        !PyBytes_CheckExact(args[1]) || !PyObject_TypeCheck(args[0], PROTOCOL_T))
+        !PyBytes_CheckExact(args[1]) || !IS_PROTOCOL(args[0]))
         return slow(m, args, nargsf, kwnames);
     PyObject *self = args[0], *data = args[1];
     PyObject *some = SLOT(self, o_some), *driver = SLOT(self, o_driver);
     if (SLOT(self, o_tls) != Py_None || SLOT(self, o_read_waiter) != DRIVEN || some == NULL ||
         !PyLong_CheckExact(some) || PyBytes_GET_SIZE(data) > PyLong_AsSsize_t(some) ||
-        driver == NULL || !PyObject_TypeCheck(driver, DRIVER_T))
+        driver == NULL || !IS_DRIVER(driver))
         return slow(m, args, nargsf, kwnames);
     Py_INCREF(driver);
     slot_set(self, o_some, Py_None);
@@ -1042,6 +1087,9 @@ configure_aio(PyObject *module, PyObject *args, PyObject *kwds)
                              &AIO_UNSET, &ENTER_TASK, &LEAVE_TASK, &CANCELLED_ERROR};
     for (int i = 0; i < 8; i++)
         Py_XSETREF(*objects[i], Py_NewRef(v[i]));
+    Py_CLEAR(seen_stream);
+    Py_CLEAR(seen_protocol);
+    Py_CLEAR(seen_driver);
     Py_XSETREF(STREAM_T, (PyTypeObject *)Py_NewRef(stream));
     Py_XSETREF(PROTOCOL_T, (PyTypeObject *)Py_NewRef(protocol));
     Py_XSETREF(DRIVER_T, (PyTypeObject *)Py_NewRef(driver));
