@@ -7,7 +7,7 @@
  * it wraps (``__wrapped__``), unchanged. So the Python code stays the definition of what each
  * method does; this file only removes the interpreter from the everyday path.
  *
- *   sync  Stream.receive_some   recv(2) with the GIL released
+ *   sync  Stream.receive_some   recv(2) with the GIL released (small reads via a scratch buffer)
  *   sync  Stream.send_all       send(2); a message of up to 64 KiB is first offered with
  *                               MSG_DONTWAIT while the GIL is held, so a thread that sends a
  *                               reply does not hand the GIL to another thread and queue to get
@@ -26,6 +26,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <structmember.h>
 #include <sys/socket.h>
@@ -201,6 +203,37 @@ direct_fd(PyObject *self)
         return -2;
     return fd < 0 || fd > INT_MAX ? -1 : (int)fd;
 }
+/* Small reads (requests, echoes) land in a per-thread scratch buffer and are copied out at
+ * their size: one small allocation, where reading into a max_bytes object costs a 64 KiB
+ * allocation shrunk after the read (what socket.recv does). A thread whose last read was
+ * large (a bulk reader) reads straight into a max_bytes object: no copy. */
+#define SCRATCH_SIZE 65536
+#define SMALL_READ 4096
+
+typedef struct {
+    Py_ssize_t last; /* the thread's last read */
+    char buf[SCRATCH_SIZE];
+} Scratch;
+
+static pthread_key_t scratch_key; /* the thread's Scratch, freed when the thread ends */
+
+static Scratch *
+thread_scratch(void)
+{
+    Scratch *sc = pthread_getspecific(scratch_key);
+    if (sc == NULL) {
+        sc = malloc(sizeof(Scratch));
+        if (sc == NULL)
+            return NULL;
+        sc->last = 0;
+        if (pthread_setspecific(scratch_key, sc) != 0) {
+            free(sc);
+            return NULL;
+        }
+    }
+    return sc;
+}
+
 /* sync Stream.receive_some(max_bytes=65536) while the stream is direct. */
 static PyObject *
 sync_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -223,14 +256,23 @@ sync_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject 
     if (fd < 0)
         return fd == -2 ? NULL : slow(m, args, nargsf, kwnames);
 
-    PyObject *data = PyBytes_FromStringAndSize(NULL, size);
-    if (data == NULL)
-        return NULL;
+    Scratch *sc = size <= SCRATCH_SIZE ? thread_scratch() : NULL;
+    PyObject *data = NULL;
+    char *into;
+    if (sc != NULL && sc->last <= SMALL_READ) {
+        into = sc->buf;
+    } else {
+        sc = NULL;
+        data = PyBytes_FromStringAndSize(NULL, size);
+        if (data == NULL)
+            return NULL;
+        into = PyBytes_AS_STRING(data);
+    }
     ssize_t n;
     int err;
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
-        n = recv(fd, PyBytes_AS_STRING(data), (size_t)size, 0);
+        n = recv(fd, into, (size_t)size, 0);
         err = errno;
         Py_END_ALLOW_THREADS
         if (n >= 0)
@@ -240,21 +282,26 @@ sync_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject 
             continue;
         if (retry < 0)
             goto fail;
-        Py_DECREF(data);
+        Py_XDECREF(data);
         return raise_translated(self, err, s_receive);
     }
+    Scratch *mine = pthread_getspecific(scratch_key);
+    if (mine != NULL)
+        mine->last = n;
     if (n == 0) {
-        Py_DECREF(data);
+        Py_XDECREF(data);
         if (PyObject_SetAttr(self, s_eof, Py_True) < 0 ||
             PyObject_SetAttr(self, s_direct, Py_False) < 0)
             return NULL;
         return PyBytes_FromStringAndSize(NULL, 0);
     }
+    if (data == NULL)
+        return PyBytes_FromStringAndSize(sc->buf, n);
     if (n != size && _PyBytes_Resize(&data, n) < 0)
         return NULL;
     return data;
 fail:
-    Py_DECREF(data);
+    Py_XDECREF(data);
     return NULL;
 }
 
@@ -1138,6 +1185,10 @@ PyInit__speedups(void)
     INTERN(s_close, "close");
     if (PyType_Ready(&FastMethodType) < 0 || PyType_Ready(&DrivenReadType) < 0)
         return NULL;
+    if (pthread_key_create(&scratch_key, free) != 0) {
+        PyErr_SetString(PyExc_OSError, "pthread_key_create failed");
+        return NULL;
+    }
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;

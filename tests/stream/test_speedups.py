@@ -94,6 +94,29 @@ def test_sync_receive_some_respects_max_bytes_and_reports_eof_twice(
     assert stream.receive_some() == b""  # after EOF: the Python path, same answer
 
 
+def test_sync_receive_some_small_and_bulk_reads_in_turn(
+    tcp_pair: tuple[socketkit.Stream, socket.socket],
+) -> None:
+    """Small reads go through the thread's scratch buffer, a bulk reader's straight into the
+    result (``_speedups.c``): switching between the two in one thread loses or mixes up no
+    byte, whatever max_bytes is."""
+    stream, peer = tcp_pair
+    # (bytes sent, max_bytes of each receive)
+    turns = [(3, 65_536), (70_000, 65_536), (10, 100), (1 << 20, 1 << 21), (1, 65_536),
+             (65_536, 65_536), (5000, 8), (2, 65_536)]  # fmt: skip
+    for size, max_bytes in turns:
+        chunk = os.urandom(size)
+        sender = threading.Thread(target=peer.sendall, args=(chunk,))
+        sender.start()
+        got = bytearray()
+        while len(got) < len(chunk):
+            data = stream.receive_some(max_bytes)
+            assert 0 < len(data) <= max_bytes
+            got += data
+        sender.join()
+        assert bytes(got) == chunk
+
+
 def test_sync_reset_is_a_broken_stream_chained_to_the_os_error(
     tcp_pair: tuple[socketkit.Stream, socket.socket],
 ) -> None:
