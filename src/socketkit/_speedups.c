@@ -764,6 +764,22 @@ static PyTypeObject DrivenReadType = {
     .tp_methods = dr_methods,
 };
 
+static PyObject *
+new_read(PyObject *stream, PyObject *arg, PyObject *func, int into)
+{
+    DrivenRead *r = PyObject_GC_New(DrivenRead, &DrivenReadType);
+    if (r == NULL)
+        return NULL;
+    r->stream = Py_NewRef(stream);
+    r->arg = Py_XNewRef(arg);
+    r->func = Py_NewRef(func);
+    r->inner = NULL;
+    r->into = into;
+    r->yielded = 0;
+    PyObject_GC_Track(r);
+    return (PyObject *)r;
+}
+
 /* aio DrivenStream.receive_some(max_bytes=65536): the awaitable; all checks happen when it
  * is awaited. */
 static PyObject *
@@ -782,18 +798,7 @@ aio_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *
             return slow(m, args, nargsf, kwnames);
         }
     }
-    DrivenRead *r = PyObject_GC_New(DrivenRead, &DrivenReadType);
-    if (r == NULL)
-        return NULL;
-    Py_INCREF(args[0]);
-    r->stream = args[0];
-    r->arg = nargs == 2 ? Py_NewRef(args[1]) : NULL;
-    r->func = Py_NewRef(m->func);
-    r->inner = NULL;
-    r->into = 0;
-    r->yielded = 0;
-    PyObject_GC_Track(r);
-    return (PyObject *)r;
+    return new_read(args[0], nargs == 2 ? args[1] : NULL, m->func, 0);
 }
 
 /* aio Stream.receive_into(buffer): the awaitable; the read happens when it is awaited. */
@@ -803,17 +808,7 @@ aio_receive_into(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *
     if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 2 || STREAM_T == NULL ||
         !IS_STREAM(args[0]))
         return slow(m, args, nargsf, kwnames);
-    DrivenRead *r = PyObject_GC_New(DrivenRead, &DrivenReadType);
-    if (r == NULL)
-        return NULL;
-    r->stream = Py_NewRef(args[0]);
-    r->arg = Py_NewRef(args[1]);
-    r->func = Py_NewRef(m->func);
-    r->inner = NULL;
-    r->into = 1;
-    r->yielded = 0;
-    PyObject_GC_Track(r);
-    return (PyObject *)r;
+    return new_read(args[0], args[1], m->func, 1);
 }
 
 /* ---- the driver's step and the protocol's delivery --------------------------------------- */
