@@ -3,7 +3,7 @@
 Each fast path replaces one Python method with a ``FastMethod`` that does that method's common
 case in C and calls the Python method for everything else, so the Python code remains the
 definition (and the fallback where the extension did not build). ``SOCKETKIT_PURE=1`` in the
-environment runs pure Python; the tests run both ways (``tests/test_speedups.py``).
+environment runs pure Python; the tests run both ways (``tests/stream/test_speedups.py``).
 """
 
 from __future__ import annotations

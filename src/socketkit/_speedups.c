@@ -90,7 +90,7 @@ is_a(PyObject *obj, PyTypeObject *type, PyTypeObject **seen)
 #define IS_DRIVER(o) is_a((o), DRIVER_T, &seen_driver)
 
 /* Interned attribute names (the sync Stream has no __slots__; the rest are method names). */
-static PyObject *s_direct, *s_fd, *s_eof, *s_error_m, *s_is_closing, *s_write, *s_drain,
+static PyObject *s_direct, *s_sock, *s_eof, *s_error_m, *s_is_closing, *s_write, *s_drain,
     *s_step, *s_suspend, *s_conclude, *s_receive, *s_send, *s_throw, *s_close, *s_get_extra_info,
     *s_socket, *s_fileno, *s_receive_into_waiting, *s_read_failed;
 
@@ -194,7 +194,13 @@ direct_fd(PyObject *self)
     int direct = attr_is(self, s_direct, Py_True);
     if (direct <= 0)
         return direct < 0 ? -2 : -1;
-    PyObject *v = PyObject_GetAttr(self, s_fd);
+    /* Asked of the socket each time, not cached: a socket closed behind the stream's back says
+     * -1 (the Python method then raises), never a number since given to another file. */
+    PyObject *sock = PyObject_GetAttr(self, s_sock);
+    if (sock == NULL)
+        return -2;
+    PyObject *v = PyObject_CallMethodNoArgs(sock, s_fileno);
+    Py_DECREF(sock);
     if (v == NULL)
         return -2;
     long fd = PyLong_AsLong(v);
@@ -1160,7 +1166,7 @@ PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     INTERN(s_direct, "_direct");
-    INTERN(s_fd, "_fd");
+    INTERN(s_sock, "_sock");
     INTERN(s_eof, "_eof");
     INTERN(s_error_m, "_error");
     INTERN(s_is_closing, "is_closing");

@@ -117,6 +117,30 @@ def test_sync_receive_some_small_and_bulk_reads_in_turn(
         assert bytes(got) == chunk
 
 
+def test_sync_socket_closed_behind_the_streams_back_is_an_error_not_another_socket(
+    tcp_pair: tuple[socketkit.Stream, socket.socket],
+) -> None:
+    """The fast paths ask the socket for its fd on every call: after ``stream.socket.close()``
+    the number may already belong to another socket, which must never be read or written."""
+    stream, _peer = tcp_pair
+    fd = stream.fileno()
+    mine, other_end = socket.socketpair()  # before the close: numbers of their own
+    stream.socket.close()
+    os.dup2(mine.fileno(), fd)  # another socket now has the stream's old number
+    other_end.setblocking(False)
+    try:
+        with pytest.raises(socketkit.ClosedResourceError):
+            stream.send_all(b"not for this socket")
+        with pytest.raises(socketkit.ClosedResourceError):
+            stream.receive_some()
+        with pytest.raises(BlockingIOError):
+            other_end.recv(100)  # nothing went to the other socket
+    finally:
+        os.close(fd)
+        mine.close()
+        other_end.close()
+
+
 def test_sync_reset_is_a_broken_stream_chained_to_the_os_error(
     tcp_pair: tuple[socketkit.Stream, socket.socket],
 ) -> None:

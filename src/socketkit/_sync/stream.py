@@ -60,7 +60,6 @@ class Stream:
         default_timeout: float | None = None,
     ) -> None:
         self._sock = sock
-        self._fd = sock.fileno()  # for the C fast paths (_accel.py)
         self._tls = tls
         # TLS: one reader thread and one writer thread may use the stream at once, as with a
         # socket. The engine (an SSLObject) is not thread-safe, so every call into it holds
