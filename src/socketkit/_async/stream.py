@@ -202,13 +202,20 @@ class Stream:
             # microseconds. Try again for a few loop iterations (every other callback runs in
             # between) before sleeping in epoll: waking a sleeping reader costs the sender
             # more than these tries cost us (docs/design.md, "bulk reads").
-            for _ in range(SPIN_READS):
-                await asyncio.sleep(0)
-                if len(p.buffer) or p.eof or self._closed:
-                    break
-                count = self._read_now(target)
-                if count is not None:
-                    return count
+            # Lent meanwhile, so what the loop itself reads lands in ``buffer`` too (no copy).
+            p.lend(target)
+            try:
+                for _ in range(SPIN_READS):
+                    await asyncio.sleep(0)
+                    if p._user_count or len(p.buffer) or p.eof or self._closed:
+                        break
+                    count = self._read_now(target)
+                    if count is not None:
+                        return count
+            finally:
+                lent = p.take_lent()
+            if lent:
+                return lent
         deadline = self._deadline(timeout)
         # Loop: a wake-up is not always data (a partial TLS record wakes us with nothing).
         while not len(p.buffer) and not p.eof:
