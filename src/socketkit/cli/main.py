@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .exit_codes import ExitStatus, status_for
 
@@ -37,9 +38,23 @@ def _version() -> str:
     return __version__
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line, then where to read more.
+
+    argparse prints the whole usage block before the message; a long block buries the one line
+    that says what is wrong. Sub-parsers (``bench server``) are made of the same class.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            ExitStatus.USAGE,
+            f"{self.prog}: {' '.join(message.split())}\nsee '{self.prog} --help'\n",
+        )
+
+
 def _top_parser() -> argparse.ArgumentParser:
     lines = [f"  {name:<11} {summary}" for name, (_mod, summary) in COMMANDS.items()]
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         usage=f"{PROG} [--debug] [--version] COMMAND [ARGS...]",
         description="Sockets from the shell: TCP streams, UDP datagrams and raw packets.",
@@ -70,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module_name, summary = COMMANDS[ns.command]
     try:
         module = importlib.import_module(module_name)
-        parser = argparse.ArgumentParser(
+        parser = _Parser(
             prog=f"{PROG} {ns.command}",
             description=getattr(module, "DESCRIPTION", summary),
             epilog=getattr(module, "EPILOG", None),
