@@ -26,7 +26,10 @@ async def sk_aio() -> None:
         while data := await stream.receive_some():
             await stream.send_all(data)
 
-    server = await skio.serve(echo, "127.0.0.1:0")
+    # No connection limits: the anchors have none, and the idle-memory run opens 10,000.
+    server = await skio.serve(
+        echo, "127.0.0.1:0", max_connections=None, max_connections_per_ip=None
+    )
     announce(server.address.port)
     await server.serve_forever()
 
@@ -164,7 +167,8 @@ def sk_sync() -> None:
         while data := stream.receive_some():
             stream.send_all(data)
 
-    server = socketkit.serve(echo, "127.0.0.1:0")
+    # No connection limits: ThreadingTCPServer has none.
+    server = socketkit.serve(echo, "127.0.0.1:0", max_connections=None, max_connections_per_ip=None)
     announce(server.address.port)
     server.serve_forever()
 

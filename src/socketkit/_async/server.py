@@ -24,9 +24,14 @@ from .._errors import (
     translate_os_error,
 )
 from .._server_common import (
+    ACCEPT_BACKOFF,
     DEFAULT_GRACE,
+    DEFAULT_MAX_CONNECTIONS_AIO,
+    DEFAULT_MAX_PER_IP,
     TLS_HANDSHAKE_TIMEOUT,
+    PerIPCounter,
     bound_address,
+    check_limit,
     server_tls_context,
 )
 from .._sockets import DEFAULT_BACKLOG, cleanup_unix_path, open_listeners
@@ -115,9 +120,11 @@ _ServerProtocol.buffered_class = _BufferedServerProtocol
 class Server:
     """A running asyncio server (from :func:`serve`); ``async with`` closes it.
 
-    Without ``max_connections`` the loop's own accept machinery is used (``create_server``:
-    in C on uvloop). With it, an accept loop stops accepting while the limit is reached, so
-    extra clients wait in the kernel backlog rather than being refused.
+    With ``max_connections`` (the default) an accept loop stops accepting while the limit is
+    reached, so extra clients wait in the kernel backlog rather than being refused. With
+    ``max_connections=None`` the loop's own accept machinery is used (``create_server``: in C
+    on uvloop). ``max_connections_per_ip`` is checked as each connection is made: one over it
+    is aborted before its handler starts.
     """
 
     def __init__(
@@ -130,6 +137,7 @@ class Server:
         tls: ssl.SSLContext | None,
         grace: float,
         backlog: int = DEFAULT_BACKLOG,
+        max_connections_per_ip: int | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._backlog = backlog
@@ -141,6 +149,9 @@ class Server:
         self._tls = tls
         self._grace = grace
         self._slots = asyncio.Semaphore(max_connections) if max_connections else None
+        self._per_ip = PerIPCounter(max_connections_per_ip)
+        #: Connections aborted at once because their source was over ``max_connections_per_ip``.
+        self.connections_refused = 0
         self._connections = _Ring()
         self._servers: list[asyncio.AbstractServer] = []
         self._acceptors: list[asyncio.Task[None]] = []
@@ -248,9 +259,22 @@ class Server:
     # -- per connection ---------------------------------------------------------------------
 
     def _connection_made(self, protocol: _ServerProtocol) -> None:
-        self.connections_accepted += 1
         transport = protocol.transport
         assert transport is not None
+        if self._per_ip.limit is not None:
+            peer = transport.get_extra_info("peername")
+            if not self._per_ip.admit(PerIPCounter.key(peer)):
+                self.connections_refused += 1
+                log.warning(
+                    "refused %s: max_connections_per_ip %s reached",
+                    format_sockaddr(peer),
+                    self._per_ip.limit,
+                )
+                transport.abort()
+                if self._slots is not None:
+                    self._slots.release()
+                return
+        self.connections_accepted += 1
         # No setsockopt here: asyncio and uvloop transports already set TCP_NODELAY.
         stream = DrivenStream(transport, protocol, default_timeout=self._idle_timeout)
         self._connections.add(protocol)
@@ -279,12 +303,9 @@ class Server:
         if self._handler_exit is not None and not self._handler_exit.done():
             self._handler_exit.set_result(None)
         transport = protocol.transport
-        peer = (
-            "(unknown)"
-            if transport is None
-            else format_sockaddr(transport.get_extra_info("peername"))
-        )
         if transport is not None:
+            if self._per_ip.limit is not None:
+                self._per_ip.release(PerIPCounter.key(transport.get_extra_info("peername")))
             transport.close()
         protocol.driver = None
         if self._slots is not None:
@@ -320,7 +341,7 @@ class Server:
             except OSError as exc:
                 self._slots.release()
                 log.warning("accept failed: %s", translate_os_error(exc, "accept"))
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(ACCEPT_BACKOFF)
                 continue
             try:
                 await loop.connect_accepted_socket(lambda: self._protocol_factory(self), conn)
@@ -340,7 +361,8 @@ async def serve(
     handler: AsyncHandler,
     address: AddressLike,
     *,
-    max_connections: int | None = None,
+    max_connections: int | None = DEFAULT_MAX_CONNECTIONS_AIO,
+    max_connections_per_ip: int | None = DEFAULT_MAX_PER_IP,
     idle_timeout: float | None = None,
     tls: bool | ssl.SSLContext = False,
     backlog: int = DEFAULT_BACKLOG,
@@ -348,7 +370,11 @@ async def serve(
 ) -> Server:
     """Listen on ``address`` and run ``await handler(stream)`` for each client concurrently
     (resumed by its connection, no Task: ``current_task()`` is a Task-like driver); returns
-    as soon as it is listening. Parameters as the sync :func:`socketkit.serve`."""
+    as soon as it is listening. Parameters as the sync :func:`socketkit.serve`, except that
+    ``max_connections`` defaults to 10,000 (an idle connection costs about 2 KiB here, not a
+    thread); ``None`` for either limit means none."""
+    check_limit("max_connections", max_connections)
+    check_limit("max_connections_per_ip", max_connections_per_ip)
     ctx = server_tls_context(tls)
     listeners = open_listeners(parse_address(address), backlog=backlog)
     server = Server(
@@ -359,6 +385,7 @@ async def serve(
         tls=ctx,
         grace=grace,
         backlog=backlog,
+        max_connections_per_ip=max_connections_per_ip,
     )
     try:
         await server._start()

@@ -1,9 +1,12 @@
 """``socketkit.serve``: a threaded stream server that accepts in the background.
 
 One accept thread (selector over every listener plus a wake-up pipe) and one thread per
-connection. ``max_connections`` stops accepting while the limit is reached (new clients wait in
-the kernel's backlog instead of being refused); ``close()`` stops accepting, lets handlers
-finish for a grace period, then shuts their sockets down.
+connection. ``max_connections`` (512 by default) stops accepting while the limit is reached
+(new clients wait in the kernel's backlog instead of being refused); ``max_connections_per_ip``
+(128 by default) closes a connection at once when its source already has that many. A session
+that cannot be started (no thread to be had) is closed and logged; the server goes on.
+``close()`` stops accepting, lets handlers finish for a grace period, then shuts their sockets
+down.
 """
 
 from __future__ import annotations
@@ -29,9 +32,14 @@ from .._errors import (
     translate_os_error,
 )
 from .._server_common import (
+    ACCEPT_BACKOFF,
     DEFAULT_GRACE,
+    DEFAULT_MAX_CONNECTIONS_SYNC,
+    DEFAULT_MAX_PER_IP,
     TLS_HANDSHAKE_TIMEOUT,
+    PerIPCounter,
     bound_address,
+    check_limit,
     server_tls_context,
 )
 from .._sockets import DEFAULT_BACKLOG, cleanup_unix_path, open_listeners, set_stream_options
@@ -61,6 +69,7 @@ class Server:
         idle_timeout: float | None,
         tls: ssl.SSLContext | None,
         grace: float,
+        max_connections_per_ip: int | None = None,
     ) -> None:
         self._handler = handler
         self._listeners = listeners
@@ -72,6 +81,9 @@ class Server:
         self._grace = grace
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(max_connections) if max_connections else None
+        self._per_ip = PerIPCounter(max_connections_per_ip)
+        #: Connections closed at once because their source was over ``max_connections_per_ip``.
+        self.connections_refused = 0
         self._streams: set[Stream] = set()
         self._threads: set[threading.Thread] = set()
         self._closing = threading.Event()
@@ -182,16 +194,15 @@ class Server:
                             return
                         listener: socket.socket = key.fileobj  # type: ignore[assignment]
                         try:
-                            conn, _peer = listener.accept()
+                            conn, peer = listener.accept()
                         except (BlockingIOError, InterruptedError):
                             continue
                         except OSError as exc:
                             # EMFILE and friends: log, back off, keep serving.
                             log.warning("accept failed: %s", translate_os_error(exc, "accept"))
-                            time.sleep(0.1)
+                            time.sleep(ACCEPT_BACKOFF)
                             continue
-                        accepted = True
-                        self._start(conn)
+                        accepted = self._start(conn, peer)
                         break
                 finally:
                     if not accepted and self._slots is not None:
@@ -202,15 +213,40 @@ class Server:
                 cleanup_unix_path(sock)
                 sock.close()
 
-    def _start(self, conn: socket.socket) -> None:
+    def _start(self, conn: socket.socket, peer: object) -> bool:
+        """Start ``conn``'s handler thread; ``False`` if it was closed instead (its source is
+        over the per-IP limit, or no thread could be started), so its slot is free again."""
+        key = PerIPCounter.key(peer)
+        with self._lock:
+            admitted = self._per_ip.admit(key)
+            if not admitted:
+                self.connections_refused += 1
+        if not admitted:
+            log.warning(
+                "refused %s: max_connections_per_ip %s reached",
+                format_sockaddr(peer),
+                self._per_ip.limit,
+            )
+            conn.close()
+            return False
         self.connections_accepted += 1
-        thread = threading.Thread(target=self._run, args=(conn,), daemon=True)
+        thread = threading.Thread(target=self._run, args=(conn, key), daemon=True)
+        thread.name = f"socketkit-conn-{self.connections_accepted}"
         with self._lock:
             self._threads.add(thread)
-        thread.name = f"socketkit-conn-{self.connections_accepted}"
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": out of memory or of threads
+            with self._lock:
+                self._threads.discard(thread)
+                self._per_ip.release(key)
+            log.warning("connection %s closed: %s", format_sockaddr(peer), exc)
+            conn.close()
+            time.sleep(ACCEPT_BACKOFF)  # let threads end before the next try
+            return False
+        return True
 
-    def _run(self, conn: socket.socket) -> None:
+    def _run(self, conn: socket.socket, key: str | None) -> None:
         stream: Stream | None = None
         try:
             conn.setblocking(True)
@@ -240,6 +276,7 @@ class Server:
                 conn.close()
             with self._lock:
                 self._threads.discard(threading.current_thread())
+                self._per_ip.release(key)
             if self._slots is not None:
                 self._slots.release()
 
@@ -284,7 +321,8 @@ def serve(
     handler: Handler,
     address: AddressLike,
     *,
-    max_connections: int | None = None,
+    max_connections: int | None = DEFAULT_MAX_CONNECTIONS_SYNC,
+    max_connections_per_ip: int | None = DEFAULT_MAX_PER_IP,
     idle_timeout: float | None = None,
     tls: bool | ssl.SSLContext = False,
     backlog: int = DEFAULT_BACKLOG,
@@ -297,7 +335,11 @@ def serve(
             logged on the ``socketkit.server`` logger, never fatal to the server.
         address: ``"host:port"``, ``":port"``/``port`` (every address), ``"unix:/path"``.
             Port 0 picks a free port: read it from ``server.address``.
-        max_connections: at most this many handlers at once; more clients wait in the backlog.
+        max_connections: at most this many handlers at once (default 512: each is a thread);
+            more clients wait in the backlog. ``None``: no limit.
+        max_connections_per_ip: at most this many connections from one IP address at once
+            (default 128; IPv4-mapped IPv6 peers count as their IPv4 address); one more is
+            closed as soon as it is accepted and logged. ``None``: no limit.
         idle_timeout: default timeout of every handler stream's receives and sends.
         tls: an ``ssl.SSLContext`` (see :func:`socketkit.server_context`), or ``True`` for an
             ephemeral self-signed certificate (its fingerprint is logged as a warning).
@@ -307,12 +349,15 @@ def serve(
     Raises:
         AddressError, PermissionDenied, SocketkitError: the address cannot be listened on.
     """
+    check_limit("max_connections", max_connections)
+    check_limit("max_connections_per_ip", max_connections_per_ip)
     ctx = server_tls_context(tls)
     listeners = open_listeners(parse_address(address), backlog=backlog)
     return Server(
         handler,
         listeners,
         max_connections=max_connections,
+        max_connections_per_ip=max_connections_per_ip,
         idle_timeout=idle_timeout,
         tls=ctx,
         grace=grace,
