@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
 
 from socketkit.cli.methods import REFERENCE_COMMAND, collect, render_markdown
 
@@ -28,3 +34,36 @@ def test_reference_is_up_to_date() -> None:
             f"docs/reference.md is out of date; regenerate it with:\n    {REFERENCE_COMMAND}\n"
             f"(run in the repository root)\n{diff}"
         )
+
+
+def _interpreter(version: str) -> str | None:
+    """A ``pythonX.Y`` that runs: on PATH, or in pyenv's versions folder."""
+    candidates = [shutil.which(f"python{version}")]
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates += sorted(str(p) for p in root.glob(f"versions/{version}.*/bin/python{version}"))
+    for exe in candidates:
+        if exe and subprocess.run([exe, "-c", "pass"], capture_output=True).returncode == 0:
+            return exe
+    return None
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
+def test_reference_is_the_same_on_every_supported_python(version: str) -> None:
+    """requires-python is >=3.11: the committed page is what each of 3.11-3.13 generates
+    (socket.socket's docstrings differ between them; the page must not)."""
+    exe = _interpreter(version)
+    assert exe, f"Python {version} is needed for this check (pyenv install {version})"
+    out = subprocess.run(
+        [
+            exe,
+            "-c",
+            "from socketkit.cli.methods import collect, render_markdown as r\n"
+            "import sys; sys.stdout.write(r(collect()))",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src"), "SOCKETKIT_PURE": "1"},
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == (REPO / "docs" / "reference.md").read_text(encoding="utf-8")

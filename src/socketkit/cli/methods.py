@@ -3,7 +3,9 @@
 Every public method of Python's ``socket.socket`` and of socketkit's public API (the names
 ``socketkit`` and ``socketkit.aio`` export), each with its return value, its number of
 parameters and a one-line description. Nothing is typed in by hand except the tiny
-:data:`RETURNS_FALLBACK` table:
+:data:`RETURNS_FALLBACK` table and :data:`SOCKET_DESCRIPTIONS` (``socket.socket``'s
+descriptions in our words: CPython rewords its docstrings between versions, and the page must
+be the same on every supported one):
 
 * Python functions: :func:`inspect.signature` gives the parameters, the return annotation
   the return value, the docstring's first sentence the description.
@@ -25,7 +27,7 @@ import socket
 import sys
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import zip_longest
 from typing import Any
 
@@ -53,6 +55,46 @@ RETURNS_FALLBACK: dict[str, str] = {
     "getblocking": "bool",
     "get_inheritable": "bool",
     "sendmsg_afalg": "count",
+}
+
+#: ``socket.socket``'s methods described in socketkit's own words. The docstrings of the C
+#: methods change between Python versions (3.13 reworded ``makefile``), and the reference page
+#: must be the same on every supported version; a method missing here (new in a later Python)
+#: falls back to its docstring's first sentence.
+SOCKET_DESCRIPTIONS: dict[str, str] = {
+    "accept": "Wait for a client; a new connected socket and the client's address.",
+    "bind": "Give the socket a local address (host, port) or a Unix path.",
+    "close": "Release the socket; pending data may be discarded.",
+    "connect": "Connect to a remote address; raises on failure.",
+    "connect_ex": "Like connect, but returns the errno value instead of raising.",
+    "detach": "Give up the file descriptor without closing it; returns it.",
+    "dup": "A new socket object on a duplicate of the file descriptor.",
+    "fileno": "The socket's file descriptor (-1 once closed).",
+    "get_inheritable": "Whether the descriptor is inherited by child processes.",
+    "getblocking": "True if the socket blocks (no timeout set and not non-blocking).",
+    "getpeername": "The remote endpoint's address.",
+    "getsockname": "The socket's own local address.",
+    "getsockopt": "Read a socket option (an int, or bytes when a buffer length is given).",
+    "gettimeout": "The timeout in seconds, or None when the socket blocks without one.",
+    "listen": "Start accepting connections, with a backlog of waiting clients.",
+    "makefile": "A file object (text or binary) that reads and writes the socket.",
+    "recv": "Receive up to bufsize bytes; b'' means the peer closed its side.",
+    "recv_into": "Receive into a caller's buffer; the number of bytes written.",
+    "recvfrom": "Receive data and the sender's address (datagram sockets).",
+    "recvfrom_into": "Receive into a buffer; the byte count and the sender's address.",
+    "recvmsg": "Receive data, ancillary data (control messages) and flags.",
+    "recvmsg_into": "Receive into several buffers, with ancillary data and flags.",
+    "send": "Send some of the data; the number of bytes the kernel took.",
+    "sendall": "Send all of the data, looping until every byte is taken.",
+    "sendfile": "Send a file's contents with os.sendfile where possible; bytes sent.",
+    "sendmsg": "Send data from several buffers with ancillary data (e.g. descriptors).",
+    "sendmsg_afalg": "Send to a Linux kernel crypto (AF_ALG) socket, with its options.",
+    "sendto": "Send a datagram to the given address.",
+    "set_inheritable": "Set whether the descriptor is inherited by child processes.",
+    "setblocking": "Make the socket blocking (True) or non-blocking (False).",
+    "setsockopt": "Set a socket option.",
+    "settimeout": "Set a timeout for blocking calls (None: block; 0: non-blocking).",
+    "shutdown": "Shut down reading (SHUT_RD), writing (SHUT_WR) or both (SHUT_RDWR).",
 }
 
 #: Width the text table is laid out for.
@@ -142,9 +184,13 @@ def _class_rows(cls: type, owner: str, *, c_docstrings: bool) -> Iterator[Row]:
             row = _function_row(owner, name, func, method=True)
             if c_docstrings:
                 row = _with_docstring_returns(row, func)
-            yield row
         elif c_docstrings:
-            yield _c_row(owner, name, func)
+            row = _c_row(owner, name, func)
+        else:
+            continue
+        if c_docstrings and name in SOCKET_DESCRIPTIONS:
+            row = replace(row, description=SOCKET_DESCRIPTIONS[name])
+        yield row
 
 
 def _function_row(owner: str, name: str, func: Callable[..., Any], *, method: bool) -> Row:
