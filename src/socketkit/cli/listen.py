@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .._addr import parse_port
+from ..netcat.access import check_rule
 from ..netcat.args import EOF_TABLE, add_common_arguments, build_options, exit_cleanly_on_sigterm
 from .netcat_run import run_reporting, usage
 
@@ -37,11 +38,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow",
         action="append",
-        metavar="ADDR|CIDR|@FILE",
-        help="admit only these peers (repeatable; a file holds one per line)",
+        type=check_rule,
+        metavar="ADDR|CIDR[,...]|@FILE",
+        help="admit only these peers (repeatable; a file holds one or more per line)",
     )
     parser.add_argument(
-        "--deny", action="append", metavar="ADDR|CIDR|@FILE", help="refuse these peers"
+        "--deny",
+        action="append",
+        type=check_rule,
+        metavar="ADDR|CIDR[,...]|@FILE",
+        help="refuse these peers (IPv4 rules also match IPv4-mapped ::ffff:a.b.c.d peers, "
+        "and the reverse)",
     )
     parser.add_argument(
         "--broker", action="store_true", help="relay every client's bytes to all other clients"
