@@ -118,3 +118,30 @@ def test_docstring_signature_parsing() -> None:
 
 def test_collect_is_deterministic() -> None:
     assert collect() == collect()
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (
+            "/nonexistent-dir/ref.md",
+            "cannot write /nonexistent-dir/ref.md: no such directory /nonexistent-dir",
+        ),
+        ("/dev/full", "cannot write /dev/full: no space left on device"),
+        ("/", "cannot write /: it is a directory"),
+    ],
+)
+def test_write_errors_are_one_line_exit_9(path: str, message: str) -> None:
+    proc = socketkit_cli("methods", "--write", path)
+    assert proc.returncode == 9
+    assert proc.stderr == f"socketkit methods: {message}\n"
+    assert proc.stdout == ""
+
+
+def test_usage_error_is_one_line_then_help_pointer() -> None:
+    proc = socketkit_cli("methods", "--no-such-option")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "socketkit methods: unrecognized arguments: --no-such-option",
+        "see 'socketkit methods --help'",
+    ]

@@ -32,6 +32,7 @@ from itertools import zip_longest
 from typing import Any
 
 from .exit_codes import ExitStatus
+from .outputs import cannot_write, check_writable
 
 SUMMARY = "the socket method table: returns, parameters, purpose"
 DESCRIPTION = """\
@@ -439,6 +440,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.write:
+        check_writable(args.write)  # before the work: a wrong path costs nothing
     rows = collect()
     if args.filter:
         rows = [row for row in rows if _matches(row, args.filter)]
@@ -448,8 +451,7 @@ def run(args: argparse.Namespace) -> int:
             with open(args.write, "w", encoding="utf-8") as fh:
                 fh.write(text)
         except OSError as exc:
-            print(f"socketkit methods: cannot write {args.write}: {exc}", file=sys.stderr)
-            return ExitStatus.IO
+            raise cannot_write(args.write, exc) from exc
         print(f"wrote {len(rows)} rows to {args.write}", file=sys.stderr)
         return ExitStatus.OK
     if args.json:
