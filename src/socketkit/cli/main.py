@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ping": ("socketkit.cli.ping", "send ICMP echo requests (like ping)"),
     "traceroute": ("socketkit.cli.traceroute", "trace the route to a host (like traceroute)"),
     "bench": ("socketkit.cli.bench", "measure throughput, loss and latency (speaks iperf3)"),
+    "help": ("socketkit.cli.help", "show a documentation page (cli, connect, sniff, design, ...)"),
 }
 
 
@@ -58,10 +59,12 @@ def _top_parser() -> argparse.ArgumentParser:
         prog=PROG,
         usage=f"{PROG} [--debug] [--version] COMMAND [ARGS...]",
         description="Sockets from the shell: TCP streams, UDP datagrams and raw packets.",
-        epilog="commands:\n" + "\n".join(lines) + f"\n\nRun '{PROG} COMMAND --help' for a "
-        "command's options. Exit codes: see 'docs/cli.md' (0 ok, 1 failure, 2 usage, "
+        epilog="commands:\n"
+        + "\n".join(lines)
+        + f"\n\nRun '{PROG} COMMAND --help' for a command's options, '{PROG} help' for the "
+        f"documentation.\nExit codes ('{PROG} help cli'): 0 ok, 1 failure, 2 usage, "
         "3 resolve, 4 refused, 5 timeout, 6 TLS, 7 access denied, 8 permission, 9 I/O, "
-        "10 protocol, 11 missing dependency, 70 internal, 130 interrupted).",
+        "10 protocol, 11 missing dependency, 70 internal, 130 interrupted, 141 stdout closed.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")

@@ -38,7 +38,8 @@ SUMMARY = "the socket method table: returns, parameters, purpose"
 DESCRIPTION = """\
 The socket tutorial's method table, filled in: every public method of Python's
 socket.socket and of socketkit's public API, with its return value, number of parameters
-and a one-line description, all read from the code (signatures, annotations, docstrings)."""
+and a one-line description, read from the code (signatures, annotations, docstrings; the
+socket module's descriptions are socketkit's own, the same on every Python version)."""
 EPILOG = """examples:
   socketkit methods
   socketkit methods --filter recv
@@ -47,7 +48,7 @@ EPILOG = """examples:
 
 PARAMS counts parameters without self: '1-2' = 1 required, 2 in all; '+' = also *args/**kwargs.
 exit codes: 0 ok (also when --filter matches nothing), 2 usage, 9 --write failed.
-See docs/methods.md."""
+More: socketkit help methods (and socketkit help reference for the whole page)."""
 
 #: Return values of ``socket.socket`` methods whose docstring names none although they return
 #: something (checked against CPython 3.11's socketmodule.c and socket.py). Everything else

@@ -40,7 +40,7 @@ EPILOG = """examples:
 
 exit codes: 0 ok (also without CAP_NET_RAW: the capture is skipped with a hint),
 1 a step failed (the message says which; a socketkit error has its own code,
-e.g. 5 timeout), 2 usage. See docs/tour.md."""
+e.g. 5 timeout), 2 usage. More: socketkit help tour."""
 
 #: Seconds the capture waits for the TCP exchange's packets before giving up (the exchange
 #: itself takes milliseconds; this bounds the tour's run time if a packet never shows up).
