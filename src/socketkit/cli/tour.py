@@ -57,7 +57,12 @@ WIDTH = 100
 #: Longest bytes value shown in full; longer ones are shown as start + "... (N bytes)".
 SHOW_BYTES = 40
 
-_HINT_CMD = "sudo setcap cap_net_raw+ep $(readlink -f $(which python3))"
+#: Where a user without CAP_NET_RAW learns the safe ways to get it (not a setcap on the system
+#: python3, which would hand raw sockets to every Python program on the host).
+_CAPTURE_HINT = (
+    "(no packet capture: it needs CAP_NET_RAW; run as root: sudo socketkit tour; "
+    "other ways: socketkit help tutorial)"
+)
 _COLORS = {"server": "36", "client": "35", "result": "32", "note": "2", "head": "1", "warn": "33"}
 
 
@@ -519,10 +524,7 @@ class _Tour:
             cap = capture("lo", filter=f"tcp port {port}", timeout=CAPTURE_WAIT)
         except (SocketkitError, ImportError, OSError) as exc:
             if isinstance(exc, PermissionError):
-                text = (
-                    f"(no packet capture: it needs CAP_NET_RAW; run as root, or grant it "
-                    f"with '{_HINT_CMD}')"
-                )
+                text = _CAPTURE_HINT
             else:
                 text = f"(no packet capture: {exc})"
             self.out.line("capture", "hint", text, skipped=True)
