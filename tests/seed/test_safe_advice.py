@@ -8,8 +8,8 @@ import re
 
 from ._run import REPO
 
-# setcap on the interpreter found on PATH (python3, $(which python3), /usr/bin/python3…).
-UNSAFE = re.compile(r"setcap[^\n]*(which python|/usr/bin/python|\bpython3?\b\)?\s*['\"`]?$)", re.M)
+# setcap on the interpreter found on PATH or installed by the system.
+UNSAFE = re.compile(r"setcap[^\n]*(which python|/usr/(local/)?bin/python)")
 
 
 def _texts() -> list[tuple[str, str]]:
