@@ -12,7 +12,7 @@ from ._addr import Address, format_sockaddr, resolve
 from ._errors import AddressError, PermissionDenied, SocketkitError, translate_os_error
 
 #: Listen backlog. Large, because an overflowing accept queue drops SYNs that retry only after
-#: a second (PERF-NOTES trap 4); the kernel caps it at net.core.somaxconn (4096 here).
+#: a second (docs/design.md, measured trap 4); the kernel caps it at net.core.somaxconn (4096 here).
 DEFAULT_BACKLOG = 4096
 
 
