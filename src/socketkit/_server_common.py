@@ -15,9 +15,11 @@ DEFAULT_MAX_CONNECTIONS_SYNC = 512
 #: Connections the asyncio server runs at once (about 2 KiB each while idle); more wait in the
 #: backlog.
 DEFAULT_MAX_CONNECTIONS_AIO = 10_000
-#: Connections from one IP address at once: one source cannot take every slot. A connection
-#: over it is closed at once (it cannot wait: the backlog is shared by every source).
-DEFAULT_MAX_PER_IP = 128
+#: Connections from one IP address at once: one source cannot take every slot (half of them on
+#: the sync server, a tenth on asyncio, where sources behind one NAT are more common). A
+#: connection over it is closed at once (it cannot wait: the backlog is shared by every source).
+DEFAULT_MAX_PER_IP_SYNC = 256
+DEFAULT_MAX_PER_IP_AIO = 1_000
 #: How long the accept loop backs off after it could not start a session (EMFILE, no thread).
 ACCEPT_BACKOFF = 0.1
 #: A client that has not finished the TLS handshake in 10 s is stalling or lost.

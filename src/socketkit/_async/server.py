@@ -27,7 +27,7 @@ from .._server_common import (
     ACCEPT_BACKOFF,
     DEFAULT_GRACE,
     DEFAULT_MAX_CONNECTIONS_AIO,
-    DEFAULT_MAX_PER_IP,
+    DEFAULT_MAX_PER_IP_AIO,
     TLS_HANDSHAKE_TIMEOUT,
     PerIPCounter,
     bound_address,
@@ -362,7 +362,7 @@ async def serve(
     address: AddressLike,
     *,
     max_connections: int | None = DEFAULT_MAX_CONNECTIONS_AIO,
-    max_connections_per_ip: int | None = DEFAULT_MAX_PER_IP,
+    max_connections_per_ip: int | None = DEFAULT_MAX_PER_IP_AIO,
     idle_timeout: float | None = None,
     tls: bool | ssl.SSLContext = False,
     backlog: int = DEFAULT_BACKLOG,
@@ -370,9 +370,9 @@ async def serve(
 ) -> Server:
     """Listen on ``address`` and run ``await handler(stream)`` for each client concurrently
     (resumed by its connection, no Task: ``current_task()`` is a Task-like driver); returns
-    as soon as it is listening. Parameters as the sync :func:`socketkit.serve`, except that
-    ``max_connections`` defaults to 10,000 (an idle connection costs about 2 KiB here, not a
-    thread); ``None`` for either limit means none."""
+    as soon as it is listening. Parameters as the sync :func:`socketkit.serve`, except the
+    defaults: ``max_connections`` 10,000 (an idle connection costs about 2 KiB here, not a
+    thread) and ``max_connections_per_ip`` 1,000; ``None`` for either limit means none."""
     check_limit("max_connections", max_connections)
     check_limit("max_connections_per_ip", max_connections_per_ip)
     ctx = server_tls_context(tls)

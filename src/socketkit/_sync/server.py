@@ -3,7 +3,7 @@
 One accept thread (selector over every listener plus a wake-up pipe) and one thread per
 connection. ``max_connections`` (512 by default) stops accepting while the limit is reached
 (new clients wait in the kernel's backlog instead of being refused); ``max_connections_per_ip``
-(128 by default) closes a connection at once when its source already has that many. A session
+(256 by default) closes a connection at once when its source already has that many. A session
 that cannot be started (no thread to be had) is closed and logged; the server goes on.
 ``close()`` stops accepting, lets handlers finish for a grace period, then shuts their sockets
 down.
@@ -35,7 +35,7 @@ from .._server_common import (
     ACCEPT_BACKOFF,
     DEFAULT_GRACE,
     DEFAULT_MAX_CONNECTIONS_SYNC,
-    DEFAULT_MAX_PER_IP,
+    DEFAULT_MAX_PER_IP_SYNC,
     TLS_HANDSHAKE_TIMEOUT,
     PerIPCounter,
     bound_address,
@@ -322,7 +322,7 @@ def serve(
     address: AddressLike,
     *,
     max_connections: int | None = DEFAULT_MAX_CONNECTIONS_SYNC,
-    max_connections_per_ip: int | None = DEFAULT_MAX_PER_IP,
+    max_connections_per_ip: int | None = DEFAULT_MAX_PER_IP_SYNC,
     idle_timeout: float | None = None,
     tls: bool | ssl.SSLContext = False,
     backlog: int = DEFAULT_BACKLOG,
@@ -338,7 +338,7 @@ def serve(
         max_connections: at most this many handlers at once (default 512: each is a thread);
             more clients wait in the backlog. ``None``: no limit.
         max_connections_per_ip: at most this many connections from one IP address at once
-            (default 128; IPv4-mapped IPv6 peers count as their IPv4 address); one more is
+            (default 256; IPv4-mapped IPv6 peers count as their IPv4 address); one more is
             closed as soon as it is accepted and logged. ``None``: no limit.
         idle_timeout: default timeout of every handler stream's receives and sends.
         tls: an ``ssl.SSLContext`` (see :func:`socketkit.server_context`), or ``True`` for an
