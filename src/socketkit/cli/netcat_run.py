@@ -36,6 +36,8 @@ def run_reporting(prog: str, reporter: Reporter, body: Callable[[], int]) -> int
             reporter.error(str(exc), int(status_for(exc)))
             raise
         return usage(prog, str(exc))
+    except BrokenPipeError:
+        raise  # stdout's reader went away: exit 141 quietly, no error event
     except Exception as exc:
         reporter.error(" ".join(str(exc).split()), int(status_for(exc)))
         raise

@@ -18,13 +18,18 @@ def run_connect(opts: NetcatOptions, reporter: Reporter, *, ports: list[int] | N
     :class:`~socketkit.SocketkitError` (or a one-line ``OSError`` for local files)."""
     if ports is not None:
         return scan_ports(opts, ports, reporter)
+    ctx = None
+    if opts.tls is not None:
+        from .tls import make_client_context
+
+        ctx = make_client_context(opts.tls)  # bad files fail before connecting
     tap = Tap(hex_dump=opts.hex_dump, output=opts.output)
     try:
         sock = dial(opts)
         if opts.tls is not None:
             from .tls import client_wrap
 
-            sock = client_wrap(sock, opts.tls, opts.host, opts.connect_timeout)
+            sock = client_wrap(sock, opts.tls, opts.host, opts.connect_timeout, ctx)
         conn = Conn(sock, datagram=opts.udp)
         announce("connected", conn, reporter)
         if opts.executes:

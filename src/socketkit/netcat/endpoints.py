@@ -10,9 +10,11 @@ from __future__ import annotations
 import enum
 import mmap
 import os
+import select
 import stat
+import sys
 
-__all__ = ["FdKind", "aligned_buffer", "fd_kind", "grow_pipe", "write_all"]
+__all__ = ["FdKind", "aligned_buffer", "check_delivered", "fd_kind", "grow_pipe", "write_all"]
 
 #: Pipe capacity asked for with F_SETPIPE_SZ: 1 MiB (the default /proc/sys/fs/pipe-max-size)
 #: moves a whole socket buffer per splice call; the kernel may grant less.
@@ -78,3 +80,31 @@ def write_all(fd: int, data: bytes | memoryview, what: str, *, broken_pipe: bool
                 raise
             raise OSError(f"cannot write {what}: {exc.strerror}") from exc
         view = view[written:]
+
+
+def check_delivered(fd: int) -> None:
+    """At the end of a session: if ``fd`` is a pipe whose reader has gone while bytes we wrote
+    are still unread in it, raise ``BrokenPipeError`` (the command exits 141, as if SIGPIPE had
+    killed it), whether or not the last write happened to fail.
+
+    Without this the outcome is a race: ``splice(2)`` can leave far more than the pipe's
+    nominal 64 KiB in it (page references, not copies), so a reader that stops early (``head
+    -c 10``) may find every write already done, and the session would end with 0 although
+    its output was lost. A reader that is still there, or that read everything, is not a loss.
+    """
+    import fcntl
+    import termios
+
+    if fd_kind(fd) is not FdKind.PIPE:
+        return
+    poller = select.poll()
+    poller.register(fd, 0)  # POLLERR is always reported: no reader is left
+    if not any(ev & select.POLLERR for _fd, ev in poller.poll(0)):
+        return
+    unread = bytearray(4)
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, unread)
+    except OSError:
+        return
+    if int.from_bytes(unread, sys.byteorder) > 0:
+        raise BrokenPipeError(32, "stdout closed by its reader before it read everything")

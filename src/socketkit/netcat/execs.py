@@ -16,7 +16,7 @@ from .eof import EofMachine, EofPolicy
 from .options import NetcatOptions
 from .relay import Relay
 from .report import Reporter
-from .session import closed
+from .session import closed, end_reason
 from .tap import Tap
 
 __all__ = ["child_argv", "run_exec_session"]
@@ -68,7 +68,7 @@ def run_exec_session(conn: Conn, opts: NetcatOptions, reporter: Reporter, tap: T
             result = relay.run()
             sent, received = result.sent, result.received
         except BaseException as exc:
-            error = " ".join(str(exc).split()) or type(exc).__name__
+            error = end_reason(exc)
             proc.kill()
             raise
         finally:

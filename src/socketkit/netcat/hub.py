@@ -350,7 +350,7 @@ class Hub:
 
         assert self.ctx is not None
         try:
-            wrapped = server_wrap(sock, self.ctx, self.opts.connect_timeout)
+            wrapped = server_wrap(sock, self.ctx, self.opts.connect_timeout, shown)
         except SocketkitError as exc:
             sock.close()
             self.reporter.warning(f"{shown}: {exc}", remote=shown)
@@ -475,7 +475,7 @@ class _ExecServer:
             if self.ctx is not None:
                 from .tls import server_wrap
 
-                sock = server_wrap(sock, self.ctx, self.opts.connect_timeout)
+                sock = server_wrap(sock, self.ctx, self.opts.connect_timeout, shown)
             conn = Conn(sock, peer=shown)
             announce("accepted", conn, self.reporter)
             run_exec_session(conn, self.opts, self.reporter, self.tap)

@@ -8,7 +8,7 @@ import select
 import socket
 import ssl
 
-from .._errors import TLSError
+from .._errors import SocketkitError
 from .._sockets import cleanup_unix_path
 from .access import AccessList
 from .conn import Conn
@@ -130,8 +130,8 @@ def _serve_one(
                 from .tls import server_wrap
 
                 try:
-                    sock = server_wrap(sock, ctx, opts.connect_timeout)
-                except TLSError:
+                    sock = server_wrap(sock, ctx, opts.connect_timeout, show(addr))
+                except SocketkitError:
                     sock.close()
                     raise
             conn = Conn(sock, peer=show(addr))

@@ -6,13 +6,26 @@ import time
 from typing import Any
 
 from .conn import Conn
+from .endpoints import check_delivered
 from .eof import EofMachine
 from .options import NetcatOptions
 from .relay import Relay, RelayResult
 from .report import Reporter
 from .tap import Tap
 
-__all__ = ["announce", "relay_session"]
+__all__ = ["announce", "end_reason", "relay_session"]
+
+
+def end_reason(exc: BaseException) -> str:
+    """Why a session ended early, as the ``closed`` line and event say it."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, SystemExit):
+        # exit_cleanly_on_sigterm raises SystemExit(143) from the SIGTERM handler.
+        return "terminated by SIGTERM" if exc.code == 143 else f"exit status {exc.code}"
+    if isinstance(exc, BrokenPipeError):
+        return "stdout closed by its reader"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def announce(event: str, conn: Conn, reporter: Reporter, **extra: Any) -> None:
@@ -64,9 +77,12 @@ def relay_session(
     started = time.monotonic()
     error: str | None = None
     try:
-        return relay.run()
+        result = relay.run()
+        if local_out is not None and relay.received:
+            check_delivered(local_out)
+        return result
     except BaseException as exc:
-        error = " ".join(str(exc).split()) or type(exc).__name__
+        error = end_reason(exc)
         raise
     finally:
         conn.close()

@@ -7,31 +7,88 @@ import socket
 import ssl
 from typing import Any
 
-from .._errors import TLSError, translate_os_error
+from .._errors import SocketkitTimeout, TLSError, translate_os_error
 from .._tls import client_context, describe, server_context
 from .options import TlsOptions
 
-__all__ = ["client_wrap", "describe_tls", "make_server_context", "server_wrap", "tls_summary"]
+__all__ = [
+    "check_tls_files",
+    "client_wrap",
+    "describe_tls",
+    "make_client_context",
+    "make_server_context",
+    "server_wrap",
+    "tls_summary",
+]
 
 #: A TLS handshake that has not finished in 30 s is not going to.
 HANDSHAKE_TIMEOUT = 30.0
 
 
-def client_wrap(
-    sock: socket.socket, tls: TlsOptions, server_name: str | None, timeout: float | None
-) -> ssl.SSLSocket:
-    """Handshake as a client over connected ``sock``; returns the TLS socket (blocking).
+#: The PEM block each file option must hold (RFC 7468): what ``--tls-cert`` and friends are
+#: checked for before anything is bound or connected, so a wrong file is named as such.
+_PEM_LABELS = {
+    "--tls-cert": ("CERTIFICATE",),
+    "--tls-key": ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY"),
+    "--tls-ca": ("CERTIFICATE", "TRUSTED CERTIFICATE", "X509 CRL"),
+    "--tls-client-ca": ("CERTIFICATE", "TRUSTED CERTIFICATE", "X509 CRL"),
+}
+
+
+def check_tls_files(tls: TlsOptions) -> None:
+    """Check that every file option names a readable PEM file with the right kind of block.
 
     Raises:
-        TLSError: bad CA/cert files, verification failure (wrong CA, wrong name, expired).
+        OSError: one line naming the option and the file (exit status 9, a local file).
     """
-    ctx = client_context(
+    for option, path in (
+        ("--tls-cert", tls.cert_file),
+        ("--tls-key", tls.key_file),
+        ("--tls-ca", tls.ca_file),
+        ("--tls-client-ca", tls.client_ca_file),
+    ):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as fh:
+                text = fh.read(4 << 20)
+        except OSError as exc:
+            raise OSError(f"cannot read {option} {path}: {exc.strerror}") from exc
+        labels = _PEM_LABELS[option]
+        if not any(f"-----BEGIN {label}-----".encode() in text for label in labels):
+            raise OSError(
+                f"{option} {path}: not a PEM file with a {labels[0].lower()} "
+                f"(no '-----BEGIN {labels[0]}-----' line)"
+            )
+
+
+def make_client_context(tls: TlsOptions) -> ssl.SSLContext:
+    """The client context for ``tls`` (files are loaded here, before connecting)."""
+    check_tls_files(tls)
+    return client_context(
         ca_file=tls.ca_file,
         insecure=tls.insecure,
         cert_file=tls.cert_file,
         key_file=tls.key_file,
         alpn=list(tls.alpn) or None,
     )
+
+
+def client_wrap(
+    sock: socket.socket,
+    tls: TlsOptions,
+    server_name: str | None,
+    timeout: float | None,
+    ctx: ssl.SSLContext | None = None,
+) -> ssl.SSLSocket:
+    """Handshake as a client over connected ``sock``; returns the TLS socket (blocking).
+
+    Raises:
+        TLSError: bad CA/cert files, verification failure (wrong CA, wrong name, expired).
+        SocketkitTimeout: the handshake did not finish within ``timeout`` (default 30 s).
+    """
+    if ctx is None:
+        ctx = make_client_context(tls)
     name = tls.sni or server_name
     if name is not None and name.startswith("["):
         name = name.strip("[]")
@@ -45,6 +102,7 @@ def client_wrap(
 
 
 def make_server_context(tls: TlsOptions) -> ssl.SSLContext:
+    check_tls_files(tls)
     ctx = server_context(
         cert_file=tls.cert_file,
         key_file=tls.key_file,
@@ -60,23 +118,28 @@ def make_server_context(tls: TlsOptions) -> ssl.SSLContext:
 
 
 def server_wrap(
-    sock: socket.socket, ctx: ssl.SSLContext, timeout: float | None = None
+    sock: socket.socket,
+    ctx: ssl.SSLContext,
+    timeout: float | None = None,
+    peer: str = "client",
 ) -> ssl.SSLSocket:
     """Handshake as a server over accepted ``sock`` (blocking, with a deadline)."""
     sock.settimeout(timeout if timeout is not None else HANDSHAKE_TIMEOUT)
     try:
         wrapped = ctx.wrap_socket(sock, server_side=True)
     except (ssl.SSLError, OSError) as exc:
-        raise _tls_failure(exc, "TLS handshake with client") from exc
+        raise _tls_failure(exc, f"TLS handshake with {peer}") from exc
     wrapped.settimeout(None)
     return wrapped
 
 
-def _tls_failure(exc: BaseException, action: str) -> TLSError:
+def _tls_failure(exc: BaseException, action: str) -> TLSError | SocketkitTimeout:
+    """A failed handshake: a timeout stays a timeout (exit 5); anything else (an alert, a
+    reset, an early EOF) is a TLS failure (exit 6). The message names ``action`` once."""
     err = translate_os_error(exc, action)
-    if isinstance(err, TLSError):
+    if isinstance(err, (TLSError, SocketkitTimeout)):
         return err
-    return TLSError(f"{action}: {err}")
+    return TLSError(str(err))
 
 
 def describe_tls(sock: ssl.SSLSocket) -> dict[str, Any]:

@@ -1,0 +1,222 @@
+"""Exit codes and one-line errors of connect/listen (issue 10, items 14 and 15): unreachable
+networks, a stdout reader that went away, TLS handshake timeouts, certificate files that are
+not PEM, and what a session says when it is interrupted or terminated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from support.netlab import Lab
+from support.privilege import require_root
+
+from .nctools import SK, Collector, finish, free_port, started, wait_bound
+
+
+def run(*args: str, stdin: bytes = b"", timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*SK, *args], input=stdin, capture_output=True, timeout=timeout)
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+    )
+
+
+def one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+# -- unreachable networks and hosts: exit 4 (docs/connect.md), made in a test namespace ------
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_unreachable_network_and_host_exit_4(proto: str) -> None:
+    require_root()
+    import sys
+
+    udp = ["-u"] if proto == "udp" else []
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src}
+    with Lab() as lab:
+        host = lab.host("u")
+        # 198.18.40.0/24: no route at all (ENETUNREACH); 198.18.41.0/24: an `unreachable`
+        # route (EHOSTUNREACH, "no route to host").
+        host.run(["ip", "route", "add", "unreachable", "198.18.41.0/24"])
+        for target, words in (("198.18.40.1", "network is unreachable"),
+                              ("198.18.41.1", "no route to host")):  # fmt: skip
+            argv = [sys.executable, "-m", "socketkit", "connect", *udp, "-w", "5", target, "80"]
+            proc = host.run(argv, check=False, env=env, input="")
+            assert proc.returncode == 4, proc.stderr
+            line = one_line(proc.stderr)
+            assert line.startswith(f"socketkit connect: cannot connect to {target}:80:"), line
+            assert words in line.lower()
+
+
+# -- a stdout reader that goes away ------------------------------------------------------------
+
+
+def test_reader_gone_before_reading_everything_exits_141() -> None:
+    """The peer's bytes fit in the stdout pipe (splice can put far more than 64 KiB there); the
+    reader reads 10 bytes and closes; then the peer ends. Bytes were lost: 141, never 0."""
+    go = threading.Event()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"z" * 30000)
+                go.wait(20)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        r, w = os.pipe()
+        try:
+            argv = [*SK, "connect", "127.0.0.1", str(port)]
+            with started(argv, stdin=subprocess.PIPE, stdout=w, stderr=subprocess.PIPE) as proc:
+                os.close(w)
+                w = -1
+                assert os.read(r, 10) == b"zzzzzzzzzz"
+                os.close(r)
+                r = -1
+                go.set()
+                assert proc.stdin is not None
+                proc.stdin.close()
+                rc = finish(proc, 20)
+                err = proc.stderr.read() if proc.stderr else b""
+        finally:
+            go.set()
+            for fd in (r, w):
+                if fd >= 0:
+                    os.close(fd)
+            thread.join(10)
+    assert rc == 141
+    assert err == b""
+
+
+def test_reader_that_read_everything_exits_0() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"0123456789")
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        proc = subprocess.run(
+            [*SK, "connect", "127.0.0.1", str(port)],
+            input=b"",
+            capture_output=True,
+            timeout=30,
+        )
+        thread.join(10)
+    assert proc.returncode == 0
+    assert proc.stdout == b"0123456789"
+
+
+# -- TLS: handshake timeout is a timeout (5); a certificate file that is not PEM is local ----
+
+
+def test_tls_handshake_timeout_exits_5_with_one_prefix() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        proc = run("connect", "--tls", "-w", "0.5", "127.0.0.1", str(port))
+    assert proc.returncode == 5, proc.stderr
+    assert one_line(proc.stderr) == "socketkit connect: TLS handshake with 127.0.0.1: timed out"
+
+
+def test_listen_tls_handshake_timeout_exits_5() -> None:
+    port = free_port()
+    argv = [*SK, "listen", "--tls", "-w", "0.5", "127.0.0.1", str(port)]
+    with started(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+        wait_bound(port)
+        with socket.create_connection(("127.0.0.1", port)):
+            rc = finish(proc, 20)
+        err = proc.stderr.read().decode() if proc.stderr else ""
+    lines = [line for line in err.splitlines() if "warning" not in line]
+    assert rc == 5, err
+    assert lines[-1].startswith("socketkit listen: TLS handshake with 127.0.0.1:")
+    assert lines[-1].endswith(": timed out")
+    assert lines[-1].count("TLS handshake") == 1
+
+
+@pytest.mark.parametrize("option", ["--tls-cert", "--tls-key", "--tls-ca"])
+def test_connect_certificate_file_not_pem(tmp_path: Path, option: str) -> None:
+    bogus = tmp_path / "bogus.pem"
+    bogus.write_text("this is not a certificate\n")
+    # A port nobody listens on: the file is checked before connecting.
+    extra = [option, str(bogus)]
+    if option == "--tls-key":
+        extra = ["--tls-cert", str(bogus), *extra]
+    proc = run("connect", "--tls", *extra, "127.0.0.1", str(free_port()))
+    assert proc.returncode == 9, proc.stderr
+    line = one_line(proc.stderr)
+    shown = "--tls-cert" if option == "--tls-key" else option
+    assert line.startswith(f"socketkit connect: {shown} {bogus}: not a PEM file"), line
+    assert "_ssl.c" not in line
+
+
+@pytest.mark.parametrize("option", ["--tls-cert", "--tls-client-ca"])
+def test_listen_certificate_file_not_pem_or_missing(tmp_path: Path, option: str) -> None:
+    bogus = tmp_path / "bogus.pem"
+    bogus.write_text("hi\n")
+    proc = run("listen", "--tls", option, str(bogus), "127.0.0.1", str(free_port()))
+    assert proc.returncode == 9, proc.stderr
+    line = one_line(proc.stderr)
+    assert line.startswith(f"socketkit listen: {option} {bogus}: not a PEM file"), line
+    missing = tmp_path / "missing.pem"
+    proc = run("listen", "--tls", option, str(missing), "127.0.0.1", str(free_port()))
+    assert proc.returncode == 9, proc.stderr
+    assert one_line(proc.stderr) == (
+        f"socketkit listen: cannot read {option} {missing}: No such file or directory"
+    )
+
+
+# -- close reasons: "interrupted", "terminated by SIGTERM", never exception class names -----
+
+
+@pytest.mark.parametrize(
+    ("sig", "reason", "status"),
+    [(signal.SIGINT, "interrupted", 130), (signal.SIGTERM, "terminated by SIGTERM", 143)],
+)
+def test_close_reason_when_interrupted(sig: int, reason: str, status: int) -> None:
+    for mode in ("-v", "--json"):
+        port = free_port()
+        argv = [*SK, "listen", mode, "127.0.0.1", str(port)]
+        with started(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            wait_bound(port)
+            err = Collector(proc.stderr)
+            with socket.create_connection(("127.0.0.1", port)):
+                deadline = time.monotonic() + 10
+                while b"accepted" not in bytes(err.data) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                os.kill(proc.pid, sig)
+                assert finish(proc, 10) == status
+            text = err.wait_for(1 << 20, timeout=2).decode()
+        assert "KeyboardInterrupt" not in text
+        assert "Traceback" not in text
+        if mode == "-v":
+            closed = [line for line in text.splitlines() if " closed " in f" {line}"]
+            assert len(closed) == 1, text
+            assert closed[0].endswith(f"({reason})"), closed
+        else:
+            records = [json.loads(line) for line in text.splitlines()]
+            closed_events = [r for r in records if r["event"] == "closed"]
+            assert [r["error"] for r in closed_events] == [reason], text
