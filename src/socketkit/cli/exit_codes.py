@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
+import errno
 
 from .._errors import (
     AccessDenied,
     AddressError,
     BrokenStreamError,
+    ConnectError,
     ConnectionRefused,
     DecodeError,
     MissingDependency,
@@ -69,8 +71,26 @@ _BY_ERROR: dict[type[BaseException], ExitStatus] = {
 }
 
 
+#: What a connect attempt gets when the peer refused or no route leads there: exit 4, as a
+#: refusal (docs/cli.md: "connection refused, unreachable, or reset").
+_UNREACHABLE = {
+    errno.ECONNREFUSED,
+    errno.ENETUNREACH,
+    errno.EHOSTUNREACH,
+    errno.ENETDOWN,
+    errno.EHOSTDOWN,
+    errno.ECONNRESET,
+}
+
+
 def status_for(exc: BaseException) -> ExitStatus:
     """The exit status for an error (``INTERNAL`` for anything that is not ours or an OSError)."""
+    if (
+        type(exc) is ConnectError
+        and exc.attempts
+        and all(isinstance(err, OSError) and err.errno in _UNREACHABLE for _, err in exc.attempts)
+    ):
+        return ExitStatus.REFUSED  # every address refused or unreachable
     for cls in type(exc).__mro__:
         if cls in _BY_ERROR:
             return _BY_ERROR[cls]
