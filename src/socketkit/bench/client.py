@@ -46,6 +46,7 @@ from .intervals import IntervalReporter
 from .latency import LatencyRequester
 from .results import BenchResult, IntervalReport, StreamSummary, Sum
 from .server_errors import describe_server_error
+from .sockopts import apply_stream_options
 from .streams import StreamStats
 from .udp_movers import enable_gro
 
@@ -83,6 +84,8 @@ class ClientOptions:
     omit: float = 0.0
     window: int = 0
     nodelay: bool = False
+    mss: int = 0  # -M: TCP_MAXSEG on the data sockets of both ends; 0 = the system's
+    tos: int = 0  # -S: IP_TOS / IPV6_TCLASS on the data sockets of both ends
     latency: int = 0  # request/response message size; 0 = throughput test
     gso: bool | None = None  # None = use UDP GSO/GRO when the peer and kernel support it
     udp_64bit: bool = False
@@ -107,6 +110,8 @@ class ClientOptions:
             omit=self.omit,
             window=self.window,
             nodelay=self.nodelay,
+            mss=self.mss,
+            tos=self.tos,
             udp_counters_64bit=self.udp_64bit,
             client_version=f"socketkit {__version__}",
             latency_size=self.latency,
@@ -131,11 +136,9 @@ def _connect(opts: ClientOptions) -> socket.socket:
 
 
 def _tune(sock: socket.socket, params: BenchParams) -> None:
-    if params.window:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, params.window)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, params.window)
-    if params.nodelay and params.protocol == "tcp":
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # Before connect: TCP_MAXSEG then also bounds the MSS our SYN announces (iperf3 does
+    # the same in iperf_tcp_connect).
+    apply_stream_options(sock, params)
 
 
 def _open_tcp_stream(

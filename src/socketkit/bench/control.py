@@ -35,9 +35,9 @@ class ControlChannel:
             event = self.conn.next_event()
             if event is not NEED_DATA:
                 return event  # type: ignore[return-value]
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
+            # poll(0) still looks at the socket once: a peer that closed or sent a message
+            # must be seen without waiting (select with a zero timeout does not block).
+            remaining = max(0.0, deadline - time.monotonic())
             try:
                 ready, _, _ = select.select([self.sock], [], [], remaining)
                 if not ready:

@@ -25,7 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .._errors import ProtocolError, SocketkitError, SocketkitTimeout, translate_os_error
+from .._errors import (
+    ProtocolError,
+    ResolutionError,
+    SocketkitError,
+    SocketkitTimeout,
+    translate_os_error,
+)
 from ..proto import bench_udp
 from ..proto.iperf3 import (
     COOKIE_SIZE,
@@ -42,6 +48,7 @@ from ..proto.iperf3 import (
 from .control import ControlChannel, unexpected
 from .datapath import DataPath, DataStream
 from .server_errors import IE
+from .sockopts import OptionRefused, apply_stream_options
 
 __all__ = ["BenchServer", "ServerTestReport"]
 
@@ -95,11 +102,16 @@ class ServerTestReport:
 class _Session:
     """One test: owns its control connection and data streams."""
 
-    def __init__(self, server: BenchServer, sock: socket.socket, cookie: bytes) -> None:
+    def __init__(
+        self, server: BenchServer, sock: socket.socket, cookie: bytes, *, deadline: float
+    ) -> None:
         self.server = server
         self.sock = sock
         self.cookie = cookie
         self.peer = _peer_text(sock)
+        self.host = _peer_host(sock)
+        #: Monotonic time by which the handshake (parameters, data streams) must be done.
+        self.handshake_deadline = deadline
         self.conn = ServerConnection()
         self.ch = ControlChannel(sock, self.conn)
         # (accept order, socket): sorted before use, so stream ids follow the client's order
@@ -118,12 +130,15 @@ class _Session:
             code = IE.MESSAGE if isinstance(err, ProtocolError) else IE.CTRLCLOSE
             if isinstance(err, SocketkitTimeout):
                 code = IE.CTRLREAD
-            verb = "refused" if isinstance(err, ProtocolError | SocketkitTimeout) else "ended"
-            log.warning("test from %s %s: %s", self.peer, verb, err)
+            if isinstance(err, _Refused):
+                code = err.i_errno
             with contextlib.suppress(OSError):
                 self.sock.sendall(self.conn.send_error(code))
             if self.params is not None:
+                # One outcome per test: the report line says it failed and why.
                 report = ServerTestReport(self.peer, self.params, None, str(err))
+            else:
+                log.warning("test from %s refused: %s", self.peer, err)
         except Exception:
             log.exception("test from %s: internal error", self.peer)
         finally:
@@ -136,18 +151,31 @@ class _Session:
         if report is not None:
             self.server._report(report)
 
+    def _remaining(self) -> float:
+        return self.handshake_deadline - time.monotonic()
+
     def _run(self) -> ServerTestReport:
         ch, conn = self.ch, self.conn
         conn.receive_data(self.cookie)
         ch.next(0, "cookie")
         ch.send(conn.send_param_exchange())
-        event = ch.next(self.server.control_timeout, "parameters")
+        event = ch.poll(max(0.0, self._remaining()))
+        if event is None:
+            limit = self.server.control_timeout
+            raise SocketkitTimeout(f"iperf3 control: no parameters within {limit:g} s")
         if not isinstance(event, JsonReceived) or not isinstance(event.value, BenchParams):
             raise unexpected(event, "parameters")
         p = self.params = event.value
         if p.time > MAX_DURATION:
-            raise ProtocolError("test duration too long")
+            raise _Refused(IE.DURATION, "test duration too long")
         streams = self._accept_streams(p)
+        try:
+            for ds in streams:
+                apply_stream_options(ds.sock, p)
+        except OptionRefused as exc:
+            for ds in streams:
+                ds.sock.close()
+            raise _Refused(_OPTION_ERRNO[exc.option], f"refused the test: {exc.strerror}") from exc
         self.path = DataPath(p, streams, role="server", gso=p.gro, gro=p.gro)
         ch.send(conn.send_test_start())
         self.path.start()
@@ -182,12 +210,14 @@ class _Session:
         if p.protocol == "udp":
             with self.server._udp_lock:
                 self.ch.send(self.conn.send_create_streams())
-                socks = self.server._udp_connect(self.sock.getpeername()[0], count, p.gro)
+                socks = self.server._udp_connect(
+                    self.sock.getpeername()[0], count, p.gro, self.handshake_deadline
+                )
         else:
             self.expecting = count
             self.ch.send(self.conn.send_create_streams())
             got: list[tuple[int, socket.socket]] = []
-            deadline = time.monotonic() + self.server.control_timeout
+            deadline = self.handshake_deadline
             try:
                 while len(got) < count:
                     remaining = deadline - time.monotonic()
@@ -205,12 +235,6 @@ class _Session:
             finally:
                 self.expecting = 0
             socks = [s for _, s in sorted(got, key=lambda item: item[0])]
-        for s in socks:
-            if p.window:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, p.window)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, p.window)
-            if p.nodelay and p.protocol == "tcp":
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return [DataStream(i, s, r) for i, s, r in zip(ids, socks, roles, strict=True)]
 
     def _wait_test_end(self, p: BenchParams) -> None:
@@ -270,6 +294,7 @@ class BenchServer:
         port: int = DEFAULT_PORT,
         *,
         max_tests: int = DEFAULT_MAX_TESTS,
+        max_tests_per_host: int | None = None,
         max_runs: int = 0,
         on_report: Callable[[ServerTestReport], None] | None = None,
         control_timeout: float = CONTROL_TIMEOUT,
@@ -279,6 +304,11 @@ class BenchServer:
         self.control_timeout = control_timeout
         self.cookie_timeout = cookie_timeout
         self.max_tests = max_tests
+        #: Tests one client address may hold at once (default: half of max_tests, at least 1),
+        #: so that one source cannot take every slot.
+        self.max_tests_per_host = (
+            max(1, max_tests // 2) if max_tests_per_host is None else max_tests_per_host
+        )
         self.max_runs = max_runs
         self.on_report = on_report
         self._lock = threading.Lock()
@@ -304,10 +334,16 @@ class BenchServer:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         host = host or ("::" if family == socket.AF_INET6 else "")
         try:
+            if host and not _is_address(host):
+                host = _resolve(host, family)
             self._tcp.bind((host, port))
             self.port = self._tcp.getsockname()[1]
             self._udp.bind((host, self.port))
             self._tcp.listen(BACKLOG)
+        except ResolutionError:
+            self._tcp.close()
+            self._udp.close()
+            raise
         except OSError as exc:
             self._tcp.close()
             self._udp.close()
@@ -350,15 +386,17 @@ class BenchServer:
                 self._pending += 1
             self._accepted += 1
             threading.Thread(
-                target=self._handshake, args=(conn, self._accepted), daemon=True
+                target=self._handshake,
+                args=(conn, self._accepted, time.monotonic()),
+                daemon=True,
             ).start()
 
-    def _handshake(self, conn: socket.socket, order: int) -> None:
+    def _handshake(self, conn: socket.socket, order: int, accepted: float) -> None:
         """Read the cookie and route the connection: a data stream or a new test."""
         peer = _peer_text(conn)
         try:
             cookie = b""
-            deadline = time.monotonic() + self.cookie_timeout
+            deadline = accepted + min(self.cookie_timeout, self.control_timeout)
             while len(cookie) < COOKIE_SIZE:
                 conn.settimeout(max(0.01, deadline - time.monotonic()))
                 chunk = conn.recv(COOKIE_SIZE - len(cookie))
@@ -386,8 +424,17 @@ class BenchServer:
                     log.warning("refused an unexpected data connection from %s", peer)
                     conn.close()
                 return
-            if len(self._sessions) >= self.max_tests or self._closed.is_set():
-                log.warning("refused a test from %s: %d tests running", peer, len(self._sessions))
+            host = _peer_host(conn)
+            same_host = sum(1 for s in self._sessions.values() if s.host == host)
+            busy = ""
+            if self._closed.is_set():
+                busy = "the server is stopping"
+            elif len(self._sessions) >= self.max_tests:
+                busy = f"{len(self._sessions)} tests running (--max-tests)"
+            elif same_host >= self.max_tests_per_host:
+                busy = f"{same_host} tests from {host} running (--max-tests-per-host)"
+            if busy:
+                log.warning("refused a test from %s: %s", peer, busy)
                 with contextlib.suppress(OSError):
                     conn.sendall(ServerConnection().send_access_denied())
                 conn.close()
@@ -395,14 +442,15 @@ class BenchServer:
             # Control messages are tiny and must not wait for a delayed ACK (Nagle).
             with contextlib.suppress(OSError):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            session = _Session(self, conn, cookie)
+            session = _Session(self, conn, cookie, deadline=accepted + self.control_timeout)
             self._sessions[cookie] = session
         session.run()
 
-    def _udp_connect(self, peer_ip: str, count: int, gro: bool) -> list[socket.socket]:
+    def _udp_connect(
+        self, peer_ip: str, count: int, gro: bool, deadline: float
+    ) -> list[socket.socket]:
         """Answer ``count`` UDP connect datagrams from ``peer_ip`` (caller holds _udp_lock)."""
         socks: list[socket.socket] = []
-        deadline = time.monotonic() + self.control_timeout
         try:
             while len(socks) < count:
                 remaining = deadline - time.monotonic()
@@ -462,6 +510,48 @@ class BenchServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Refused(ProtocolError):
+    """The server refuses a test it cannot run as asked; carries iperf3's ``i_errno``."""
+
+    def __init__(self, i_errno: int, message: str) -> None:
+        super().__init__(message)
+        self.i_errno = i_errno
+
+
+#: iperf3's i_errno for a socket option the kernel refused.
+_OPTION_ERRNO = {
+    "window": IE.SETBUF,
+    "nodelay": IE.SETNODELAY,
+    "mss": IE.SETMSS,
+    "tos": IE.SETTOS,
+}
+
+
+def _is_address(host: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return True
+    return False
+
+
+def _resolve(host: str, family: int) -> str:
+    """The first address of ``host`` usable by a socket of ``family``."""
+    try:
+        infos = socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ResolutionError(f"cannot resolve {host!r}: {exc.strerror}") from exc
+    return str(infos[0][4][0])
+
+
+def _peer_host(sock: socket.socket) -> str:
+    """The peer's address, IPv4 peers of a dual-stack socket without ``::ffff:``."""
+    text = _peer_text(sock)
+    return text.rsplit(":", 1)[0] if text != "?" else text
 
 
 def _peer_text(sock: socket.socket) -> str:

@@ -19,6 +19,10 @@ class IE:
     RECVPARAMS = 114
     RECVRESULTS = 117
     ACCESSDENIED = 121
+    SETNODELAY = 122
+    SETMSS = 123
+    SETBUF = 124
+    SETTOS = 125
     STREAMACCEPT = 204
     STREAMID = 208
 
@@ -37,6 +41,10 @@ _MESSAGES = {
     119: "the client terminated (IECLIENTTERM)",
     120: "the server terminated (IESERVERTERM)",
     121: "the server is busy running a test (IEACCESSDENIED)",
+    122: "the server could not set TCP_NODELAY (IESETNODELAY)",
+    123: "the server could not set the TCP MSS (IESETMSS)",
+    124: "the server could not set the socket buffer size (IESETBUF)",
+    125: "the server could not set the IP TOS (IESETTOS)",
     204: "the server could not accept the data streams (IESTREAMACCEPT)",
     208: "stream id mismatch (IESTREAMID)",
 }

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import sys
 import time
+from collections.abc import Callable
 
 from .exit_codes import ExitStatus
 
@@ -21,59 +24,195 @@ against 'iperf3 -s', and 'iperf3 -c' works against 'socketkit bench server'.
 """
 EPILOG = """\
 examples:
+  socketkit bench
+  socketkit bench server -p 5201 --max-tests 4
+  socketkit bench client 192.0.2.1 -t 5 -P 2
+
+exit codes: 0 every self-check passed, 1 a self-check failed, 2 usage,
+70 internal error (a bug), 130 interrupted.
+('socketkit bench server --help' and 'socketkit bench client --help' list theirs.)"""
+
+SERVER_DESCRIPTION = """\
+Serve bench tests on one port, like 'iperf3 -s': iperf3 clients and socketkit clients alike.
+Unlike iperf3, several tests run at once (up to --max-tests); a client that stalls, vanishes
+or breaks the protocol holds its own test only, for at most --control-timeout."""
+SERVER_EPILOG = """\
+examples:
+  socketkit bench server -p 5201
+  socketkit bench server -p 5301 -B 127.0.0.1 --max-tests 2 -1
+  iperf3 -c 127.0.0.1 -p 5301 -t 5     # any iperf3 client can test against it
+
+exit codes: 0 stopped normally (-1: after its test), 1 cannot listen (address in use or not
+available), 2 usage, 3 the -B name did not resolve, 8 permission (a port below 1024),
+70 internal error (a bug), 130 interrupted."""
+
+CLIENT_DESCRIPTION = """\
+Run one test against 'iperf3 -s' or 'socketkit bench server', like 'iperf3 -c': the options
+have iperf3's meanings. Prints interval lines and a summary, or iperf3's JSON (-J)."""
+CLIENT_EPILOG = """\
+examples:
   socketkit bench client 192.0.2.1 -t 5 -P 2
   socketkit bench client 192.0.2.1 -u -b 100M -l 1400 -J
   socketkit bench client 192.0.2.1 --latency -l 64 -P 4 -t 3
   socketkit bench client 192.0.2.1 -R --plot throughput.svg
 
-exit codes: 0 ok, 1 test failed, 2 usage, 3 resolve, 4 refused, 5 timeout,
-7 server busy (ACCESS_DENIED), 10 protocol error, 130 interrupted (docs/bench.md)."""
+exit codes: 0 ok, 1 the test failed (the server reported an error, a stream failed),
+2 usage, 3 resolve, 4 refused or reset, 5 timeout, 7 server busy (ACCESS_DENIED),
+9 cannot write the --plot file, 10 protocol error (or --latency against a plain iperf3
+server), 70 internal error (a bug), 130 interrupted."""
 
 log = logging.getLogger("socketkit.bench")
 
+#: iperf3's MAX_TIME (a day), and its cap on -O.
+MAX_TIME = 86400
+MAX_OMIT = 600
+
 
 def _rate(text: str) -> int:
+    from .._errors import AddressError
     from ..bench.units import parse_rate
 
-    return parse_rate(text)
+    try:
+        return parse_rate(text)
+    except AddressError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a rate: bits/s with an optional K/M/G suffix (powers of 1000), "
+            "e.g. 50M or 1.5G"
+        ) from None
 
 
 def _size(text: str) -> int:
+    from .._errors import AddressError
     from ..bench.units import parse_size
 
-    return parse_size(text)
+    try:
+        return parse_size(text)
+    except AddressError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: bytes with an optional K/M/G suffix (powers of 1024), "
+            "e.g. 128K or 1M"
+        ) from None
+
+
+def _port(low: int) -> Callable[[str], int]:
+    def port(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if not low <= value <= 65535:
+            raise argparse.ArgumentTypeError(f"port must be {low}..65535, not {text!r}")
+        return value
+
+    return port
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number {low}..{high}, not {text!r}")
+        return value
+
+    return count
+
+
+def _seconds(high: float, *, zero: bool = True) -> Callable[[str], float]:
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        ok = (value >= 0 if zero else value > 0) and value <= high
+        if not ok:
+            low = "0" if zero else "more than 0"
+            raise argparse.ArgumentTypeError(f"must be {low} to {high:g} seconds, not {text!r}")
+        return value
+
+    return seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="mode", metavar="{server,client}")
-    srv = sub.add_parser("server", help="serve bench tests (iperf3 -s)")
-    srv.add_argument("-p", "--port", type=int, default=5201, help="port (default 5201)")
-    srv.add_argument("-B", "--bind", default="", help="local address to listen on (default all)")
-    srv.add_argument(
-        "--max-tests", type=int, default=8, metavar="N", help="concurrent tests (default 8)"
+    fmt = argparse.RawDescriptionHelpFormatter
+    srv = sub.add_parser(
+        "server",
+        help="serve bench tests (iperf3 -s)",
+        description=SERVER_DESCRIPTION,
+        epilog=SERVER_EPILOG,
+        formatter_class=fmt,
     )
-    srv.add_argument("-1", "--one-off", action="store_true", help="exit after one test")
+    srv.add_argument(
+        "-p",
+        "--port",
+        type=_port(0),
+        default=5201,
+        metavar="PORT",
+        help="TCP port for control and data, same UDP port for UDP data (default 5201; "
+        "0 = any free port)",
+    )
+    srv.add_argument(
+        "-B",
+        "--bind",
+        default="",
+        metavar="ADDR",
+        help="local address to listen on (default: every IPv6 and IPv4 address)",
+    )
+    srv.add_argument(
+        "--max-tests",
+        type=_count(0, 1024),
+        default=8,
+        metavar="N",
+        help="tests that may run at once; one more gets ACCESS_DENIED (default 8)",
+    )
+    srv.add_argument(
+        "--max-tests-per-host",
+        type=_count(0, 1024),
+        default=None,
+        metavar="N",
+        help="tests one client address may run at once (default: half of --max-tests, at least 1)",
+    )
+    srv.add_argument(
+        "-1", "--one-off", action="store_true", help="exit after one test (default: serve on)"
+    )
     srv.add_argument(
         "--control-timeout",
-        type=float,
+        type=_seconds(3600, zero=False),
         default=10.0,
         metavar="SECS",
-        help="drop a client silent this long on the control connection (default 10)",
+        help="drop a client silent this long on the control connection, or that has not "
+        "sent its parameters this long after connecting (default 10)",
     )
-    srv.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    srv.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG)
 
-    cli = sub.add_parser("client", help="run a test against a server (iperf3 -c)")
+    cli = sub.add_parser(
+        "client",
+        help="run a test against a server (iperf3 -c)",
+        description=CLIENT_DESCRIPTION,
+        epilog=CLIENT_EPILOG,
+        formatter_class=fmt,
+    )
     cli.add_argument("host", help="server name or address")
-    cli.add_argument("-p", "--port", type=int, default=5201, help="server port (default 5201)")
-    cli.add_argument("-u", "--udp", action="store_true", help="UDP instead of TCP")
+    cli.add_argument(
+        "-p",
+        "--port",
+        type=_port(1),
+        default=5201,
+        metavar="PORT",
+        help="server port (default 5201)",
+    )
+    cli.add_argument("-u", "--udp", action="store_true", help="UDP instead of TCP (default TCP)")
     cli.add_argument(
         "-b",
         "--bitrate",
         type=_rate,
         default=None,
         metavar="RATE",
-        help="target bits/s per stream, K/M/G = 10^3/6/9 (UDP default 1M, TCP unlimited; 0 = "
-        "unlimited)",
+        help="target bits/s per stream, K/M/G = 10^3/6/9; 0 = unlimited (default: UDP 1M, "
+        "TCP unlimited)",
     )
     cli.add_argument(
         "-l",
@@ -81,42 +220,115 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_size,
         default=None,
         metavar="LEN",
-        help="block / datagram / request size (TCP 128K, UDP 1460, latency 64)",
-    )
-    cli.add_argument("-t", "--time", type=float, default=10.0, metavar="SECS", help="seconds")
-    cli.add_argument(
-        "-n", "--bytes", type=_size, default=0, metavar="BYTES", help="bytes to send instead of -t"
+        help="block / datagram / request size, K/M = 2^10/20 (default: TCP 128K, UDP 1460, "
+        "--latency 64)",
     )
     cli.add_argument(
-        "-k", "--blockcount", type=int, default=0, metavar="N", help="blocks instead of -t"
+        "-t",
+        "--time",
+        type=_seconds(MAX_TIME),
+        default=10.0,
+        metavar="SECS",
+        help="test length in seconds (default 10)",
     )
-    cli.add_argument("-P", "--parallel", type=int, default=1, metavar="N", help="streams")
-    cli.add_argument("-R", "--reverse", action="store_true", help="the server sends")
-    cli.add_argument("--bidir", action="store_true", help="both directions at once")
+    cli.add_argument(
+        "-n",
+        "--bytes",
+        type=_size,
+        default=0,
+        metavar="BYTES",
+        help="bytes to send (all streams together) instead of -t (default 0 = use -t)",
+    )
+    cli.add_argument(
+        "-k",
+        "--blockcount",
+        type=_count(0, 2**62),
+        default=0,
+        metavar="N",
+        help="blocks to send instead of -t (default 0 = use -t)",
+    )
+    cli.add_argument(
+        "-P",
+        "--parallel",
+        type=_count(1, 128),
+        default=1,
+        metavar="N",
+        help="parallel streams, 1..128 (default 1)",
+    )
+    cli.add_argument(
+        "-R", "--reverse", action="store_true", help="the server sends (default: the client)"
+    )
+    cli.add_argument(
+        "--bidir", action="store_true", help="both directions at once (default: one direction)"
+    )
     cli.add_argument(
         "-i",
         "--interval",
-        type=float,
+        type=_seconds(MAX_TIME),
         default=1.0,
         metavar="SECS",
-        help="seconds between reports (0 = none)",
+        help="seconds between interval reports; 0 = none (default 1)",
     )
-    cli.add_argument("-O", "--omit", type=float, default=0.0, metavar="SECS", help="warm-up")
-    cli.add_argument("-w", "--window", type=_size, default=0, metavar="WIN", help="socket buffer")
-    cli.add_argument("-N", "--no-delay", action="store_true", help="TCP_NODELAY")
     cli.add_argument(
-        "-Z", "--zerocopy", action="store_true", help="TCP: send with sendfile() (both ends)"
+        "-O",
+        "--omit",
+        type=_seconds(MAX_OMIT),
+        default=0.0,
+        metavar="SECS",
+        help="warm-up not counted; the test runs this much longer (default 0)",
     )
-    cli.add_argument("-J", "--json", action="store_true", help="iperf3-style JSON at the end")
     cli.add_argument(
-        "--json-stream", action="store_true", help="one JSON object per line as events happen"
+        "-w",
+        "--window",
+        type=_size,
+        default=0,
+        metavar="WIN",
+        help="SO_SNDBUF/SO_RCVBUF of the data sockets (default: the system's)",
+    )
+    cli.add_argument(
+        "-M",
+        "--set-mss",
+        type=_count(0, 65535),
+        default=0,
+        metavar="MSS",
+        help="TCP maximum segment size, TCP_MAXSEG, both ends (default: the system's)",
+    )
+    cli.add_argument(
+        "-S",
+        "--tos",
+        type=_tos,
+        default=0,
+        metavar="TOS",
+        help="IP type of service / IPv6 traffic class byte, both ends, 0..255 or 0x.. (default 0)",
+    )
+    cli.add_argument(
+        "-N", "--no-delay", action="store_true", help="set TCP_NODELAY (default: Nagle on)"
+    )
+    cli.add_argument(
+        "-Z",
+        "--zerocopy",
+        action="store_true",
+        help="TCP: send with sendfile() at both ends (default: send())",
+    )
+    cli.add_argument(
+        "-J", "--json", action="store_true", help="iperf3-style JSON at the end (default: text)"
+    )
+    cli.add_argument(
+        "--json-stream",
+        action="store_true",
+        help="one JSON object per line as events happen (default: text)",
     )
     cli.add_argument(
         "--latency",
         action="store_true",
-        help="request/response round trips (-l size, -P in flight): p50/p90/p99/p99.9/max",
+        help="request/response round trips (-l size, -P in flight): p50/p90/p99/p99.9/max; "
+        "needs a socketkit server (default: throughput test)",
     )
-    cli.add_argument("--plot", metavar="FILE", help="write interval throughput (.svg or .png)")
+    cli.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="write interval throughput: .png bars, else SVG (default: no plot)",
+    )
     gso = cli.add_mutually_exclusive_group()
     gso.add_argument(
         "--gso",
@@ -125,12 +337,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="UDP: require GSO/GRO batching (default: use when both ends support it)",
     )
-    gso.add_argument("--no-gso", dest="gso", action="store_false", help="UDP: plain sends")
-    cli.add_argument(
-        "--udp-counters-64bit", action="store_true", help="UDP: 64-bit sequence numbers"
+    gso.add_argument(
+        "--no-gso",
+        dest="gso",
+        action="store_false",
+        help="UDP: plain sends (default: GSO when both ends support it)",
     )
-    cli.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECS")
-    cli.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    cli.add_argument(
+        "--udp-counters-64bit",
+        action="store_true",
+        help="UDP: 64-bit sequence numbers (default 32-bit)",
+    )
+    cli.add_argument(
+        "--connect-timeout",
+        type=_seconds(3600, zero=False),
+        default=10.0,
+        metavar="SECS",
+        help="give up connecting after SECS (default 10)",
+    )
+    cli.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG)
+
+
+_DEBUG = "show tracebacks and debug logging (default off; also 'socketkit --debug ...')"
+
+
+def _tos(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 255:
+        raise argparse.ArgumentTypeError(f"TOS must be 0..255 (e.g. 0x10), not {text!r}")
+    return value
 
 
 def _setup_logging(level: int) -> None:
@@ -149,22 +387,38 @@ def run(args: argparse.Namespace) -> int:
     return _self_check()
 
 
+def _usage(mode: str, message: str) -> int:
+    """A usage error found after parsing: the same two lines as argparse's (cli/main.py)."""
+    prog = f"socketkit bench {mode}"
+    print(f"{prog}: {message}\nsee '{prog} --help'", file=sys.stderr)
+    return ExitStatus.USAGE
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets (``[::]:5201``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
+
+
 def _run_server(args: argparse.Namespace) -> int:
     from ..bench.server import BenchServer
 
     _setup_logging(logging.DEBUG if args.debug else logging.INFO)
+    per_host = args.max_tests_per_host
+    if per_host is None:
+        per_host = max(1, args.max_tests // 2)
     with BenchServer(
         args.bind,
         args.port,
         max_tests=args.max_tests,
+        max_tests_per_host=per_host,
         max_runs=1 if args.one_off else 0,
         control_timeout=args.control_timeout,
         cookie_timeout=min(5.0, args.control_timeout),
     ) as server:
         host, port = server.address
         print(
-            f"socketkit bench server listening on {host or '*'}:{port} "
-            f"(max {args.max_tests} tests)",
+            f"socketkit bench server listening on {host_port(host, port)} "
+            f"(max {args.max_tests} tests, {per_host} per client address)",
             flush=True,
         )
         server.start()
@@ -178,6 +432,22 @@ def _run_server(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             return ExitStatus.INTERRUPTED
     return ExitStatus.OK
+
+
+def check_writable(path: str) -> str:
+    """Why ``path`` cannot be written as a new or replaced file, or "" if it can."""
+    target = os.path.abspath(path)
+    parent = os.path.dirname(target)
+    if os.path.isdir(target):
+        return "it is a directory"
+    if not os.path.isdir(parent):
+        return f"the directory {parent} does not exist"
+    if os.path.exists(target):
+        if not os.access(target, os.W_OK):
+            return "permission denied"
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        return f"permission denied in {parent}"
+    return ""
 
 
 def _run_client(args: argparse.Namespace) -> int:
@@ -205,6 +475,8 @@ def _run_client(args: argparse.Namespace) -> int:
         omit=args.omit,
         window=args.window,
         nodelay=args.no_delay,
+        mss=args.set_mss,
+        tos=args.tos,
         zerocopy=args.zerocopy,
         latency=length if args.latency else 0,
         gso=args.gso,
@@ -212,13 +484,19 @@ def _run_client(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
     )
     if args.latency and args.udp:
-        print("socketkit bench: --latency runs over TCP; drop -u", file=sys.stderr)
-        return ExitStatus.USAGE
+        return _usage("client", "--latency runs over TCP; drop -u")
+    if args.set_mss and args.udp:
+        return _usage("client", "-M/--set-mss is a TCP option; drop it or -u")
     try:
         params = opts.params()
     except Exception as exc:  # LocalProtocolError: out-of-range option
-        print(f"socketkit bench: {exc}", file=sys.stderr)
-        return ExitStatus.USAGE
+        return _usage("client", str(exc))
+    # Outputs are checked before the test, not after it has run (docs/cli.md).
+    if args.plot:
+        why = check_writable(args.plot)
+        if why:
+            print(f"socketkit bench: cannot write --plot file {args.plot}: {why}", file=sys.stderr)
+            return ExitStatus.IO
     human = not (args.json or args.json_stream)
     view = LiveView(params.time + params.omit) if human else None
 
@@ -235,10 +513,6 @@ def _run_client(args: argparse.Namespace) -> int:
     result = run_client(opts, on_interval)
     if view is not None:
         view.finish()
-    if args.plot:
-        from ..bench.plot import write_plot
-
-        write_plot(args.plot, result.intervals, f"socketkit bench {args.host}")
     for error in result.errors:
         print(f"socketkit bench: {error}", file=sys.stderr)
     if args.gso and args.udp and not any(s.gso for s in result.streams):
@@ -253,7 +527,17 @@ def _run_client(args: argparse.Namespace) -> int:
         _emit("end", doc["end"] | {"socketkit": doc["socketkit"]})
     else:
         print_summary(result)
-    return ExitStatus.FAILURE if result.errors else ExitStatus.OK
+    status = ExitStatus.FAILURE if result.errors else ExitStatus.OK
+    if args.plot:
+        from ..bench.plot import write_plot
+
+        try:
+            write_plot(args.plot, result.intervals, f"socketkit bench {args.host}")
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            print(f"socketkit bench: cannot write --plot file {args.plot}: {why}", file=sys.stderr)
+            return ExitStatus.IO
+    return status
 
 
 def _emit(event: str, data: object) -> None:

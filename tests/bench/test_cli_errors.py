@@ -1,0 +1,219 @@
+"""``socketkit bench`` command-line errors: checked before any work, one line, the right code.
+
+And its ``--help``: every option described with its default, the exit codes it can return.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from support.procs import running
+
+from .helpers import SK, free_port, wait_listening
+
+
+def _sk(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SK, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _one_line_usage(proc: subprocess.CompletedProcess[str], prog: str) -> str:
+    """A usage error: exit 2, nothing on stdout, one line + where to read more."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 2, proc.stderr
+    assert lines[1] == f"see '{prog} --help'"
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("mode", ["server", "client"])
+@pytest.mark.parametrize("port", ["70000", "-1", "65536"])
+def test_port_out_of_range_is_a_usage_error(mode: str, port: str) -> None:
+    args = ["bench", mode, f"--port={port}"] + (["127.0.0.1"] if mode == "client" else [])
+    line = _one_line_usage(_sk(*args), f"socketkit bench {mode}")
+    valid = "0..65535" if mode == "server" else "1..65535"
+    assert f"'{port}'" in line and valid in line, line
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expect"),
+    [
+        ("-b", "fast", "'fast' is not a rate"),
+        ("-l", "1x", "'1x' is not a size"),
+        ("-n", "lots", "'lots' is not a size"),
+        ("-w", "-5", "'-5' is not a size"),
+    ],
+)
+def test_bad_number_says_what_a_valid_one_looks_like(option: str, value: str, expect: str) -> None:
+    line = _one_line_usage(
+        _sk("bench", "client", "127.0.0.1", option, value), "socketkit bench client"
+    )
+    assert expect in line, line
+    assert "_rate" not in line and "_size" not in line
+    assert re.search(r"e\.g\. \S+", line), line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-t", "-1"],
+        ["-t", "nan"],
+        ["-i", "-1"],
+        ["-O", "-2"],
+        ["-P", "0"],
+        ["-P", "129"],
+        ["-k", "-3"],
+        ["--connect-timeout", "0"],
+    ],
+)
+def test_client_range_checks_before_any_work(args: list[str]) -> None:
+    _one_line_usage(_sk("bench", "client", "127.0.0.1", *args), "socketkit bench client")
+
+
+@pytest.mark.parametrize(
+    "args", [["--max-tests", "-1"], ["--control-timeout", "0"], ["--control-timeout", "inf"]]
+)
+def test_server_range_checks(args: list[str]) -> None:
+    _one_line_usage(_sk("bench", "server", *args), "socketkit bench server")
+
+
+def test_unwritable_plot_is_refused_before_the_test(tmp_path: Path) -> None:
+    closed = free_port()  # nothing listens: a test that ran would exit 4, not 9
+    target = tmp_path / "nonexist" / "x.svg"
+    proc = _sk("bench", "client", "127.0.0.1", "-p", str(closed), "-t", "1", "--plot", str(target))
+    assert proc.returncode == 9, proc.stderr
+    assert proc.stdout == ""  # not even "Connecting to host"
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("socketkit bench: cannot write --plot file ")
+    assert "[Errno" not in lines[0] and str(target) in lines[0]
+    assert not target.exists()
+
+
+def test_plot_into_a_directory_is_refused(tmp_path: Path) -> None:
+    proc = _sk("bench", "client", "127.0.0.1", "-p", str(free_port()), "--plot", str(tmp_path))
+    assert proc.returncode == 9 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("where", ["top", "bench", "client"])
+def test_debug_reaches_the_client(where: str) -> None:
+    closed = str(free_port())
+    argv = {
+        "top": ["--debug", "bench", "client", "127.0.0.1", "-p", closed, "-t", "1"],
+        "bench": ["bench", "--debug", "client", "127.0.0.1", "-p", closed, "-t", "1"],
+        "client": ["bench", "client", "--debug", "127.0.0.1", "-p", closed, "-t", "1"],
+    }[where]
+    proc = _sk(*argv)
+    assert proc.returncode != 0
+    # --debug: the traceback instead of one line (as for every other command).
+    assert "Traceback (most recent call last)" in proc.stderr, proc.stderr
+
+
+def test_bench_debug_reaches_the_server() -> None:
+    proc = _sk("bench", "--debug", "server", "-B", "nosuchhost.invalid", "-p", str(free_port()))
+    assert proc.returncode != 0
+    assert "Traceback (most recent call last)" in proc.stderr, proc.stderr
+
+
+def test_listening_line_brackets_ipv6() -> None:
+    port = free_port()
+    argv = [*SK, "bench", "server", "-p", str(port)]
+    with running(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as srv:
+        assert srv.stdout is not None
+        line = srv.stdout.readline().decode()
+    assert f"listening on [::]:{port} " in line, line
+    assert ":::" not in line
+    argv4 = [*SK, "bench", "server", "-p", str(port), "-B", "127.0.0.1"]
+    with running(argv4, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as srv:
+        assert srv.stdout is not None
+        line = srv.stdout.readline().decode()
+    assert f"listening on 127.0.0.1:{port} " in line, line
+
+
+def test_server_bind_to_unknown_name_exits_3() -> None:
+    proc = _sk("bench", "server", "-B", "nosuchhost.invalid", "-p", str(free_port()))
+    assert proc.returncode == 3, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and "resolve" in proc.stderr
+
+
+def test_server_interrupted_exits_130_with_one_line() -> None:
+    port = free_port()
+    argv = [*SK, "bench", "server", "-p", str(port), "-B", "127.0.0.1"]
+    with running(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as srv:
+        wait_listening(port)
+        time.sleep(0.2)
+        srv.send_signal(signal.SIGINT)
+        _out, err = srv.communicate(timeout=15)
+        assert srv.returncode == 130
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
+
+
+# --help -----------------------------------------------------------------------------------
+
+
+def _options(help_text: str) -> dict[str, str]:
+    """``--help`` parsed: option strings -> their description (all lines of it)."""
+    opts: dict[str, str] = {}
+    current = ""
+    in_options = False
+    for line in help_text.splitlines():
+        if line.endswith(":") and not line.startswith(" "):
+            in_options = line.startswith(("options", "optional arguments"))
+            current = ""
+            continue
+        if not in_options:
+            continue
+        m = re.match(r"^  (-[^ ].*?)(?:  +(\S.*))?$", line)
+        if m:
+            current = m.group(1)
+            opts[current] = m.group(2) or ""
+        elif current and line.startswith("      "):
+            opts[current] += " " + line.strip()
+    return opts
+
+
+def _exit_codes(help_text: str) -> set[int]:
+    m = re.search(r"^exit codes:(.*?)(?:\n\n|\Z)", help_text, re.S | re.M)
+    assert m, help_text
+    return {int(n) for n in re.findall(r"(?<![\w.-])(\d+) ", m.group(1))}
+
+
+# The codes each command can return (docs/bench.md, "Exit codes").
+CODES = {
+    "bench": {0, 1, 2, 70, 130},
+    "bench server": {0, 1, 2, 3, 8, 70, 130},
+    "bench client": {0, 1, 2, 3, 4, 5, 7, 9, 10, 70, 130},
+}
+
+
+@pytest.mark.parametrize("command", list(CODES))
+def test_help_describes_every_option_with_its_default(command: str) -> None:
+    proc = _sk(*command.split(), "--help")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    opts = _options(text)
+    assert "--debug" in " ".join(opts), text
+    for names, desc in opts.items():
+        assert desc.strip(), f"{names}: no description"
+        if names.startswith("-h, --help"):
+            continue
+        takes_value = bool(re.search(r" [A-Z]{1,}", names))
+        if takes_value:
+            assert "default" in desc, f"{names}: {desc!r} does not show its default"
+    assert _exit_codes(text) == CODES[command], text
+
+
+def test_server_help_has_description_and_examples() -> None:
+    text = _sk("bench", "server", "--help").stdout
+    body = text.split("\n\n")
+    assert len(body) > 2 and "iperf3" in body[1], text  # a description after the usage
+    assert "\nexamples:\n" in text
+    assert "socketkit bench server -p" in text
