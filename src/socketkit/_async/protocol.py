@@ -296,6 +296,27 @@ class StreamProtocol(asyncio.BaseProtocol):
         self._user_count = 0
         return count
 
+    def unread(self, data: bytes | bytearray | memoryview) -> None:
+        """Put ``data`` back in front of the buffered bytes: a read that had received it was
+        cancelled (or timed out) before it could return it, so the next read gets it first."""
+        if not len(data):
+            return
+        if self.buffer is _NO_DATA:
+            self.buffer = ByteBuffer()
+        self.buffer.unread(data)
+
+    def end_read(self, waiter: asyncio.Future[Any], cancelled: bool) -> None:
+        """The read waiting on ``waiter`` ended without taking its result (``cancelled``):
+        bytes the protocol had already completed it with go back in front of the buffer,
+        and the protocol stops delivering into this wait."""
+        if self._read_waiter is waiter:
+            self._read_waiter = None
+            self._some = None
+        if cancelled and waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            data = waiter.result()
+            if data:
+                self.unread(data)
+
     async def drain(self) -> None:
         if self.error is not None:
             raise _broken(self.error)

@@ -1,8 +1,16 @@
 """The asyncio :class:`Stream`: the same methods and semantics as the sync one, awaited.
 
-Timeouts are per call (``timeout=`` seconds) or the stream's ``default_timeout``; a cancelled
-or timed-out receive consumes nothing (the bytes stay buffered; ``ReadTimeout.partial`` is a
-copy), so it can be retried.
+Timeouts are per call (``timeout=`` seconds) or the stream's ``default_timeout``.
+
+What a cancelled call has already done (trio's rule, kept for every receive method, at every
+await, on every loop, with or without the C extension): a receive that is cancelled
+(``Task.cancel``, ``asyncio.timeout``, ``wait_for``) or times out (``ReadTimeout``) consumed
+nothing. Bytes that had already been handed to it when the cancellation came, in the same loop
+iteration (a read future completed with them, or the kernel's copy into the buffer
+``receive_into`` lent to the loop), are put back in front of the stream's buffer, so the next
+read returns them first; ``ReadTimeout.partial`` is a copy. (After a cancelled
+``receive_into``, the contents of its buffer are unspecified.) A send that is cancelled while
+it waits for the peer to read has still handed all of its data to the transport.
 """
 
 from __future__ import annotations
@@ -143,21 +151,27 @@ class Stream:
 
     # -- receiving --------------------------------------------------------------------------
 
-    def receive_some(
+    async def receive_some(
         self, max_bytes: int = DEFAULT_RECEIVE_SIZE, *, timeout: float = _UNSET
-    ) -> Awaitable[bytes]:
+    ) -> bytes:
         """Between 1 and ``max_bytes`` bytes; ``b""`` only at EOF. See the sync ``Stream``.
 
-        ``await stream.receive_some()``: the hot path returns the protocol's future itself (no
-        coroutine per call), completed with the data as it arrives. Cancelling the await
-        consumes nothing.
+        On the hot path (nothing buffered, no timeout) the protocol completes the read's
+        future with the bytes object it received. Cancelled (or timed out) it consumes
+        nothing, even when those bytes had already been handed to it: they go back in front
+        of the stream's buffer and the next read returns them.
         """
         if self._closed:
             raise ClosedResourceError("the stream is closed")
         p = self._p
         if not len(p.buffer) and not p.eof and timeout == _UNSET and self.default_timeout is None:
-            return p.new_read_waiter(max_bytes)
-        return self._receive_some(max_bytes, timeout)
+            waiter = p.new_read_waiter(max_bytes)
+            try:
+                return await waiter  # type: ignore[no-any-return]
+            except BaseException:
+                p.end_read(waiter, cancelled=True)
+                raise
+        return await self._receive_some(max_bytes, timeout)
 
     async def _receive_some(self, max_bytes: int, timeout: float) -> bytes:
         p = self._p
@@ -181,7 +195,11 @@ class Stream:
 
     async def receive_into(self, buffer: bytearray | memoryview, *, timeout: float = _UNSET) -> int:
         """Receive into ``buffer``; the count, 0 only at EOF. When nothing is buffered the
-        kernel writes straight into ``buffer`` (no copy)."""
+        kernel writes straight into ``buffer`` (no copy).
+
+        Cancelled or timed out, it consumes nothing: bytes that had already landed in
+        ``buffer`` are copied back to the stream's buffer and the next read returns them
+        first (``buffer``'s contents are then unspecified)."""
         self._check_open()
         p = self._p
         if p.tls is None and not len(p.buffer) and not p.eof:
@@ -212,6 +230,10 @@ class Stream:
                     count = self._read_now(target)
                     if count is not None:
                         return count
+            except BaseException:
+                # Cancelled: what the loop had read into ``buffer`` meanwhile stays ours.
+                p.unread(target[: p.take_lent()])
+                raise
             finally:
                 lent = p.take_lent()
             if lent:
@@ -223,10 +245,15 @@ class Stream:
                 p.lend(target)
             try:
                 await self._wait(self._remaining(deadline))
-            except TimeoutError as exc:
-                raise ReadTimeout("receive timed out") from exc
-            finally:
-                count = p.take_lent()
+            except BaseException as exc:
+                # Cancelled or timed out, perhaps after bytes landed in ``buffer`` in the same
+                # loop iteration: they go back in front of the stream's buffer (the call
+                # consumed nothing; the next read returns them first).
+                p.unread(target[: p.take_lent()])
+                if isinstance(exc, TimeoutError):
+                    raise ReadTimeout("receive timed out") from exc
+                raise
+            count = p.take_lent()
             if count:
                 return count
         if len(p.buffer):

@@ -63,6 +63,27 @@ class ByteBuffer:
             self.writable(count)[:count] = data
             self._end += count
 
+    def unread(self, data: bytes | bytearray | memoryview) -> None:
+        """Put ``data`` back in front of the unread bytes: what a cancelled read had already
+        received elsewhere (the asyncio ``receive_into``'s own buffer, a completed future) is
+        read again, first, by the next read."""
+        count = len(data)
+        if not count:
+            return
+        if self._start >= count:
+            self._start -= count
+            self._buf[self._start : self._start + count] = data
+        else:
+            size = self._end - self._start
+            grown = bytearray(max(len(self._buf), count + size + DEFAULT_CHUNK))
+            grown[:count] = data
+            grown[count : count + size] = self._buf[self._start : self._end]
+            self._buf = grown
+            self._view = memoryview(grown)
+            self._start, self._end = 0, count + size
+        self._scan = self._start
+        self._scan_for = b""
+
     def take(self, count: int) -> bytes:
         """Remove and return up to ``count`` bytes from the front."""
         start = self._start
