@@ -93,8 +93,11 @@ class ServerTestReport:
         nbytes = sum(s.bytes for s in self.local.streams)
         secs = max((s.end_time for s in self.local.streams), default=0.0) or 1e-9
         direction = "bidir" if p.bidirectional else ("reverse" if p.reverse else "normal")
+        opts = "".join(
+            f", {text}" for text, on in ((f"MSS {p.mss}", p.mss), (f"TOS {p.tos:#x}", p.tos)) if on
+        )
         return (
-            f"test from {self.peer}: {p.protocol.upper()} {direction} x{p.parallel}, "
+            f"test from {self.peer}: {p.protocol.upper()} {direction} x{p.parallel}{opts}, "
             f"{nbytes} bytes in {secs:.2f} s = {8 * nbytes / secs / 1e9:.3f} Gbit/s"
         )
 
@@ -142,14 +145,18 @@ class _Session:
         except Exception:
             log.exception("test from %s: internal error", self.peer)
         finally:
-            self.server._unregister(self)
-            if self.path is not None:
-                self.path.close()
-            while not self.incoming.empty():
-                self.incoming.get_nowait()[1].close()
-            self.sock.close()
-        if report is not None:
-            self.server._report(report)
+            try:
+                if self.path is not None:
+                    self.path.close()
+                while not self.incoming.empty():
+                    self.incoming.get_nowait()[1].close()
+                self.sock.close()
+                # Reported before the slot is freed: "-1" exits once no test is active,
+                # and must not exit before this test's line is written.
+                if report is not None:
+                    self.server._report(report)
+            finally:
+                self.server._unregister(self)
 
     def _remaining(self) -> float:
         return self.handshake_deadline - time.monotonic()

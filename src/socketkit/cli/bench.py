@@ -66,6 +66,9 @@ log = logging.getLogger("socketkit.bench")
 #: iperf3's MAX_TIME (a day), and its cap on -O.
 MAX_TIME = 86400
 MAX_OMIT = 600
+#: -M bounds: Linux's TCP_MIN_MSS, and iperf3's MAX_MSS (9 KiB).
+MIN_MSS = 88
+MAX_MSS = 9 * 1024
 
 
 def _rate(text: str) -> int:
@@ -288,10 +291,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cli.add_argument(
         "-M",
         "--set-mss",
-        type=_count(0, 65535),
+        type=_count(MIN_MSS, MAX_MSS),
         default=0,
         metavar="MSS",
-        help="TCP maximum segment size, TCP_MAXSEG, both ends (default: the system's)",
+        help=f"TCP maximum segment size (TCP_MAXSEG), {MIN_MSS}..{MAX_MSS}, both ends "
+        "(default: the system's)",
     )
     cli.add_argument(
         "-S",
@@ -545,48 +549,73 @@ def _emit(event: str, data: object) -> None:
 
 
 def _self_check() -> int:
-    """Own server on loopback, then a short TCP and a short UDP test."""
-    from ..bench.client import ClientOptions, run_client
+    """Own server on loopback, then a short TCP, UDP and latency test.
+
+    Every check looks at what its test reported: an exception, an error the test collected
+    (a failed stream, an unanswered request) or no data at all fails it. "self-check: OK"
+    only if all passed; otherwise "self-check: FAILED (...)" and exit status 1.
+    """
+    from .._errors import SocketkitError
+    from ..bench import client as bench_client
+    from ..bench.client import ClientOptions
+    from ..bench.results import BenchResult
     from ..bench.server import BenchServer
     from ..bench.units import format_bits
 
     _setup_logging(logging.WARNING)
+    failed: list[str] = []
+
+    def check(name: str, opts: ClientOptions) -> BenchResult | None:
+        try:
+            result = bench_client.run_client(opts)
+        except SocketkitError as exc:
+            print(f"socketkit bench: {name}: {exc}", file=sys.stderr)
+            failed.append(name)
+            return None
+        problems = list(result.errors)
+        if not result.sum_received.bytes and not result.latency:
+            problems.append("no data arrived")
+        for problem in problems:
+            print(f"socketkit bench: {name}: {problem}", file=sys.stderr)
+        if problems:
+            failed.append(name)
+        return result
+
     with BenchServer("127.0.0.1", 0) as server:
         server.start()
         port = server.port
         print(f"self-check: socketkit bench server on 127.0.0.1:{port}", flush=True)
-        tcp = run_client(ClientOptions(host="127.0.0.1", port=port, time=2, interval=0))
-        print(
-            f"TCP, 1 stream, 2 s: {format_bits(tcp.sum_received.bits_per_second)} "
-            f"(RTT {tcp.local_rtt_us} us)",
-            flush=True,
-        )
-        udp = run_client(
-            ClientOptions(
-                host="127.0.0.1",
-                port=port,
-                udp=True,
-                bandwidth=0,
-                length=1400,
-                time=2,
-                interval=0,
+        tcp = check("TCP", ClientOptions(host="127.0.0.1", port=port, time=2, interval=0))
+        if tcp is not None:
+            print(
+                f"TCP, 1 stream, 2 s: {format_bits(tcp.sum_received.bits_per_second)} "
+                f"(RTT {tcp.local_rtt_us} us)",
+                flush=True,
             )
+        udp_opts = ClientOptions(
+            host="127.0.0.1", port=port, udp=True, bandwidth=0, length=1400, time=2, interval=0
         )
-        r = udp.sum_received
-        dgrams = max(s.packets_sent for s in udp.streams) / max(r.seconds, 1e-9)
-        drops = sum(max(s.kernel_drops, 0) for s in udp.streams)
-        print(
-            f"UDP, 1400 B, flat out, 2 s: {format_bits(r.bits_per_second)}, "
-            f"{dgrams / 1e3:.0f} k datagrams/s sent, loss {r.lost_percent:.2g}% "
-            f"(kernel receive drops {drops}), GSO {'on' if udp.streams[0].gso else 'off'}",
-            flush=True,
-        )
-        lat = run_client(ClientOptions(host="127.0.0.1", port=port, time=1, latency=64, interval=0))
-        if lat.latency:
+        udp = check("UDP", udp_opts)
+        if udp is not None:
+            r = udp.sum_received
+            dgrams = max(s.packets_sent for s in udp.streams) / max(r.seconds, 1e-9)
+            drops = sum(max(s.kernel_drops, 0) for s in udp.streams)
+            print(
+                f"UDP, 1400 B, flat out, 2 s: {format_bits(r.bits_per_second)}, "
+                f"{dgrams / 1e3:.0f} k datagrams/s sent, loss {r.lost_percent:.2g}% "
+                f"(kernel receive drops {drops}), GSO {'on' if udp.streams[0].gso else 'off'}",
+                flush=True,
+            )
+        lat_opts = ClientOptions(host="127.0.0.1", port=port, time=1, latency=64, interval=0)
+        lat = check("latency", lat_opts)
+        if lat is not None and lat.latency:
             print(
                 f"TCP latency, 64 B request/response: p50 {lat.latency['p50_us']:.1f} us, "
                 f"p99 {lat.latency['p99_us']:.1f} us",
                 flush=True,
             )
+    if failed:
+        print(f"self-check: FAILED ({', '.join(failed)})", flush=True)
+        return ExitStatus.FAILURE
     print("self-check: OK")
     return ExitStatus.OK
