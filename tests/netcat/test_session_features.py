@@ -74,7 +74,8 @@ def test_on_stdin_eof_keep_sends_no_fin() -> None:
 def test_crlf_hexdump_output_and_json(tmp_path: Path) -> None:
     server, port = _server()
     log = tmp_path / "session.log"
-    argv = [*SK, "connect", "-C", "--hex-dump", "-o", str(log), "--json", "127.0.0.1", str(port)]
+    argv = [*SK, "connect", "-C", "--hex-dump", "-", "-o", str(log), "--json",
+            "127.0.0.1", str(port)]  # fmt: skip
     with server, started(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE) as proc:  # fmt: skip
         peer, _ = server.accept()

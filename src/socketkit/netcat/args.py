@@ -44,6 +44,26 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _dump_file(text: str) -> str:
+    """``--hex-dump FILE``: a host or address in FILE's place is a mistake (``--hex-dump
+    127.0.0.1 80`` would write a file named 127.0.0.1 and, for listen, bind every interface)."""
+    import ipaddress
+    import os
+
+    if text != "-" and not os.path.exists(text):
+        try:
+            ipaddress.ip_address(text.strip("[]"))
+            looks_like_host = True
+        except ValueError:
+            looks_like_host = text == "localhost"
+        if looks_like_host:
+            raise argparse.ArgumentTypeError(
+                f"takes a FILE ('-' for stderr), and {text!r} looks like a host: "
+                f"write --hex-dump - {text} ..."
+            )
+    return text
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer: {text!r}")
@@ -62,7 +82,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
         "-U",
         "--unix",
         metavar="PATH",
-        help="Unix socket at PATH instead of HOST PORT (stream; datagram with -u)",
+        help="Unix socket at PATH instead of HOST PORT (stream; datagram with -u); "
+        "@NAME is the abstract socket NAME (no file)",
     )
     add("-n", "--numeric", action="store_true", help="numeric addresses only: no DNS lookups")
     add(
@@ -119,10 +140,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
     add("--eof-preset", choices=["nc", "ncat", "socat"], help="EOF behaviour of another netcat")
     add(
         "--hex-dump",
-        nargs="?",
-        const="-",
+        type=_dump_file,
         metavar="FILE",
-        help="hex dump of both directions ('>' sent, '<' received) to stderr or FILE",
+        help="hex dump of both directions ('>' sent, '<' received), appended to FILE; "
+        "FILE '-' is stderr (as ncat -x FILE)",
     )
     add(
         "-o",
@@ -218,10 +239,15 @@ def build_options(
     source_port = getattr(args, "source_port", None)
     if source_port is not None:
         check_port(source_port, "source port")
+    unix_path = args.unix
+    if unix_path in {"", "@"}:
+        raise ValueError("-U needs a path, or @NAME for an abstract socket")
+    if unix_path is not None and unix_path.startswith("@"):
+        unix_path = "\0" + unix_path[1:]  # Linux abstract name (unix(7)); ./@x is a file
     return NetcatOptions(
         host=host,
         port=port,
-        unix_path=args.unix,
+        unix_path=unix_path,
         udp=args.udp,
         family=args.family,
         numeric=args.numeric,

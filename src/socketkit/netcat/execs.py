@@ -7,7 +7,9 @@ bytes through the TLS layer. Either way the child is reaped when it exits.
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import sys
 import time
 
 from .._errors import SocketkitError
@@ -29,6 +31,41 @@ def child_argv(opts: NetcatOptions) -> list[str]:
     return ["/bin/sh", "-c", opts.sh_exec]
 
 
+#: struct tcp_info (include/uapi/linux/tcp.h): tcpi_state (u8) first; tcpi_bytes_acked and
+#: tcpi_bytes_received, two u64, at these offsets (Linux >= 4.1 and 4.2).
+_BYTES_ACKED = 120
+_BYTES_RECEIVED = 128
+#: TCP states in which the peer's FIN has been received (it counts in tcpi_bytes_received).
+_FIN_RECEIVED = {6, 8, 9, 11}  # TIME_WAIT, CLOSE_WAIT, LAST_ACK, CLOSING
+
+
+def tcp_byte_counts(sock: socket.socket) -> tuple[int, int] | None:
+    """A snapshot of the kernel's counters for ``sock``: bytes written to it by the processes
+    holding it (acknowledged, plus still queued: SIOCOUTQ) and bytes read from it (received,
+    minus still unread: SIOCINQ, minus the peer's FIN). The difference of two snapshots is
+    what a child moved (the counters include the SYN on some kernels: it cancels out).
+    ``None`` where the kernel does not say (not TCP, not Linux)."""
+    import fcntl
+    import struct
+    import termios
+
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_INFO", 11), 256)
+        if len(raw) < _BYTES_RECEIVED + 8:
+            return None
+        acked, received = struct.unpack_from("=QQ", raw, _BYTES_ACKED)
+        queued = bytearray(4)
+        unread = bytearray(4)
+        fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, queued)  # SIOCOUTQ
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, unread)  # SIOCINQ
+    except OSError:
+        return None
+    order = sys.byteorder
+    fin = 1 if raw[0] in _FIN_RECEIVED else 0
+    written = acked + int.from_bytes(queued, order)
+    return written, received - int.from_bytes(unread, order) - fin
+
+
 def _spawn(argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(argv, close_fds=True, **kw)  # type: ignore[call-overload, no-any-return]
@@ -44,11 +81,22 @@ def run_exec_session(conn: Conn, opts: NetcatOptions, reporter: Reporter, tap: T
     error: str | None = None
     try:
         direct = not conn.tls and not (tap is not None and tap.active) and not opts.crlf
+        # Handed to the child, a socket's bytes are counted by the kernel only for TCP
+        # (TCP_INFO); a Unix socket goes through the relay when the count is shown.
+        if direct and conn.proto != "tcp" and (reporter.verbose or reporter.json):
+            direct = False
         if direct:
             conn.set_blocking(True)
+            before = tcp_byte_counts(conn.sock)
             proc = _spawn(argv, stdin=conn.fd, stdout=conn.fd)
-            conn.close()  # the child holds the socket now; the peer sees EOF when it exits
-            return proc.wait()
+            # We keep our descriptor until the child exits, only to read the byte counts; then
+            # the peer sees the FIN, as if the child had been the only holder.
+            try:
+                return proc.wait()
+            finally:
+                after = tcp_byte_counts(conn.sock)
+                if before is not None and after is not None:
+                    sent, received = after[0] - before[0], max(0, after[1] - before[1])
         proc = _spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert proc.stdin is not None and proc.stdout is not None
         # The child's output EOF ends our sending (FIN); the peer's EOF closes the child's

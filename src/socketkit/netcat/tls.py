@@ -143,7 +143,43 @@ def _tls_failure(exc: BaseException, action: str) -> TLSError | SocketkitTimeout
 
 
 def describe_tls(sock: ssl.SSLSocket) -> dict[str, Any]:
-    return describe(sock)
+    """:func:`socketkit._tls.describe`, plus ``verified`` and, for a certificate that was not
+    verified (``--tls-insecure``: Python then decodes nothing of it), its subject, issuer and
+    expiry read from the DER bytes, so the user sees what they chose to trust."""
+    info = describe(sock)
+    cert = info.get("peer_certificate")
+    info["verified"] = cert is not None and sock.context.verify_mode != ssl.CERT_NONE
+    if cert is not None and cert.get("not_after") is None:
+        der = sock.getpeercert(binary_form=True)
+        if der:
+            cert.update(_decode_der(der))
+    return info
+
+
+def _decode_der(der: bytes) -> dict[str, Any]:
+    """Subject, issuer and expiry of a DER certificate, in the form ``getpeercert`` uses for a
+    verified one (``commonName=x``; ``Mar  3 12:00:00 2027 GMT``)."""
+    try:
+        from cryptography import x509
+    except ImportError:  # a declared dependency; without it the fields stay unknown
+        return {}
+    try:
+        parsed = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return {}
+
+    def name(value: x509.Name) -> str:
+        return ", ".join(
+            f"{getattr(attr.oid, '_name', attr.oid.dotted_string)}={attr.value!s}" for attr in value
+        )
+
+    # not_valid_after_utc since cryptography 42; the naive UTC not_valid_after before it.
+    expires = getattr(parsed, "not_valid_after_utc", None) or parsed.not_valid_after
+    return {
+        "subject": name(parsed.subject),
+        "issuer": name(parsed.issuer),
+        "not_after": f"{expires:%b} {expires.day:2d} {expires:%H:%M:%S %Y} GMT",
+    }
 
 
 def tls_summary(info: dict[str, Any]) -> str:
@@ -152,9 +188,15 @@ def tls_summary(info: dict[str, Any]) -> str:
     parts.append(f"ALPN {info['alpn']}" if info.get("alpn") else "no ALPN")
     cert = info.get("peer_certificate")
     if cert:
+        unverified = info.get("verified") is False
         parts.append(
-            f"peer certificate subject {cert['subject'] or '(empty)'}, issuer "
-            f"{cert['issuer'] or '(empty)'}, expires {cert['not_after']}, SHA-256 {cert['sha256']}"
+            (
+                "peer certificate (not verified: --tls-insecure) "
+                if unverified
+                else "peer certificate "
+            )
+            + f"subject {cert['subject'] or '(empty)'}, issuer {cert['issuer'] or '(empty)'}, "
+            f"expires {cert['not_after'] or 'unknown'}, SHA-256 {cert['sha256']}"
         )
     else:
         parts.append("no peer certificate")
