@@ -43,7 +43,7 @@ from .control import ControlChannel, unexpected
 from .datapath import DataPath, DataStream
 from .histogram import LatencyHistogram
 from .intervals import IntervalReporter
-from .latency import LatencyRequester
+from .latency import GREETING_WAIT, LatencyRequester, read_greeting
 from .results import BenchResult, IntervalReport, StreamSummary, Sum
 from .server_errors import describe_server_error
 from .sockopts import apply_stream_options
@@ -249,7 +249,8 @@ class _ClientTest:
             elif state is State.CREATE_STREAMS:
                 self._create_streams(ch, conn)
             elif state is State.TEST_START:
-                continue
+                if self.params.latency_size:
+                    self._check_echo_server()
             elif state is State.TEST_RUNNING:
                 self._run_test(ch, conn)
             elif state is State.EXCHANGE_RESULTS:
@@ -323,6 +324,21 @@ class _ClientTest:
         del local
         use_gso = self.peer_gro and self.opts.gso is not False
         self.path = DataPath(p, streams, role="client", gso=use_gso, gro=p.gro)
+
+    def _check_echo_server(self) -> None:
+        """--latency: every stream must carry the server's greeting (a socketkit server);
+        a plain iperf3 server ignores the request and would never echo."""
+        assert self.path is not None
+        deadline = time.monotonic() + GREETING_WAIT
+        try:
+            ok = all(read_greeting(ds.sock, deadline) for ds in self.path.streams)
+        except OSError as exc:
+            raise translate_os_error(exc, "--latency handshake") from exc
+        if not ok:
+            raise SocketkitError(
+                f"--latency needs a socketkit server: {self.opts.host} did not confirm the "
+                "latency test (a plain iperf3 server does not echo); drop --latency"
+            )
 
     def _run_test(self, ch: ControlChannel, conn: ClientConnection) -> None:
         assert self.path is not None

@@ -6,6 +6,7 @@ what it reads. Each round trip is recorded in a :class:`LatencyHistogram` (nanos
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 
@@ -13,7 +14,32 @@ from .histogram import LatencyHistogram
 from .streams import Mover, StreamStats
 from .tcp_movers import aligned_buffer
 
-__all__ = ["EchoResponder", "LatencyRequester"]
+__all__ = ["GREETING", "EchoResponder", "LatencyRequester", "read_greeting"]
+
+#: What a socketkit server sends on each latency stream before TEST_START: it confirms that
+#: the server understood ``socketkit_latency`` (a plain iperf3 server ignores the key, runs a
+#: throughput test, and would never echo).
+GREETING = b"socketkit-echo\n"
+#: How long the client waits for the greetings once TEST_START has arrived. The server sent
+#: them before TEST_START, so they are normally there already.
+GREETING_WAIT = 2.0
+
+
+def read_greeting(sock: socket.socket, deadline: float) -> bool:
+    """Read GREETING from ``sock`` by ``deadline`` (monotonic); False if it did not come."""
+    got = b""
+    while len(got) < len(GREETING):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        ready, _, _ = select.select([sock], [], [], remaining)
+        if not ready:
+            return False
+        chunk = sock.recv(len(GREETING) - len(got))
+        if not chunk:
+            return False
+        got += chunk
+    return got == GREETING
 
 
 class LatencyRequester(Mover):

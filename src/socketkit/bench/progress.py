@@ -94,10 +94,14 @@ def print_summary(result: BenchResult, out: TextIO | None = None) -> None:
         if any(s.gso for s in result.streams):
             w("UDP GSO/GRO: on\n")
     if result.local_rtt_us or result.remote_rtt_us:
-        w(
-            f"TCP RTT (TCP_INFO): client {result.local_rtt_us} us, "
-            f"server {result.remote_rtt_us or 'n/a'} us\n"
-        )
+        parts = []
+        if result.local_rtt_us:
+            parts.append(f"client {result.local_rtt_us} us")
+        if result.remote_rtt_us:
+            parts.append(f"server {result.remote_rtt_us} us")
+        else:
+            parts.append("the server did not report its own (an iperf3 server does not)")
+        w(f"TCP RTT (TCP_INFO): {', '.join(parts)}\n")
     if result.latency:
         lat = result.latency
         w(

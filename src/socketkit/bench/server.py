@@ -47,6 +47,7 @@ from ..proto.iperf3 import (
 )
 from .control import ControlChannel, unexpected
 from .datapath import DataPath, DataStream
+from .latency import GREETING
 from .server_errors import IE
 from .sockopts import OptionRefused, apply_stream_options
 
@@ -184,6 +185,9 @@ class _Session:
                 ds.sock.close()
             raise _Refused(_OPTION_ERRNO[exc.option], f"refused the test: {exc.strerror}") from exc
         self.path = DataPath(p, streams, role="server", gso=p.gro, gro=p.gro)
+        if p.latency_size:
+            for ds in streams:
+                ds.sock.sendall(GREETING)  # we echo: the client may start (latency.py)
         ch.send(conn.send_test_start())
         self.path.start()
         self._wait_test_end(p)
