@@ -31,9 +31,12 @@ def wait_events(collector: Collector, name: str, count: int, timeout: float = 20
     raise AssertionError(f"only {len(events(collector, name))} {name!r} events, wanted {count}")
 
 
-def connect_many(port: int, count: int, source: str = "127.0.0.1") -> list[socket.socket]:
+def connect_many(port: int, count: int, per_source: int = 30) -> list[socket.socket]:
+    """``count`` clients, at most ``per_source`` from each of 127.0.0.1, 127.0.0.2, ... (the
+    listener admits at most 32 from one source address by default)."""
     socks = []
-    for _ in range(count):
+    for index in range(count):
+        source = f"127.0.0.{1 + index // per_source}"
         sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
         socks.append(sock)
     return socks
@@ -52,7 +55,8 @@ def recv_lines(sock: socket.socket, count: int, timeout: float = 10.0) -> list[b
 
 def test_keep_open_serves_100_clients_at_once() -> None:
     port = free_port()
-    argv = [*SK, "listen", "-k", "--json", "127.0.0.1", str(port)]
+    # 120 is above the default --max-conns (100, as ncat): raise it.
+    argv = [*SK, "listen", "-k", "-m", "120", "--json", "127.0.0.1", str(port)]
     with started(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     ) as hub:

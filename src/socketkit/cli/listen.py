@@ -6,7 +6,14 @@ import argparse
 
 from .._addr import parse_port
 from ..netcat.access import check_rule
-from ..netcat.args import EOF_TABLE, add_common_arguments, build_options, exit_cleanly_on_sigterm
+from ..netcat.args import (
+    EOF_TABLE,
+    add_common_arguments,
+    build_options,
+    exit_cleanly_on_sigterm,
+    positive_int,
+)
+from ..netcat.limits import DEFAULT_MAX_CONNS, DEFAULT_MAX_PER_SOURCE
 from .netcat_run import run_reporting, usage
 
 PROG = "socketkit listen"
@@ -33,7 +40,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-k", "--keep-open", action="store_true", help="serve many clients, concurrently"
     )
     parser.add_argument(
-        "-m", "--max-conns", type=int, metavar="N", help="at most N clients at once (-k)"
+        "-m",
+        "--max-conns",
+        type=positive_int,
+        default=DEFAULT_MAX_CONNS,
+        metavar="N",
+        help=f"-k, -u: at most N clients (UDP peers, --exec programs) at once; more are "
+        f"accepted and closed at once (default {DEFAULT_MAX_CONNS}, as ncat)",
+    )
+    parser.add_argument(
+        "--max-conns-per-source",
+        dest="max_per_source",
+        type=positive_int,
+        default=DEFAULT_MAX_PER_SOURCE,
+        metavar="N",
+        help=f"-k, -u: at most N of them from one source address "
+        f"(default {DEFAULT_MAX_PER_SOURCE})",
     )
     parser.add_argument(
         "--allow",
@@ -83,8 +105,6 @@ def run(args: argparse.Namespace) -> int:
             host, port = where[0].strip("[]"), parse_port(where[1])
         else:
             return usage(PROG, "give [HOST] PORT (or -U PATH)")
-        if args.max_conns is not None and args.max_conns < 1:
-            return usage(PROG, "--max-conns must be >= 1")
         opts = build_options(args, listening=True, host=host, port=port)
         return run_listen(opts, reporter)
 

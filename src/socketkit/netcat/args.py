@@ -8,9 +8,10 @@ import shlex
 
 from .._addr import check_port
 from .eof import EofPolicy, preset
+from .limits import DEFAULT_MAX_CONNS, DEFAULT_MAX_PER_SOURCE
 from .options import NetcatOptions, TlsOptions
 
-__all__ = ["add_common_arguments", "build_options"]
+__all__ = ["add_common_arguments", "build_options", "positive_int"]
 
 EOF_TABLE = """\
 end-of-file behaviour (defaults = OpenBSD nc -N; see docs/connect.md for the full table):
@@ -64,7 +65,7 @@ def _dump_file(text: str) -> str:
     return text
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer: {text!r}")
     return int(text)
@@ -262,7 +263,8 @@ def build_options(
         hex_dump=args.hex_dump,
         output=args.output,
         keep_open=getattr(args, "keep_open", False),
-        max_conns=getattr(args, "max_conns", None),
+        max_conns=getattr(args, "max_conns", DEFAULT_MAX_CONNS),
+        max_per_source=getattr(args, "max_per_source", DEFAULT_MAX_PER_SOURCE),
         allow=tuple(getattr(args, "allow", None) or ()),
         deny=tuple(getattr(args, "deny", None) or ()),
         broker=getattr(args, "broker", False),

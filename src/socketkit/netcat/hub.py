@@ -13,6 +13,7 @@ is above the high-water mark, so no stdin byte is ever dropped.
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import selectors
@@ -20,13 +21,13 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
 
 from .._errors import SocketkitError
 from .access import AccessList
 from .conn import Conn
 from .conn import shown as show
 from .endpoints import write_all
+from .limits import Slots, source_of
 from .options import NetcatOptions
 from .report import Reporter
 from .session import announce, closed
@@ -61,35 +62,53 @@ def serve_many(
     return Hub(listeners, opts=opts, reporter=reporter, access=access, tap=tap, ctx=ctx).run()
 
 
-def _accept_all(
-    listener: socket.socket,
-    access: AccessList,
-    reporter: Reporter,
-    count: Callable[[], int],
-    max_conns: int | None,
-) -> list[tuple[socket.socket, object]]:
-    """Accept every pending connection; drop denied ones and those over ``--max-conns``."""
-    from .listen import admit
+#: accept() errors that mean "out of resources for now": keep serving, retry a little later.
+_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+#: How long the accept loop rests after such an error (it would spin on a readable listener).
+EXHAUSTED_PAUSE = 0.05
 
-    accepted: list[tuple[socket.socket, object]] = []
-    while True:
-        try:
-            sock, addr = listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return accepted
-        except OSError as exc:  # EMFILE, ECONNABORTED: report, keep serving
-            reporter.warning(f"accept failed: {exc.strerror}")
-            return accepted
-        if not admit(sock, addr, access, reporter):
-            continue
-        if max_conns is not None and count() + len(accepted) >= max_conns:
-            shown = show(addr)
-            reporter.event(
-                "rejected", f"rejected {shown}: --max-conns {max_conns} reached", remote=shown
-            )
-            sock.close()
-            continue
-        accepted.append((sock, addr))
+
+class Acceptor:
+    """Accept pending connections, apply ``--allow``/``--deny``, then the session limits
+    (``--max-conns``, ``--max-conns-per-source``). A refused or failed accept never ends the
+    server: out of descriptors (EMFILE), it warns (at most once a second) and rests a moment."""
+
+    def __init__(self, access: AccessList, reporter: Reporter, slots: Slots) -> None:
+        self.access = access
+        self.reporter = reporter
+        self.slots = slots
+        self._warned = 0.0
+
+    def accept_all(self, listener: socket.socket) -> list[tuple[socket.socket, object, str | None]]:
+        """Every pending connection that was admitted and got a slot (its source with it)."""
+        from .listen import admit
+
+        accepted: list[tuple[socket.socket, object, str | None]] = []
+        while True:
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return accepted
+            except OSError as exc:  # EMFILE, ECONNABORTED: report, keep serving
+                now = time.monotonic()
+                if now - self._warned >= 1.0:
+                    self._warned = now
+                    self.reporter.warning(f"accept failed: {exc.strerror}; still listening")
+                if exc.errno in _EXHAUSTED:
+                    time.sleep(EXHAUSTED_PAUSE)
+                return accepted
+            if not admit(sock, addr, self.access, self.reporter):
+                continue
+            source = source_of(addr)
+            refused = self.slots.take(source)
+            if refused is not None:
+                shown = show(addr)
+                self.reporter.event(
+                    "rejected", f"rejected {shown}: {refused}", remote=shown, reason=refused
+                )
+                sock.close()
+                continue
+            accepted.append((sock, addr, source))
 
 
 class _Client:
@@ -102,11 +121,13 @@ class _Client:
         "read_done",
         "received",
         "sent",
+        "source",
         "started",
     )
 
-    def __init__(self, conn: Conn, name: str) -> None:
+    def __init__(self, conn: Conn, name: str, source: str | None) -> None:
         self.conn = conn
+        self.source = source
         self.name = name
         self.out = bytearray()
         self.line = bytearray()
@@ -146,21 +167,21 @@ class Hub:
             self.sel.register(0, selectors.EVENT_READ, "stdin")
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
-        self._handshaken: queue.SimpleQueue[tuple[ssl.SSLSocket, str]] = queue.SimpleQueue()
-        self._handshaking = 0
+        self._handshaken: queue.SimpleQueue[tuple[ssl.SSLSocket | None, str, str | None]] = (
+            queue.SimpleQueue()
+        )
+        self.slots = Slots(opts.max_conns, opts.max_per_source)
+        self._acceptor = Acceptor(access, reporter, self.slots)
         self._serial = 0
         self._buf = bytearray(READ_CHUNK)
         self._view = memoryview(self._buf)
         self._stop = False
 
     # -- bookkeeping ----------------------------------------------------------------------
-    def _count(self) -> int:
-        return len(self.clients) + self._handshaking
-
-    def _add(self, conn: Conn) -> None:
+    def _add(self, conn: Conn, source: str | None) -> None:
         conn.set_blocking(False)
         self._serial += 1
-        client = _Client(conn, f"user{self._serial}")
+        client = _Client(conn, f"user{self._serial}", source)
         self.clients[conn.fd] = client
         self.sel.register(conn.fd, selectors.EVENT_READ, client)
         announce("accepted", conn, self.reporter, clients=len(self.clients))
@@ -181,6 +202,7 @@ class Hub:
         if self.clients.get(fd) is not client:
             return  # already dropped (its descriptor number may belong to a newer client)
         del self.clients[fd]
+        self.slots.give(client.source)
         try:
             self.sel.unregister(fd)
         except (KeyError, ValueError):
@@ -336,27 +358,32 @@ class Hub:
             self._flush(client)
 
     def _accept(self, listener: socket.socket) -> None:
-        for sock, addr in _accept_all(
-            listener, self.access, self.reporter, self._count, self.opts.max_conns
-        ):
+        for sock, addr, source in self._acceptor.accept_all(listener):
             if self.ctx is None:
-                self._add(Conn(sock, peer=show(addr)))
+                self._add(Conn(sock, peer=show(addr)), source)
                 continue
-            self._handshaking += 1
-            threading.Thread(target=self._handshake, args=(sock, show(addr)), daemon=True).start()
+            thread = threading.Thread(
+                target=self._handshake, args=(sock, show(addr), source), daemon=True
+            )
+            try:
+                thread.start()
+            except RuntimeError as exc:  # can't start new thread: this client only
+                sock.close()
+                self.slots.give(source)
+                self.reporter.warning(f"{show(addr)}: {exc}; disconnected", remote=show(addr))
 
-    def _handshake(self, sock: socket.socket, shown: str) -> None:
+    def _handshake(self, sock: socket.socket, shown: str, source: str | None) -> None:
         from .tls import server_wrap
 
         assert self.ctx is not None
         try:
             wrapped = server_wrap(sock, self.ctx, self.opts.connect_timeout, shown)
-        except SocketkitError as exc:
+        except Exception as exc:
             sock.close()
             self.reporter.warning(f"{shown}: {exc}", remote=shown)
-            self._handshaken.put((None, shown))  # type: ignore[arg-type]
+            self._handshaken.put((None, shown, source))
         else:
-            self._handshaken.put((wrapped, shown))
+            self._handshaken.put((wrapped, shown, source))
         try:
             os.write(self._wake_w, b"x")
         except OSError:
@@ -369,12 +396,13 @@ class Hub:
             pass
         while True:
             try:
-                wrapped, shown = self._handshaken.get_nowait()
+                wrapped, shown, source = self._handshaken.get_nowait()
             except queue.Empty:
                 return
-            self._handshaking -= 1
-            if wrapped is not None:
-                self._add(Conn(wrapped, peer=shown))
+            if wrapped is None:
+                self.slots.give(source)
+            else:
+                self._add(Conn(wrapped, peer=shown), source)
 
     def _timeout(self) -> float | None:
         idle = self.opts.idle_timeout
@@ -426,7 +454,8 @@ class Hub:
 
 class _ExecServer:
     """``-k -e CMD``: accept in this thread; each client gets a thread that runs (and reaps)
-    its program."""
+    its program. A session that fails (its program cannot start, a thread cannot start, the
+    process is out of descriptors) ends alone; the accept loop goes on."""
 
     def __init__(
         self,
@@ -444,12 +473,11 @@ class _ExecServer:
         self.access = access
         self.tap = tap
         self.ctx = ctx
-        self._active = 0
-        self._lock = threading.Lock()
+        self.slots = Slots(opts.max_conns, opts.max_per_source)
+        self._acceptor = Acceptor(access, reporter, self.slots)
 
     def _count(self) -> int:
-        with self._lock:
-            return self._active
+        return self.slots.count
 
     def run(self) -> int:
         from .listen import accept_ready
@@ -458,17 +486,19 @@ class _ExecServer:
             sock.setblocking(False)
         while True:
             for listener in accept_ready(self.listeners):
-                for sock, addr in _accept_all(
-                    listener, self.access, self.reporter, self._count, self.opts.max_conns
-                ):
-                    sock.setblocking(True)
-                    with self._lock:
-                        self._active += 1
-                    threading.Thread(
-                        target=self._serve, args=(sock, show(addr)), daemon=True
-                    ).start()
+                for sock, addr, source in self._acceptor.accept_all(listener):
+                    self._start(sock, show(addr), source)
 
-    def _serve(self, sock: socket.socket, shown: str) -> None:
+    def _start(self, sock: socket.socket, shown: str, source: str | None) -> None:
+        try:
+            sock.setblocking(True)
+            threading.Thread(target=self._serve, args=(sock, shown, source), daemon=True).start()
+        except (RuntimeError, OSError) as exc:  # can't start new thread
+            sock.close()
+            self.slots.give(source)
+            self.reporter.warning(f"{shown}: {exc}; disconnected", remote=shown)
+
+    def _serve(self, sock: socket.socket, shown: str, source: str | None) -> None:
         from .execs import run_exec_session
 
         try:
@@ -479,9 +509,8 @@ class _ExecServer:
             conn = Conn(sock, peer=shown)
             announce("accepted", conn, self.reporter)
             run_exec_session(conn, self.opts, self.reporter, self.tap)
-        except (SocketkitError, OSError) as exc:
+        except Exception as exc:  # this session only; never the server
             sock.close()
             self.reporter.warning(f"{shown}: {exc}", remote=shown)
         finally:
-            with self._lock:
-                self._active -= 1
+            self.slots.give(source)

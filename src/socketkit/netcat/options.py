@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .eof import EofPolicy
+from .limits import DEFAULT_MAX_CONNS, DEFAULT_MAX_PER_SOURCE
 
 __all__ = ["NetcatOptions", "TlsOptions"]
 
@@ -47,7 +48,9 @@ class NetcatOptions:
     hex_dump: str | None = None  # None, "-" (stderr) or a path
     output: str | None = None
     keep_open: bool = False
-    max_conns: int | None = None
+    #: listen -k: sessions at once, in all and from one source address (None: no limit).
+    max_conns: int | None = DEFAULT_MAX_CONNS
+    max_per_source: int | None = DEFAULT_MAX_PER_SOURCE
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
     broker: bool = False

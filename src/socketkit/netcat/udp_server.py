@@ -20,6 +20,7 @@ from .._errors import SocketkitError, SocketkitTimeout
 from .access import AccessList
 from .conn import shown as show
 from .endpoints import write_all
+from .limits import Slots, source_of
 from .options import NetcatOptions
 from .report import Reporter
 from .tap import Tap
@@ -36,10 +37,21 @@ MAX_DENIED_MEMORY = 4096
 
 
 class _Session:
-    __slots__ = ("addr", "child", "last", "received", "sent", "shown", "started", "warned")
+    __slots__ = (
+        "addr",
+        "child",
+        "last",
+        "received",
+        "sent",
+        "shown",
+        "source",
+        "started",
+        "warned",
+    )
 
     def __init__(self, addr: object, now: float) -> None:
         self.addr = addr
+        self.source = source_of(addr)
         self.shown = show(addr)
         self.last = now
         self.started = now
@@ -68,6 +80,7 @@ class UdpServer:
         self.sessions: dict[object, _Session] = {}
         self.by_child_fd: dict[int, _Session] = {}
         self.denied: set[object] = set()
+        self.slots = Slots(opts.max_conns, opts.max_per_source)
         self.locked = False  # without -k: a peer has taken the listener
         self.stdin_open = not opts.recv_only
         self.quit_deadline: float | None = None
@@ -93,10 +106,13 @@ class UdpServer:
             return None
         if not self.opts.keep_open and self.locked:
             return None  # nc/ncat: the first peer owns a listener without -k
-        if self.opts.max_conns is not None and len(self.sessions) >= self.opts.max_conns:
-            self.reporter.event("rejected", f"rejected {shown}: --max-conns reached", remote=shown)
-            return None
         session = _Session(addr, now)
+        refused = self.slots.take(session.source) if self.opts.keep_open else None
+        if refused is not None:
+            self.reporter.event(
+                "rejected", f"rejected {shown}: {refused}", remote=shown, reason=refused
+            )
+            return None
         self.sessions[addr] = session
         self.locked = True
         self.reporter.event(
@@ -116,14 +132,21 @@ class UdpServer:
                     argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
                 )
             except OSError as exc:
-                raise SocketkitError(f"cannot run {argv[0]}: {exc.strerror}") from exc
+                # This peer's session only (EMFILE, a missing program): the server goes on.
+                message = f"cannot run {argv[0]}: {exc.strerror}"
+                if not self.opts.keep_open:  # the one session is the whole command
+                    raise SocketkitError(message) from exc
+                self.reporter.warning(f"{shown}: {message}", remote=shown)
+                self._end(session, "program could not start", error=message)
+                return None
             assert child.stdout is not None
             session.child = child
             self.by_child_fd[child.stdout.fileno()] = session
         return session
 
-    def _end(self, session: _Session, reason: str) -> None:
-        self.sessions.pop(session.addr, None)
+    def _end(self, session: _Session, reason: str, *, error: str | None = None) -> None:
+        if self.sessions.pop(session.addr, None) is not None and self.opts.keep_open:
+            self.slots.give(session.source)
         child = session.child
         if child is not None:
             assert child.stdin is not None and child.stdout is not None
@@ -147,7 +170,7 @@ class UdpServer:
             bytes_sent=session.sent,
             bytes_received=session.received,
             duration=round(time.monotonic() - session.started, 6),
-            error=None,
+            error=error,
             reason=reason,
         )
 
