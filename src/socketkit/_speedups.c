@@ -12,7 +12,7 @@
  *                               MSG_DONTWAIT while the GIL is held, so a thread that sends a
  *                               reply does not hand the GIL to another thread and queue to get
  *                               it back (one GIL hand-off less per message)
- *   aio   Stream.send_all       transport.write, and the completed awaitable
+ *   aio   Stream.send_all       transport.write, and a coroutine that returns at once
  *   aio   DrivenStream.receive_some   the awaitable that yields DRIVEN (driver.py)
  *   aio   Stream.receive_into  its first, non-blocking recv into the caller's buffer
  *   aio   StreamProtocol.data_received   bytes handed straight to a DRIVEN reader
@@ -50,7 +50,7 @@ enum {
 
 /* Objects from the Python side (configure_aio). */
 static PyObject *DRIVEN, *RUNNING, *NO_DATA, *DONE, *AIO_UNSET, *ENTER_TASK, *LEAVE_TASK,
-    *CANCELLED_ERROR;
+    *CANCELLED_ERROR, *AWAITING_SOME, *AWAITING_INTO;
 
 /* The asyncio side's classes, and where their __slots__ live in an instance (configure_aio):
  * the fast paths read and write those slots directly, after a type check. */
@@ -403,7 +403,8 @@ call_transport(PyObject *name, PyObject *const *args, size_t nargs)
     return PyObject_VectorcallMethod(name, args, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
-/* aio Stream.send_all(data): write to the transport; the completed awaitable unless paused. */
+/* aio Stream.send_all(data): write to the transport; unless paused, a coroutine that returns
+ * at once. */
 static PyObject *
 aio_send_all(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -438,8 +439,8 @@ aio_send_all(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwna
     }
     int paused = SLOT(p, o_write_paused) != Py_False;
     Py_DECREF(p);
-    if (!paused)
-        return Py_NewRef(DONE);
+    if (!paused) /* a new coroutine that returns at once (stream.py's _sent) */
+        return PyObject_CallNoArgs(DONE);
     Py_ssize_t size = PyObject_Length(args[1]);
     if (size < 0)
         return NULL;
@@ -451,7 +452,7 @@ aio_send_all(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwna
     return waiting;
 }
 
-/* ---- DrivenRead: what the aio receive_some and receive_into return ---------------------- */
+/* ---- DrivenRead: what the aio receive_some and receive_into await ----------------------- */
 
 /* receive_some (of a DrivenStream): awaited by the handler itself while it runs (the driver's
  * state is RUNNING), it yields DRIVEN once and returns what the protocol sends in. Awaited
@@ -461,7 +462,12 @@ aio_send_all(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwna
  *
  * receive_into (of any aio Stream): when the await starts, one non-blocking recv straight
  * into the caller's buffer; if the kernel has nothing yet, the Python method's waiting part
- * (Stream._receive_into_waiting) takes over. */
+ * (Stream._receive_into_waiting) takes over.
+ *
+ * The methods return a coroutine that awaits the DrivenRead (stream.py's _awaiting_some and
+ * _awaiting_into), not the DrivenRead itself: what an asyncio user may do with a coroutine
+ * (create_task, run_coroutine_threadsafe, inspect.iscoroutine, a second await raising
+ * RuntimeError) then works as with the Python methods. */
 typedef struct {
     PyObject_HEAD
     PyObject *stream;
@@ -786,7 +792,18 @@ new_read(PyObject *stream, PyObject *arg, PyObject *func, int into)
     return (PyObject *)r;
 }
 
-/* aio DrivenStream.receive_some(max_bytes=65536): the awaitable; all checks happen when it
+/* A coroutine awaiting `read` (a new DrivenRead, whose reference is taken). */
+static PyObject *
+as_coroutine(PyObject *wrap, PyObject *read)
+{
+    if (read == NULL)
+        return NULL;
+    PyObject *coro = PyObject_CallOneArg(wrap, read);
+    Py_DECREF(read);
+    return coro;
+}
+
+/* aio DrivenStream.receive_some(max_bytes=65536): the coroutine; all checks happen when it
  * is awaited. */
 static PyObject *
 aio_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -804,17 +821,18 @@ aio_receive_some(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *
             return slow(m, args, nargsf, kwnames);
         }
     }
-    return new_read(args[0], nargs == 2 ? args[1] : NULL, m->func, 0);
+    PyObject *read = new_read(args[0], nargs == 2 ? args[1] : NULL, m->func, 0);
+    return as_coroutine(AWAITING_SOME, read);
 }
 
-/* aio Stream.receive_into(buffer): the awaitable; the read happens when it is awaited. */
+/* aio Stream.receive_into(buffer): the coroutine; the read happens when it is awaited. */
 static PyObject *
 aio_receive_into(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 2 || STREAM_T == NULL ||
         !IS_STREAM(args[0]))
         return slow(m, args, nargsf, kwnames);
-    return new_read(args[0], args[1], m->func, 1);
+    return as_coroutine(AWAITING_INTO, new_read(args[0], args[1], m->func, 1));
 }
 
 /* ---- the driver's step and the protocol's delivery --------------------------------------- */
@@ -1090,14 +1108,18 @@ configure_aio(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"stream",  "protocol", "driver",     "driven",     "running",
                             "no_data", "done",     "unset",      "enter_task", "leave_task",
-                            "cancelled_error", NULL};
+                            "cancelled_error", "awaiting_some", "awaiting_into", NULL};
     PyTypeObject *stream, *protocol, *driver;
-    PyObject *v[8];
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!OOOOOOOO:configure_aio", names,
+    PyObject *v[10];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!OOOOOOOOOO:configure_aio", names,
                                      &PyType_Type, &stream, &PyType_Type, &protocol,
                                      &PyType_Type, &driver, &v[0], &v[1], &v[2], &v[3], &v[4],
-                                     &v[5], &v[6], &v[7]))
+                                     &v[5], &v[6], &v[7], &v[8], &v[9]))
         return NULL;
+    if (!PyCallable_Check(v[3]) || !PyCallable_Check(v[8]) || !PyCallable_Check(v[9])) {
+        PyErr_SetString(PyExc_TypeError, "done, awaiting_some and awaiting_into must be callable");
+        return NULL;
+    }
     if (!PyType_Check(v[7])) {
         PyErr_SetString(PyExc_TypeError, "cancelled_error must be a class");
         return NULL;
@@ -1131,9 +1153,10 @@ configure_aio(PyObject *module, PyObject *args, PyObject *kwds)
         if ((*slots[i].off = slot_offset(slots[i].type, slots[i].name)) < 0)
             return NULL;
     }
-    PyObject **objects[8] = {&DRIVEN, &RUNNING, &NO_DATA, &DONE,
-                             &AIO_UNSET, &ENTER_TASK, &LEAVE_TASK, &CANCELLED_ERROR};
-    for (int i = 0; i < 8; i++)
+    PyObject **objects[10] = {&DRIVEN,     &RUNNING,        &NO_DATA,    &DONE,
+                              &AIO_UNSET,  &ENTER_TASK,     &LEAVE_TASK, &CANCELLED_ERROR,
+                              &AWAITING_SOME, &AWAITING_INTO};
+    for (int i = 0; i < 10; i++)
         Py_XSETREF(*objects[i], Py_NewRef(v[i]));
     Py_CLEAR(seen_stream);
     Py_CLEAR(seen_protocol);

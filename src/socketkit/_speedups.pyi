@@ -24,9 +24,11 @@ def configure_aio(
     driven: object,
     running: object,
     no_data: object,
-    done: object,
+    done: Callable[[], Any],
     unset: float,
     enter_task: Callable[[Any, Any], None],
     leave_task: Callable[[Any, Any], None],
     cancelled_error: type[BaseException],
+    awaiting_some: Callable[[Any], Any],
+    awaiting_into: Callable[[Any], Any],
 ) -> None: ...

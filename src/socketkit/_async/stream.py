@@ -56,15 +56,34 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 _TIMED_OUT = object()
 
 
-class _Done(tuple):  # type: ignore[type-arg]
-    """An awaitable that is already complete: ``await`` gets an empty tuple iterator, all in
-    C (no Python frame per ``send_all``)."""
-
-    __slots__ = ()
-    __await__ = tuple.__iter__
+async def _sent() -> None:
+    """What ``send_all`` returns when nothing is left to wait for (its data is with the
+    transport already): a real coroutine, so ``create_task``, ``gather``, ``wait_for``... take
+    it, and awaiting it twice raises ``RuntimeError`` as any coroutine does."""
 
 
-_DONE: Awaitable[None] = _Done()  # type: ignore[assignment]
+# Named after the method, so a forgotten ``await`` is reported as the method's coroutine.
+_sent.__qualname__ = "Stream.send_all"
+
+
+@types.coroutine
+def _driven() -> Generator[Any, Any, bytes]:
+    """The driven handler's wait: yields DRIVEN; the protocol sends the bytes in."""
+    return (yield DRIVEN)  # type: ignore[no-any-return]
+
+
+async def _awaiting_some(read: Awaitable[bytes]) -> bytes:
+    """The C fast path's driven read (``_speedups.DrivenRead``), as a coroutine."""
+    return await read
+
+
+async def _awaiting_into(read: Awaitable[int]) -> int:
+    """The C fast path's ``receive_into`` (its direct read), as a coroutine."""
+    return await read
+
+
+_awaiting_some.__qualname__ = "DrivenStream.receive_some"
+_awaiting_into.__qualname__ = "Stream.receive_into"
 
 
 class Stream:
@@ -446,7 +465,7 @@ class Stream:
             except RuntimeError as exc:  # "Cannot call write() after write_eof()"
                 raise ClosedResourceError(_SENT_EOF) from exc
         if not p.write_paused:
-            return _DONE
+            return _sent()
         return self._drain(len(data), timeout)
 
     async def _drain(self, size: int, timeout: float) -> None:
@@ -531,18 +550,17 @@ class Stream:
 class DrivenStream(Stream):
     """The stream of a server connection whose handler the protocol drives (``driver.py``).
 
-    Its ``receive_some`` is a generator: awaited by the handler itself (the usual case), it
+    Its ``receive_some`` is a coroutine: awaited by the handler itself (the usual case), it
     waits with no future and the protocol sends the bytes in; awaited anywhere else (in
     another task, through ``asyncio.wait_for``...) it is the ordinary receive. Few locals on
-    purpose: an idle connection keeps this generator, so its frame is memory per connection.
+    purpose: an idle connection keeps this coroutine, so its frame is memory per connection.
     """
 
     __slots__ = ()
 
-    @types.coroutine
-    def receive_some(
+    async def receive_some(
         self, max_bytes: int = DEFAULT_RECEIVE_SIZE, *, timeout: float = _UNSET
-    ) -> Generator[Any, Any, bytes]:
+    ) -> bytes:
         """Between 1 and ``max_bytes`` bytes; ``b""`` only at EOF. See the sync ``Stream``."""
         if self._closed:
             raise ClosedResourceError("the stream is closed")
@@ -559,8 +577,8 @@ class DrivenStream(Stream):
                 p.reader_consumed()
             p._some = max_bytes
             p._read_waiter = DRIVEN
-            return (yield DRIVEN)  # type: ignore[no-any-return]
-        return (yield from self._receive_some(max_bytes, timeout).__await__())
+            return await _driven()
+        return await self._receive_some(max_bytes, timeout)
 
 
 # The per-message path in C where the extension is built (_accel.py, _speedups.c): the
@@ -574,7 +592,9 @@ if speedups is not None:
         driven=DRIVEN,
         running=RUNNING,
         no_data=_NO_DATA,
-        done=_DONE,
+        done=_sent,
+        awaiting_some=_awaiting_some,
+        awaiting_into=_awaiting_into,
         unset=_UNSET,
         enter_task=_enter_task,
         leave_task=_leave_task,
