@@ -199,6 +199,8 @@ class _ClientTest:
         self.remote: ExchangeResults | None = None
         self.peer_gro = False
         self.start_info: dict[str, object] = {}
+        self.pause = 0.0  # the pause before TEST_END (see _run_test)
+        self.reporter: IntervalReporter | None = None
 
     def _interval(self, report: IntervalReport) -> None:
         self.intervals.append(report)
@@ -256,6 +258,12 @@ class _ClientTest:
             elif state is State.EXCHANGE_RESULTS:
                 assert self.path is not None
                 self.path.drain_receivers()
+                if self.reporter is not None:
+                    # Up to the last byte received (or the senders' stop): what the
+                    # receivers drained after TEST_END belongs to the last interval.
+                    last_rx = [st.last_rx for st in self.path.stats if not st.sender]
+                    self.reporter.finish(max([self.path.t_end, *last_rx]))
+                    self.reporter = None
                 ch.send(conn.send_results(self.path.results()))
             elif state is State.DISPLAY_RESULTS:
                 ch.send(conn.send_done())
@@ -343,7 +351,9 @@ class _ClientTest:
     def _run_test(self, ch: ControlChannel, conn: ClientConnection) -> None:
         assert self.path is not None
         path, p = self.path, self.params
-        reporter = IntervalReporter(path, self.opts.interval, self._interval, omit=p.omit)
+        reporter = IntervalReporter(
+            path, self.opts.interval, self._interval, omit=p.omit, duration=p.time
+        )
         path.start()
         reporter.start()
         t0 = time.monotonic()
@@ -379,12 +389,31 @@ class _ClientTest:
                         raise unexpected(event, "the end of the test")
         finally:
             path.stop_senders()
-            reporter.stop()
+            reporter.stop_ticking()  # the last interval is reported after the drain
+            self.reporter = reporter
         path.wait_acked()
         # An iperf3 server stops counting at TEST_END and drops what is still in its socket
-        # buffers; give it a moment to read what it already acknowledged.
+        # buffers; give it a moment to read what it already acknowledged. It also stamps its
+        # receiver time at TEST_END (its "end_time"), so this pause is subtracted from that
+        # time in _result: nothing was sent during it.
+        paused = time.monotonic()
         time.sleep(SETTLE)
+        self.pause = time.monotonic() - paused
         ch.send(conn.send_test_end())
+
+    def _receiver_seconds(self, r: StreamResult | None, seconds: float) -> float:
+        """The peer's receiving time for one of our sending streams.
+
+        A socketkit server reports the time to its last received byte. An iperf3 server
+        reports the time to TEST_END (iperf_stats_callback at TEST_END sets end_time): that
+        includes our pause before TEST_END, which is taken off again, so the receiver's time
+        ends where its data ended, as with a socketkit server (1.00 s, not 1.10 s).
+        """
+        if r is None or r.end_time <= 0:
+            return seconds
+        if self.remote is not None and _from_socketkit(self.remote):
+            return r.end_time
+        return max(r.end_time - self.pause, 1e-9)
 
     def _count_reached(self, receivers: list[StreamStats]) -> bool:
         p = self.params
@@ -427,7 +456,7 @@ class _ClientTest:
                         kernel_drops=r.kernel_drops if r else -1,
                         rtt_us=st.rtt_us,
                         gso=st.gso,
-                        received_seconds=r.end_time if r and r.end_time > 0 else seconds,
+                        received_seconds=self._receiver_seconds(r, seconds),
                     )
                 )
             else:
@@ -494,6 +523,13 @@ class _ClientTest:
             start_info=self.start_info,
             errors=tuple(errors),
         )
+
+
+def _from_socketkit(results: ExchangeResults) -> bool:
+    """True if the peer's results carry socketkit's extension keys (iperf3's do not)."""
+    return any(
+        max(s.rtt_us, s.received, s.kernel_drops, s.out_of_order) >= 0 for s in results.streams
+    )
 
 
 def _sums(streams: list[StreamSummary], seconds: float) -> tuple[Sum, Sum]:

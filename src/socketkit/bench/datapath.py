@@ -23,12 +23,21 @@ __all__ = ["DataPath", "DataStream"]
 
 #: A receiver is drained when no byte arrived for this long after the senders stopped.
 DRAIN_IDLE = 0.1
-#: ...but never longer than this in total.
-DRAIN_MAX = 2.0
+#: ...but never longer than this in total (a receiver with bytes still queued is waited for).
+DRAIN_MAX = 5.0
 #: How long a stopping sender may take to return from the kernel before it is woken.
 STOP_GRACE = 1.0
 #: How long to wait for the peer to acknowledge everything a TCP sender queued.
 ACK_WAIT = 2.0
+
+
+def _queued(sock: socket.socket) -> int:
+    """Bytes waiting in the kernel receive queue of ``sock`` (SIOCINQ = FIONREAD); 0 if
+    unknown."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0])
+    except OSError:
+        return 0
 
 
 @dataclass(slots=True)
@@ -170,7 +179,13 @@ class DataPath:
                     ds.sock.shutdown(socket.SHUT_WR)
 
     def drain_receivers(self) -> None:
-        """Read until the receivers have been idle for DRAIN_IDLE, then stop them."""
+        """Read until every receiver reached EOF, or was idle for DRAIN_IDLE with nothing
+        left in its kernel receive queue; then stop them.
+
+        Idle alone is not enough: a receiver thread that got no CPU for DRAIN_IDLE (a loaded
+        machine) leaves bytes in the kernel queue, and stopping it then loses them while the
+        peer counted them as sent (shutdown(SHUT_RD) ends the reads at the queue's end).
+        """
         receivers = [m for m in self.movers if not m.stats.sender]
         if receivers:
             deadline = time.monotonic() + DRAIN_MAX
@@ -179,9 +194,12 @@ class DataPath:
             while time.monotonic() < deadline:
                 total = sum(m.stats.bytes for m in receivers)
                 now = time.monotonic()
+                live = [m for m in receivers if m.alive]
+                if not live:
+                    break
                 if total != last:
                     last, idle_since = total, now
-                elif now - idle_since >= DRAIN_IDLE or not any(m.alive for m in receivers):
+                elif now - idle_since >= DRAIN_IDLE and not any(_queued(m.sock) for m in live):
                     break
                 time.sleep(0.01)
         if not self.t_end:

@@ -12,8 +12,20 @@ from .results import IntervalReport, IntervalStream
 __all__ = ["IntervalReporter"]
 
 
+#: A last interval shorter than this share of ``-i`` is not reported on its own: iperf3 drops
+#: such a tail when it moved no bytes (iperf_print_intermediate), and a timed test here folds
+#: it into the interval before (see IntervalReporter).
+SHORT_TAIL = 0.10
+
+
 class IntervalReporter:
-    """Calls ``callback(report)`` every ``interval`` seconds and once more at ``stop()``."""
+    """Calls ``callback(report)`` every ``interval`` seconds and once more at ``stop()``.
+
+    ``duration`` (a timed test's ``-t``; 0 for ``-n``/``-k``) lets the reporter skip the
+    regular tick that would fall within SHORT_TAIL of the test's end: the last interval then
+    runs to the end (1.002 s rather than 1.000 s plus a 0.002 s interval whose rate means
+    nothing), and the intervals still add up to the totals.
+    """
 
     def __init__(
         self,
@@ -22,11 +34,13 @@ class IntervalReporter:
         callback: Callable[[IntervalReport], None],
         *,
         omit: float = 0.0,
+        duration: float = 0.0,
     ) -> None:
         self.path = path
         self.interval = interval
         self.callback = callback
         self.omit = omit
+        self.duration = duration
         self._stop = threading.Event()
         self._prev = {s.id: (s.bytes, s.packets) for s in path.stats}
         self._t0 = time.monotonic()
@@ -43,12 +57,15 @@ class IntervalReporter:
             self._thread.start()
 
     def _run(self) -> None:
+        end = self._t0 + self.omit + self.duration if self.duration else float("inf")
         while not self._stop.wait(max(0.0, self._last + self.interval - time.monotonic())):
+            if time.monotonic() >= end - SHORT_TAIL * self.interval:
+                return  # the last interval runs to the end: stop() reports it
             self._emit()
 
-    def _emit(self) -> None:
+    def _emit(self, at: float | None = None) -> None:
         with self._lock:
-            now = max(time.monotonic(), self._last + 1e-6)
+            now = max(time.monotonic() if at is None else at, self._last + 1e-6)
             streams = []
             for s in self.path.stats:
                 pb, pp = self._prev.get(s.id, (0, 0))
@@ -70,13 +87,26 @@ class IntervalReporter:
             self._last = now
         self.callback(IntervalReport(start, end, tuple(streams), omitted))
 
-    def stop(self) -> None:
-        """Stop sampling and report the last partial interval (if it is not tiny)."""
+    def stop(self, at: float | None = None) -> None:
+        """Stop sampling and report the last partial interval (see :meth:`finish`)."""
+        self.stop_ticking()
+        self.finish(at)
+
+    def stop_ticking(self) -> None:
+        """Stop the regular reports (the test's senders stopped)."""
         self._stop.set()
         if self._thread.ident is not None:
             self._thread.join(2.0)
-        # The last, partial interval is reported whenever it moved bytes, so that the
-        # intervals always add up to the totals.
+
+    def finish(self, at: float | None = None) -> None:
+        """Report the last, partial interval, up to ``at`` (monotonic; default now).
+
+        Called once the receivers have drained, so that the intervals add up to the totals:
+        it holds what arrived after the senders stopped, too.
+        """
+        # Reported whenever it moved bytes, or when it is not tiny (iperf3's rule).
         moved = any(self._prev.get(s.id, (0, 0))[0] != s.bytes for s in self.path.stats)
-        if self.interval > 0 and moved:
-            self._emit()
+        end = time.monotonic() if at is None else at
+        long_enough = end - self._last >= SHORT_TAIL * self.interval
+        if self.interval > 0 and (moved or long_enough):
+            self._emit(end)
