@@ -220,3 +220,27 @@ def test_close_reason_when_interrupted(sig: int, reason: str, status: int) -> No
             records = [json.loads(line) for line in text.splitlines()]
             closed_events = [r for r in records if r["event"] == "closed"]
             assert [r["error"] for r in closed_events] == [reason], text
+
+
+def test_listen_client_reset_exits_4_and_address_in_use_exits_1() -> None:
+    import struct
+
+    port = free_port()
+    argv = [*SK, "listen", "127.0.0.1", str(port)]
+    with started(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    ) as proc:
+        wait_bound(port)
+        busy = run("listen", "127.0.0.1", str(port))
+        assert busy.returncode == 1
+        assert one_line(busy.stderr) == (
+            f"socketkit listen: cannot listen on 127.0.0.1:{port}: address already in use"
+        )
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"x")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST
+        rc = finish(proc, 10)
+        err = proc.stderr.read().decode() if proc.stderr else ""
+    assert rc == 4, err
+    assert "reset" in one_line(err).lower()

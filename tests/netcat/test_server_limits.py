@@ -216,14 +216,9 @@ def test_running_out_of_descriptors_never_ends_the_listener(udp: bool) -> None:
             assert listener.poll() is None, bytes(err.data)
             warnings = " ".join(str(w["message"]) for w in _events(err, "warning"))
             assert "Too many open files" in warnings, warnings
-            # the first session still works
-            first = peers[0]
-            first.settimeout(10)
-            if udp:
-                assert first.recv(100) == b"ping\n"
-            else:
-                first.sendall(b"still here\n")
-                assert first.recv(100) == b"still here\n"
+            # The sessions that got their program still work. Which ones did depends on
+            # timing (an accept can take the descriptor a program needed), not their order.
+            assert any(_echoes(sock, udp) for sock in peers)
         finally:
             for sock in peers:
                 sock.close()
@@ -243,6 +238,18 @@ def test_running_out_of_descriptors_never_ends_the_listener(udp: bool) -> None:
                 again.sendall(b"again\n")
                 assert again.recv(100) == b"again\n"
         assert listener.poll() is None
+
+
+def _echoes(sock: socket.socket, udp: bool) -> bool:
+    """True if the session behind ``sock`` answers (its ``cat`` runs)."""
+    sock.settimeout(2 if udp else 10)
+    try:
+        if udp:
+            return sock.recv(100) == b"ping\n"
+        sock.sendall(b"still here\n")
+        return sock.recv(100) == b"still here\n"
+    except OSError:  # reset, or (UDP) no answer: that session could not start
+        return False
 
 
 def test_a_thread_that_cannot_start_frees_its_slot(monkeypatch: pytest.MonkeyPatch) -> None:

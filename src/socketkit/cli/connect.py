@@ -16,21 +16,28 @@ DESCRIPTION = (
     "binary-safe. With -z, only check which ports of a range accept connections."
 )
 EPILOG = (
-    EOF_TABLE
-    + "\nexit codes: 0 ok, 1 no open port (-z), 2 usage, 3 unknown host, 4 refused/reset, "
-    "5 timeout, 6 TLS, 8 permission, 9 local file I/O, 130 interrupted.\n"
+    EOF_TABLE + "\nexit codes: 0 ok, 1 no open port (-z), 2 usage, 3 unknown host, 4 refused, "
+    "unreachable or reset, 5 timeout (connect, TLS handshake, idle), 6 TLS failed, 8 "
+    "permission, 9 local file I/O (also a TLS file missing or not PEM), 10 datagram too long, "
+    "130 interrupted, 141 stdout closed by its reader, 143 SIGTERM. More: socketkit help "
+    "connect.\n"
     "examples:\n  socketkit connect example.org 80\n  socketkit connect -z 127.0.0.1 20-25\n"
     "  socketkit connect --tls --alpn h2 example.org 443\n  socketkit connect -U /run/app.sock"
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("host", nargs="?", metavar="HOST", help="host name or address")
+    parser.add_argument(
+        "host", nargs="?", metavar="HOST", help="host name or address (IPv6: ::1 or [::1])"
+    )
     parser.add_argument(
         "port", nargs="?", metavar="PORT", help="port (with -z: ranges like 20-25,80)"
     )
     parser.add_argument(
-        "-z", "--zero-io", action="store_true", help="only report which ports accept connections"
+        "-z",
+        "--zero-io",
+        action="store_true",
+        help="only report which ports accept connections (default: relay data)",
     )
     add_common_arguments(parser, listening=False)
 

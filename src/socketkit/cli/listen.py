@@ -25,8 +25,11 @@ DESCRIPTION = (
     "and --chat relay clients to each other; -e/-c run a program per client."
 )
 EPILOG = (
-    EOF_TABLE + "\nexit codes: 0 ok, 2 usage, 3 unknown host, 5 timeout, 6 TLS, 8 permission "
-    "(privileged port), 9 local file I/O, 130 interrupted.\n"
+    EOF_TABLE + "\nexit codes: 0 ok, 1 failure (address in use, the -e program cannot run), 2 "
+    "usage, 3 unknown host, 4 the client reset the connection, 5 timeout (idle, TLS "
+    "handshake), 6 TLS failed, 8 permission (privileged port), 9 local file I/O, 130 "
+    "interrupted, 141 stdout closed by its reader, 143 SIGTERM (single-client mode; with -k a "
+    "client's failure is a warning). More: socketkit help listen.\n"
     "examples:\n  socketkit listen 5000 > received.bin\n  socketkit listen -k --exec cat 7\n"
     "  socketkit listen -k --broker 127.0.0.1 6000\n  socketkit listen --tls 8443"
 )
@@ -34,10 +37,16 @@ EPILOG = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "where", nargs="*", metavar="[HOST] PORT", help="address and port to listen on"
+        "where",
+        nargs="*",
+        metavar="[HOST] PORT",
+        help="address and port to listen on (HOST default: every address, IPv4 and IPv6)",
     )
     parser.add_argument(
-        "-k", "--keep-open", action="store_true", help="serve many clients, concurrently"
+        "-k",
+        "--keep-open",
+        action="store_true",
+        help="serve many clients, concurrently (default: one client, then exit)",
     )
     parser.add_argument(
         "-m",
@@ -62,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         type=check_rule,
         metavar="ADDR|CIDR[,...]|@FILE",
-        help="admit only these peers (repeatable; a file holds one or more per line)",
+        help="admit only these peers (repeatable; a file holds one or more per line) "
+        "(default: every peer)",
     )
     parser.add_argument(
         "--deny",
@@ -70,12 +80,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=check_rule,
         metavar="ADDR|CIDR[,...]|@FILE",
         help="refuse these peers (IPv4 rules also match IPv4-mapped ::ffff:a.b.c.d peers, "
-        "and the reverse)",
+        "and the reverse) (default: none)",
     )
     parser.add_argument(
-        "--broker", action="store_true", help="relay every client's bytes to all other clients"
+        "--broker",
+        action="store_true",
+        help="relay every client's bytes to all other clients (default: to stdout)",
     )
-    parser.add_argument("--chat", action="store_true", help="--broker with nicknames, line by line")
+    parser.add_argument(
+        "--chat",
+        action="store_true",
+        help="--broker with nicknames, line by line (default: off)",
+    )
     parser.add_argument(
         "--udp-session-idle",
         type=float,

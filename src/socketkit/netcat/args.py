@@ -14,7 +14,7 @@ from .options import NetcatOptions, TlsOptions
 __all__ = ["add_common_arguments", "build_options", "positive_int"]
 
 EOF_TABLE = """\
-end-of-file behaviour (defaults = OpenBSD nc -N; see docs/connect.md for the full table):
+end-of-file behaviour (defaults = OpenBSD nc -N; the full table: socketkit help connect):
   --on-stdin-eof shutdown  send FIN, keep receiving           (nc -N, ncat, socat)
   --on-stdin-eof close     close the connection at once
   --on-stdin-eof keep      send nothing, keep the connection  (nc without -N)
@@ -75,28 +75,41 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
     add = parser.add_argument
     fam = parser.add_mutually_exclusive_group()
     fam.add_argument(
-        "-4", dest="family", action="store_const", const=4, default=0, help="IPv4 only"
+        "-4",
+        dest="family",
+        action="store_const",
+        const=4,
+        default=0,
+        help="IPv4 only (default: both IPv4 and IPv6)",
     )
-    fam.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6 only")
-    add("-u", "--udp", action="store_true", help="UDP instead of TCP")
+    fam.add_argument(
+        "-6", dest="family", action="store_const", const=6, help="IPv6 only (default: both)"
+    )
+    add("-u", "--udp", action="store_true", help="UDP instead of TCP (default TCP)")
     add(
         "-U",
         "--unix",
         metavar="PATH",
         help="Unix socket at PATH instead of HOST PORT (stream; datagram with -u); "
-        "@NAME is the abstract socket NAME (no file)",
+        "@NAME is the abstract socket NAME (no file) (default: none, use HOST PORT)",
     )
-    add("-n", "--numeric", action="store_true", help="numeric addresses only: no DNS lookups")
+    add(
+        "-n",
+        "--numeric",
+        action="store_true",
+        help="numeric addresses only: no DNS lookups (default: names are resolved)",
+    )
     add(
         "-v",
         "--verbose",
         action="store_true",
-        help="report connections, TLS and byte counts on stderr",
+        help="report connections, TLS and byte counts on stderr (default: only errors)",
     )
     add(
         "--json",
         action="store_true",
-        help="report events as JSON lines on stderr (schema: docs/connect.md)",
+        help="report events as JSON lines on stderr, instead of -v lines (schema: socketkit "
+        "help connect)",
     )
     add(
         "-w",
@@ -104,29 +117,44 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
         dest="connect_timeout",
         type=_seconds,
         metavar="SECS",
-        help="connect (and TLS handshake) timeout" if not listening else "TLS handshake timeout",
+        help=(
+            "connect (and TLS handshake) timeout (default: the OS's connect timeout, about 2 "
+            "min; a TLS handshake 30 s); exit 5"
+            if not listening
+            else "TLS handshake timeout (default 30 s); exit 5"
+        ),
     )
     add(
         "-i",
         "--idle-timeout",
         type=_seconds,
         metavar="SECS",
-        help="give up after SECS without data in either direction (exit 5)",
+        help="give up after SECS without data in either direction, exit 5 (default: no limit)",
     )
     add(
         "-q",
         "--quit-after",
         type=_seconds,
         metavar="SECS",
-        help="after stdin's EOF, end the session SECS later even if the peer has not closed",
+        help="after stdin's EOF, end the session SECS later even if the peer has not closed "
+        "(default: wait for the peer; --eof-preset socat: 0.5)",
     )
-    add("-C", "--crlf", action="store_true", help="send LF line endings as CRLF")
+    add(
+        "-C",
+        "--crlf",
+        action="store_true",
+        help="send LF line endings as CRLF (default: bytes unchanged)",
+    )
     direction = parser.add_mutually_exclusive_group()
     direction.add_argument(
-        "--send-only", action="store_true", help="only send; ignore received data"
+        "--send-only",
+        action="store_true",
+        help="only send; received data is not read (default: both directions)",
     )
     direction.add_argument(
-        "--recv-only", action="store_true", help="only receive; never read stdin"
+        "--recv-only",
+        action="store_true",
+        help="only receive; stdin is never read (default: both directions)",
     )
     add(
         "--on-stdin-eof",
@@ -138,19 +166,23 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
         choices=["exit", "stay"],
         help=f"what the peer's EOF does (default {'exit' if listening else 'stay'})",
     )
-    add("--eof-preset", choices=["nc", "ncat", "socat"], help="EOF behaviour of another netcat")
+    add(
+        "--eof-preset",
+        choices=["nc", "ncat", "socat"],
+        help="all EOF settings of another netcat at once (default nc: OpenBSD nc -N)",
+    )
     add(
         "--hex-dump",
         type=_dump_file,
         metavar="FILE",
         help="hex dump of both directions ('>' sent, '<' received), appended to FILE; "
-        "FILE '-' is stderr (as ncat -x FILE)",
+        "FILE '-' is stderr (as ncat -x FILE) (default: no dump)",
     )
     add(
         "-o",
         "--output",
         metavar="FILE",
-        help="append the session's bytes (both directions) to FILE",
+        help="append the session's bytes (both directions) to FILE (default: no log)",
     )
     ex = parser.add_mutually_exclusive_group()
     ex.add_argument(
@@ -158,26 +190,55 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
         "--exec",
         dest="exec_cmd",
         metavar="CMD",
-        help="run CMD (split like a shell, no shell) with stdin/stdout on the connection",
+        help="run CMD (split like a shell, no shell) with stdin/stdout on the connection "
+        "(default: relay our stdin/stdout)",
     )
     ex.add_argument(
-        "-c", "--sh-exec", metavar="CMD", help="run CMD with /bin/sh -c, stdio on the connection"
+        "-c",
+        "--sh-exec",
+        metavar="CMD",
+        help="run CMD with /bin/sh -c, its stdin/stdout on the connection (default: relay our "
+        "stdin/stdout)",
     )
     tls = parser.add_argument_group("TLS")
-    tls.add_argument("--tls", "--ssl", action="store_true", help="TLS over TCP")
-    tls.add_argument("--tls-cert", metavar="PEM", help="certificate (chain) to present")
-    tls.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert (if not in it)")
-    tls.add_argument("--alpn", metavar="PROTO[,PROTO]", help="ALPN protocols, most preferred first")
+    tls.add_argument(
+        "--tls",
+        "--ssl",
+        action="store_true",
+        help="TLS over TCP or a Unix stream socket (default: plain)",
+    )
+    tls.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="certificate (chain) to present (default: "
+        + ("an ephemeral self-signed one)" if listening else "none)"),
+    )
+    tls.add_argument(
+        "--tls-key",
+        metavar="PEM",
+        help="private key of --tls-cert (default: read from the --tls-cert file)",
+    )
+    tls.add_argument(
+        "--alpn",
+        metavar="PROTO[,PROTO]",
+        help="ALPN protocols, most preferred first (default: none offered)",
+    )
     if listening:
         tls.add_argument(
-            "--tls-client-ca", metavar="PEM", help="require client certificates from this CA (mTLS)"
+            "--tls-client-ca",
+            metavar="PEM",
+            help="require client certificates from this CA, mTLS (default: none asked for)",
         )
     else:
         tls.add_argument(
-            "--tls-ca", metavar="PEM", help="trust these CAs instead of the system store"
+            "--tls-ca",
+            metavar="PEM",
+            help="trust these CAs instead of the system store (default: the system store)",
         )
         tls.add_argument(
-            "--tls-insecure", action="store_true", help="do not verify the certificate or name"
+            "--tls-insecure",
+            action="store_true",
+            help="do not verify the certificate or name (default: both verified)",
         )
         tls.add_argument(
             "--sni", metavar="NAME", help="server name to send and verify (default: HOST)"
@@ -186,10 +247,20 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
         "-s",
         "--source",
         metavar="ADDR",
-        help="local address to listen on" if listening else "source address to connect from",
+        help=(
+            "local address to listen on, as HOST (default: every address)"
+            if listening
+            else "source address to connect from (default: the OS picks)"
+        ),
     )
     if not listening:
-        add("-p", "--source-port", type=int, metavar="PORT", help="source port to connect from")
+        add(
+            "-p",
+            "--source-port",
+            type=int,
+            metavar="PORT",
+            help="source port to connect from (default: the OS picks)",
+        )
     add("--force-copy", action="store_true", help=argparse.SUPPRESS)
 
 
