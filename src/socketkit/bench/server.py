@@ -72,8 +72,11 @@ MAX_COUNTED_TEST = 3600.0
 EARLY_STOP = 0.1
 #: iperf3's MAX_TIME: a day.
 MAX_DURATION = 86400
-#: The accept backlog: large, so bursts of data connections never hit SYN retries
-#: (PERF-NOTES trap 4).
+#: iperf3 parameters this server cannot honour (``-C``, ``--fq-rate``, ``-L``,
+#: ``--get-server-output``, ``--dont-fragment``, UDP bursts): a test asking for one is refused
+#: with IEUNIMP rather than run without it.
+UNSUPPORTED = ("congestion", "fqrate", "flowlabel", "get_server_output", "dont_fragment", "burst")
+#: The accept backlog: large, so bursts of data connections never hit SYN retries.
 BACKLOG = 512
 
 
@@ -176,6 +179,10 @@ class _Session:
         p = self.params = event.value
         if p.time > MAX_DURATION:
             raise _Refused(IE.DURATION, "test duration too long")
+        asked = sorted(k for k in UNSUPPORTED if p.extra.get(k))
+        if asked:
+            # Refused, not silently ignored: the client would report a test it did not get.
+            raise _Refused(IE.UNIMP, f"not supported by this server: {', '.join(asked)}")
         streams = self._accept_streams(p)
         try:
             for ds in streams:

@@ -1,7 +1,7 @@
 """TCP data movers: ``send`` a reused buffer (or ``sendfile``), ``recv_into`` an aligned one.
 
 A page-aligned (``mmap``) receive buffer matters: a ``bytearray`` of 128 KiB or more sits at
-page offset 16 and halves ``recv_into`` speed (shared PERF-NOTES trap 1). ``os.sendfile`` from
+page offset 16 and halves ``recv_into`` speed (measured; see docs/bench.md). ``os.sendfile`` from
 an in-memory file is offered as ``-Z`` (iperf3's ``--zerocopy``) but is not the default: on this
 project's kernel (6.18, loopback) it measured 20-30 % *slower* than ``send`` from a reused
 buffer, for iperf3's own ``-Z`` as well (see docs/bench.md).

@@ -1,6 +1,6 @@
 """Batched plain UDP through ``sendmmsg(2)``/``recvmmsg(2)`` (Linux), via ctypes.
 
-Python 3.11 has neither call (shared PERF-NOTES trap 3). Without GSO, one system call per
+Python 3.11 has neither call. Without GSO, one system call per
 datagram costs the sender about as much Python and syscall entry as the kernel's own UDP
 work; a batch of up to 64 datagrams per call leaves only the kernel's per-datagram work. The
 datagrams on the wire are ordinary ones (no GSO), so any receiver - iperf3 included - sees

@@ -3,7 +3,7 @@
 GSO (``UDP_SEGMENT``, Linux 4.18) lets one ``send`` carry up to 64 datagrams, each with its own
 iperf3 header; GRO (``UDP_GRO``, Linux 5.0) hands the receiver up to 64 at once with the
 segment size in a control message. Python 3.11 has no ``sendmmsg``/``recvmmsg``, so this is
-the only way to batch UDP from pure Python (shared PERF-NOTES trap 3). Both are detected at run
+the only way to batch UDP from pure Python. Both are detected at run
 time; without them, one datagram per system call.
 """
 

@@ -1,7 +1,7 @@
 """The iperf3 control protocol, sans-I/O: cookie, state bytes, length-prefixed JSON.
 
 Facts from esnet/iperf ``src/iperf_api.h``, ``iperf_api.c``, ``iperf_client_api.c`` and
-``iperf_server_api.c`` (see docs/bench.md and shared/ANCHORS.md section 4.1):
+``iperf_server_api.c`` (see docs/bench.md):
 
 * the client opens the control connection and sends a 37-byte cookie (36 characters of
   ``a-z2-7`` and a NUL); data streams send the same cookie on their own connections;
