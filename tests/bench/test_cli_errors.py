@@ -5,10 +5,12 @@ And its ``--help``: every option described with its default, the exit codes it c
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -217,3 +219,61 @@ def test_server_help_has_description_and_examples() -> None:
     assert len(body) > 2 and "iperf3" in body[1], text  # a description after the usage
     assert "\nexamples:\n" in text
     assert "socketkit bench server -p" in text
+
+
+# Interrupted and failed tests in JSON modes ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server_port() -> Iterator[int]:
+    port = free_port()
+    argv = [*SK, "bench", "server", "-p", str(port), "-B", "127.0.0.1"]
+    with running(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        wait_listening(port)
+        yield port
+
+
+def _interrupted(port: int, *mode: str) -> tuple[int, str, str]:
+    argv = [*SK, "bench", "client", "127.0.0.1", "-p", str(port), "-t", "8", *mode]
+    with running(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        if "-J" in mode:
+            time.sleep(1.5)
+        else:
+            while b"sec" not in proc.stdout.readline():  # the first interval: running
+                pass
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def test_interrupted_json_says_interrupted(server_port: int) -> None:
+    rc, out, err = _interrupted(server_port, "-J")
+    assert rc == 130
+    doc = json.loads(out)
+    assert doc["error"] == "interrupted" and doc["end"] == {}
+    assert err.splitlines() == ["socketkit bench: interrupted"]
+    assert "KeyboardInterrupt" not in out + err
+
+
+def test_interrupted_json_stream_ends_with_an_error_event(server_port: int) -> None:
+    rc, out, err = _interrupted(server_port, "--json-stream")
+    assert rc == 130
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events[-1] == {"event": "error", "data": {"error": "interrupted"}}
+    assert err.splitlines() == ["socketkit bench: interrupted"]
+
+
+def test_interrupted_text_says_interrupted(server_port: int) -> None:
+    rc, _out, err = _interrupted(server_port, "-i", "0.5")
+    assert rc == 130
+    assert err.splitlines() == ["socketkit bench: interrupted"]
+
+
+def test_failed_test_with_json_prints_a_json_error() -> None:
+    closed = free_port()
+    proc = _sk("bench", "client", "127.0.0.1", "-p", str(closed), "-t", "1", "-J")
+    assert proc.returncode == 4
+    doc = json.loads(proc.stdout)  # iperf3 -J prints its error in the JSON document too
+    assert "refused" in doc["error"].lower() and doc["end"] == {}
+    assert len(proc.stderr.splitlines()) == 1 and "refused" in proc.stderr.lower()

@@ -455,6 +455,7 @@ def check_writable(path: str) -> str:
 
 
 def _run_client(args: argparse.Namespace) -> int:
+    from .._errors import SocketkitError
     from ..bench.client import ClientOptions, run_client
     from ..bench.progress import LiveView, print_summary
     from ..bench.results import IntervalReport
@@ -503,18 +504,40 @@ def _run_client(args: argparse.Namespace) -> int:
             return ExitStatus.IO
     human = not (args.json or args.json_stream)
     view = LiveView(params.time + params.omit) if human else None
+    seen: list[IntervalReport] = []
 
     def on_interval(report: IntervalReport) -> None:
+        seen.append(report)
         if args.json_stream:
             _emit("interval", report.to_json())
         elif view is not None:
             view(report)
 
+    def failed(message: str) -> None:
+        """A test that did not finish: iperf3 -J prints its error in the document too."""
+        if view is not None:
+            view.finish()
+        if args.json:
+            start = {"connecting_to": {"host": args.host, "port": args.port}}
+            intervals = [r.to_json() for r in seen]
+            doc = {"start": start, "intervals": intervals, "end": {}, "error": message}
+            print(json.dumps(doc, indent=2), flush=True)
+        elif args.json_stream:
+            _emit("error", {"error": message})
+
     if human:
         print(f"Connecting to host {args.host}, port {args.port}", flush=True)
     elif args.json_stream:
         _emit("start", {"connecting_to": {"host": args.host, "port": args.port}})
-    result = run_client(opts, on_interval)
+    try:
+        result = run_client(opts, on_interval)
+    except KeyboardInterrupt:
+        failed("interrupted")
+        print("socketkit bench: interrupted", file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+    except SocketkitError as exc:
+        failed(" ".join(str(exc).split()))
+        raise  # one line on stderr and the exit status, from cli/main.py
     if view is not None:
         view.finish()
     for error in result.errors:
