@@ -51,6 +51,7 @@ def test_port_out_of_range_is_a_usage_error(mode: str, port: str) -> None:
         ("-l", "1x", "'1x' is not a size"),
         ("-n", "lots", "'lots' is not a size"),
         ("-w", "-5", "'-5' is not a size"),
+        ("-w", "1T", "'1T' is too large"),
     ],
 )
 def test_bad_number_says_what_a_valid_one_looks_like(option: str, value: str, expect: str) -> None:
@@ -59,7 +60,7 @@ def test_bad_number_says_what_a_valid_one_looks_like(option: str, value: str, ex
     )
     assert expect in line, line
     assert "_rate" not in line and "_size" not in line
-    assert re.search(r"e\.g\. \S+", line), line
+    assert re.search(r"(e\.g\.|at most) \S+", line), line
 
 
 @pytest.mark.parametrize(
@@ -277,3 +278,25 @@ def test_failed_test_with_json_prints_a_json_error() -> None:
     doc = json.loads(proc.stdout)  # iperf3 -J prints its error in the JSON document too
     assert "refused" in doc["error"].lower() and doc["end"] == {}
     assert len(proc.stderr.splitlines()) == 1 and "refused" in proc.stderr.lower()
+
+
+def test_latency_with_length_zero_is_still_a_latency_test(server_port: int) -> None:
+    """-l 0 means "the default" (as in iperf3): 64 bytes with --latency, not a silent switch
+    to a throughput test."""
+    proc = _sk(
+        "bench",
+        "client",
+        "127.0.0.1",
+        "-p",
+        str(server_port),
+        "--latency",
+        "-l",
+        "0",
+        "-t",
+        "0.5",
+        "-J",
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["socketkit"]["latency"]["count"] > 0
+    assert doc["start"]["test_start"]["blksize"] == 64

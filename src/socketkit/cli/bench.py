@@ -66,6 +66,8 @@ log = logging.getLogger("socketkit.bench")
 #: iperf3's MAX_TIME (a day), and its cap on -O.
 MAX_TIME = 86400
 MAX_OMIT = 600
+#: -w bound: iperf3's MAX_TCP_BUFFER (512 MiB).
+MAX_WINDOW = 512 << 20
 #: -M bounds: Linux's TCP_MIN_MSS, and iperf3's MAX_MSS (9 KiB).
 MIN_MSS = 88
 MAX_MSS = 9 * 1024
@@ -95,6 +97,15 @@ def _size(text: str) -> int:
             f"{text!r} is not a size: bytes with an optional K/M/G suffix (powers of 1024), "
             "e.g. 128K or 1M"
         ) from None
+
+
+def _window(text: str) -> int:
+    value = _size(text)
+    if value > MAX_WINDOW:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is too large: the socket buffer size is at most 512M (iperf3's limit)"
+        )
+    return value
 
 
 def _port(low: int) -> Callable[[str], int]:
@@ -283,7 +294,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cli.add_argument(
         "-w",
         "--window",
-        type=_size,
+        type=_window,
         default=0,
         metavar="WIN",
         help="SO_SNDBUF/SO_RCVBUF of the data sockets (default: the system's)",
@@ -462,7 +473,7 @@ def _run_client(args: argparse.Namespace) -> int:
 
     _setup_logging(logging.DEBUG if args.debug else logging.WARNING)
     length = args.length
-    if args.latency and length is None:
+    if args.latency and not length:  # -l 0 is "the default", as in iperf3
         length = 64
     opts = ClientOptions(
         host=args.host,
