@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import socket
 import sys
 
+from ._rawargs import int_range, seconds
 from .exit_codes import ExitStatus
 
 SUMMARY = "send ICMP echo requests (like ping)"
@@ -18,53 +21,84 @@ EPILOG = """examples:
   socketkit ping -c 3 127.0.0.1
   socketkit ping -6 -c 5 -i 0.2 -W 1 ::1
 
-exit codes: 0 at least one reply, 1 no reply, 3 HOST did not resolve,
-8 no permission (the message says how to enable unprivileged ping). See docs/ping.md."""
+exit codes: 0 at least one reply (also after Ctrl-C), 1 no reply, 2 usage (a value out of
+range), 3 HOST did not resolve, 4 network or host unreachable, 8 no permission (the message
+says why and how to allow it), 130 interrupted before the first request, 141 stdout closed.
+More: socketkit help ping."""
+
+#: iputils' limits: 1..255 for the TTL, 65507 data bytes (65535 - 20 IPv4 - 8 ICMP).
+_TTL = int_range(1, 255)
+_SIZE = int_range(0, 65507)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("host", metavar="HOST")
-    parser.add_argument("-c", dest="count", type=int, metavar="COUNT", help="stop after COUNT")
+    parser.add_argument("host", metavar="HOST", help="host name or IPv4/IPv6 address to ping")
     parser.add_argument(
-        "-i", dest="interval", type=float, default=1.0, metavar="SECONDS", help="default 1"
+        "-c",
+        dest="count",
+        type=int_range(1),
+        metavar="COUNT",
+        help="stop after COUNT requests and their replies (default: until Ctrl-C)",
+    )
+    parser.add_argument(
+        "-i",
+        dest="interval",
+        type=seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between requests (default 1)",
     )
     parser.add_argument(
         "-W",
         dest="timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="wait this long for replies after the last request (default 10)",
     )
     parser.add_argument(
-        "-s", dest="size", type=int, default=56, metavar="SIZE", help="data bytes (default 56)"
+        "-s",
+        dest="size",
+        type=_SIZE,
+        default=56,
+        metavar="SIZE",
+        help="data bytes per request, 0..65507 (default 56: 64 ICMP bytes)",
     )
-    parser.add_argument("-t", dest="ttl", type=int, metavar="TTL", help="IP TTL / hop limit")
-    parser.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
-    parser.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
-    parser.add_argument("-q", dest="quiet", action="store_true", help="only the statistics")
+    parser.add_argument(
+        "-t",
+        dest="ttl",
+        type=_TTL,
+        metavar="TTL",
+        help="IP TTL / IPv6 hop limit, 1..255 (default: the system's, usually 64)",
+    )
+    parser.add_argument(
+        "-4",
+        dest="family",
+        action="store_const",
+        const=socket.AF_INET,
+        help="IPv4 only (default: IPv4 first, then IPv6)",
+    )
+    parser.add_argument(
+        "-6", dest="family", action="store_const", const=socket.AF_INET6, help="IPv6 only"
+    )
+    parser.add_argument(
+        "-q", dest="quiet", action="store_true", help="print only the header and the statistics"
+    )
     parser.add_argument(
         "--method",
         choices=("auto", "raw", "dgram"),
         default="auto",
-        help="socket kind (default: raw if allowed, else dgram)",
+        help="socket kind: raw (needs CAP_NET_RAW), dgram (needs net.ipv4.ping_group_range) "
+        "or auto (default: raw if allowed, else dgram)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..raw.ping import PingReport, iter_ping, resolve
 
-    if args.count is not None and args.count <= 0:
-        print("socketkit ping: -c must be > 0", file=sys.stderr)
-        return ExitStatus.USAGE
     family, address = resolve(args.host, args.family or 0)
     report = PingReport(args.host, address, args.method)
-    ipv6 = family == socket.AF_INET6
-    if ipv6:
-        print(f"PING {args.host} ({address}) {args.size} data bytes", flush=True)
-    else:
-        print(f"PING {args.host} ({address}) {args.size}({args.size + 28}) bytes of data.")
-    out = sys.stdout
+    # Every check (values, permission, socket options) before the header, as iputils does.
     probes = iter_ping(
         address,
         count=args.count,
@@ -76,6 +110,12 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         report=report,
     )
+    out = sys.stdout
+    if family == socket.AF_INET6:
+        out.write(f"PING {args.host} ({address}) {args.size} data bytes\n")
+    else:
+        out.write(f"PING {args.host} ({address}) {args.size}({args.size + 28}) bytes of data.\n")
+    out.flush()
     try:
         for probe in probes:
             if args.quiet:
@@ -91,10 +131,15 @@ def run(args: argparse.Namespace) -> int:
                 )
             out.flush()
     except KeyboardInterrupt:
+        pass
+    finally:
         probes.close()
+    # From here on the answer is known: like iputils, a further Ctrl-C changes nothing.
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     stats = report.stats
-    if stats is None:
-        return ExitStatus.FAILURE
+    if stats is None:  # interrupted before the first request
+        return ExitStatus.INTERRUPTED
     parts = [f"{stats.transmitted} packets transmitted", f"{stats.received} received"]
     if stats.duplicates:
         parts.append(f"+{stats.duplicates} duplicates")

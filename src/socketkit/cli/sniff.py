@@ -7,11 +7,12 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import FrameType
 from typing import IO, Any
 
 from .._errors import MissingDependency, SocketkitError
+from ._rawargs import int_range, seconds
 from .exit_codes import ExitStatus
 
 SUMMARY = "capture, filter, decode and save packets (like tcpdump)"
@@ -26,61 +27,108 @@ EPILOG = """examples:
   socketkit sniff -r out.pcap -X icmp
   socketkit sniff -i any --json -c 10
 
-exit codes: 0 ok (also after Ctrl-C), 2 usage or bad filter, 8 no CAP_NET_RAW,
-9 the file could not be read or written (e.g. full disk), 10 damaged capture file,
-11 libpcap missing (Debian package libpcap0.8). See docs/sniff.md."""
+exit codes: 0 ok (also after Ctrl-C), 1 other failure (e.g. no such interface), 2 usage or
+bad filter, 8 no CAP_NET_RAW, 9 a file could not be read or written (e.g. full disk),
+10 damaged capture file, 11 libpcap missing (Debian package libpcap0.8), 130 interrupted
+before the capture started, 141 stdout closed. More: socketkit help sniff."""
 
 #: tcpdump's default snap length; -s 0 means this as well.
 DEFAULT_SNAPLEN = 262144
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("filter", nargs="*", metavar="FILTER", help="tcpdump filter expression")
     parser.add_argument(
-        "-i", dest="interface", default="any", metavar="IFACE", help="interface or 'any' (default)"
+        "filter",
+        nargs="*",
+        metavar="FILTER",
+        help="tcpdump filter expression, run in the kernel (default: every packet)",
     )
-    parser.add_argument("-c", dest="count", type=int, metavar="N", help="stop after N packets")
     parser.add_argument(
-        "-w", dest="write", metavar="FILE", help="write packets to FILE ('-' = stdout), no decoding"
+        "-i",
+        dest="interface",
+        default="any",
+        metavar="IFACE",
+        help="interface to capture on (default: any, all of them)",
     )
-    parser.add_argument("-r", dest="read", metavar="FILE", help="read packets from a pcap/pcapng")
+    parser.add_argument(
+        "-c",
+        dest="count",
+        type=int_range(0),
+        metavar="N",
+        help="stop after N packets (default: until Ctrl-C or --timeout)",
+    )
+    parser.add_argument(
+        "-w",
+        dest="write",
+        metavar="FILE",
+        help="write packets to FILE ('-' = stdout), no decoding (default: print summaries)",
+    )
+    parser.add_argument(
+        "-r",
+        dest="read",
+        metavar="FILE",
+        help="read packets from a pcap/pcapng file ('-' = stdin) (default: capture live)",
+    )
     parser.add_argument(
         "-s",
         dest="snaplen",
-        type=int,
+        type=int_range(0, DEFAULT_SNAPLEN),
         default=DEFAULT_SNAPLEN,
         metavar="SNAPLEN",
-        help=f"keep at most SNAPLEN bytes per packet (0 = {DEFAULT_SNAPLEN})",
+        help=f"keep at most SNAPLEN bytes per packet, 0..{DEFAULT_SNAPLEN} "
+        f"(default {DEFAULT_SNAPLEN}; 0 = {DEFAULT_SNAPLEN})",
     )
     parser.add_argument(
         "-B",
         dest="buffer_kib",
-        type=int,
+        type=int_range(64),
         default=32768,
         metavar="KIB",
-        help="capture ring size in KiB (default 32768)",
+        help="capture ring size in KiB, at least 64 (default 32768)",
     )
-    parser.add_argument("-X", dest="hex", action="store_true", help="add a hex+ASCII dump")
-    parser.add_argument("--json", action="store_true", help="one JSON object per packet line")
-    parser.add_argument("--pcapng", action="store_true", help="write pcapng instead of pcap")
-    parser.add_argument("--nano", action="store_true", help="nanosecond timestamps in -w files")
     parser.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="stop capturing after SECONDS"
+        "-X",
+        dest="hex",
+        action="count",
+        default=0,
+        help="add a hex+ASCII dump from the network header; -XX from the link header, as "
+        "tcpdump (default: none)",
     )
-    parser.add_argument("-q", dest="quiet", action="store_true", help="no 'listening on' line")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object per packet line (default: text)"
+    )
+    parser.add_argument(
+        "--pcapng", action="store_true", help="write pcapng instead of pcap (default: pcap)"
+    )
+    parser.add_argument(
+        "--nano",
+        action="store_true",
+        help="nanosecond timestamps in -w files (default: microseconds)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help="stop capturing after SECONDS (default: no limit)",
+    )
+    parser.add_argument(
+        "-q", dest="quiet", action="store_true", help="no 'listening on' line (default: print it)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..raw.bpf import FilterError
+
     expression = " ".join(args.filter).strip() or None
-    if args.count is not None and args.count < 0:
-        print("socketkit sniff: -c must be >= 0", file=sys.stderr)
-        return ExitStatus.USAGE
     snaplen = args.snaplen if args.snaplen > 0 else DEFAULT_SNAPLEN
     stop = _install_sigterm()
     try:
         if args.read is not None:
             return _read_file(args, expression)
         return _live(args, expression, snaplen)
+    except FilterError as exc:  # a usage error, as tcpdump's "can't parse filter expression"
+        print(f"socketkit sniff: {exc}", file=sys.stderr, flush=True)
+        return ExitStatus.USAGE
     finally:
         stop()
 
@@ -91,14 +139,26 @@ def run(args: argparse.Namespace) -> int:
 def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int:
     from ..raw.capture import Capture, pcap_file_header
 
-    cap = Capture(
-        args.interface,
-        filter=expression,
-        count=args.count,
-        timeout=args.timeout,
-        snaplen=snaplen,
-        buffer_size=max(64, args.buffer_kib) * 1024,
-    )
+    fh: IO[bytes] | None = None
+    if args.write is not None:
+        try:  # before the capture starts: a path that cannot be written is one line, no stats
+            fh = _open_output(args.write)
+        except OSError as exc:
+            return _io_error(args.write, exc)
+    try:
+        cap = Capture(
+            args.interface,
+            filter=expression,
+            count=args.count,
+            timeout=args.timeout,
+            snaplen=snaplen,
+            buffer_size=args.buffer_kib * 1024,
+        )
+    except BaseException:
+        if fh is not None:
+            _close_output(fh)
+        raise
+    status: int = ExitStatus.OK  # also after Ctrl-C, like tcpdump; the statistics are printed
     try:
         if not args.quiet:
             name = {1: "EN10MB (Ethernet)", 276: "LINUX_SLL2 (Linux cooked v2)"}.get(
@@ -109,25 +169,27 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
                 file=sys.stderr,
                 flush=True,
             )
-        if args.write is not None:
-            with _open_output(args.write) as fh:
-                try:
-                    if args.pcapng:
-                        writer = _writer(fh, cap.linktype, snaplen, args)
+        if fh is not None:
+            out_fh = fh
+            try:
+                if args.pcapng:
+                    writer = _writer(out_fh, cap.linktype, snaplen, args)
 
-                        def pump() -> None:
-                            for pkt in cap:
-                                writer(pkt.ts_ns, pkt.data, pkt.orig_len)
-                    else:
-                        fh.write(pcap_file_header(cap.linktype, snaplen, nanosecond=args.nano))
+                    def pump() -> None:
+                        for pkt in cap:
+                            writer(pkt.ts_ns, pkt.data, pkt.orig_len)
+                else:
+                    out_fh.write(pcap_file_header(cap.linktype, snaplen, nanosecond=args.nano))
 
-                        def pump() -> None:
-                            cap.write_pcap(fh, nanosecond=args.nano)
+                    def pump() -> None:
+                        cap.write_pcap(out_fh, nanosecond=args.nano)
 
-                    _until_interrupted(cap, pump)
-                    fh.flush()
-                except OSError as exc:
-                    return _io_error(args.write, exc)
+                _until_interrupted(cap, pump)
+                out_fh.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                status = _io_error(args.write, exc)
         else:
             out = sys.stdout
 
@@ -142,6 +204,8 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
             _until_interrupted(cap, pump)
             out.flush()
     finally:
+        if fh is not None:
+            _close_output(fh)
         cap.close()
         stats = cap.stats()
         print(
@@ -149,7 +213,7 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
             file=sys.stderr,
             flush=True,
         )
-    return ExitStatus.OK  # also after Ctrl-C, like tcpdump; the statistics are printed
+    return status
 
 
 def _until_interrupted(cap: Any, pump: Callable[[], None]) -> None:
@@ -192,6 +256,8 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
     out = sys.stdout
     fh_out: IO[bytes] | None = None
     writer: Callable[[int, bytes, int], None] | None = None
+    if expression is not None:  # a bad filter is a usage error before any output
+        bpf.OfflineFilter(expression, 1)
     try:
         with contextlib.ExitStack() as stack:
             if args.read == "-":
@@ -201,16 +267,29 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
                     source = stack.enter_context(open(args.read, "rb"))
                 except OSError as exc:
                     return _io_error(args.read, exc)
+            if args.write is not None:
+                try:  # before reading: a path that cannot be written is one line
+                    fh_out = _open_output(args.write)
+                except OSError as exc:
+                    return _io_error(args.write, exc)
+                stack.callback(_close_output, fh_out)
             plain = expression is None and args.count is None and args.write is None
             if plain and not args.json and not args.hex:
                 # Just the summary lines: the fused reader formats whole blocks at a time.
                 try:
                     packet.open_capture_file(source).write_summaries(out)
+                except BrokenPipeError:
+                    raise
+                except OSError as exc:
+                    return _io_error(args.read, exc)
                 finally:
                     out.flush()
                 return ExitStatus.OK
             try:
-                for rec in packet.open_capture_file(source):
+                capture = packet.open_capture_file(source)
+                if fh_out is not None:
+                    writer = _writer(fh_out, capture.linktype, DEFAULT_SNAPLEN, args)
+                for rec in capture:
                     if args.count is not None and count >= args.count:
                         break
                     if expression is not None:
@@ -222,23 +301,26 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
                         if not flt.matches(rec.data, rec.orig_len):
                             continue
                     count += 1
-                    if args.write is not None:
-                        if writer is None:
-                            fh_out = stack.enter_context(_open_output(args.write))
-                            writer = _writer(fh_out, rec.linktype, DEFAULT_SNAPLEN, args)
-                        writer(rec.ts_ns, rec.data, rec.orig_len)
+                    if writer is not None:
+                        try:
+                            writer(rec.ts_ns, rec.data, rec.orig_len)
+                        except OSError as exc:
+                            return _io_error(args.write, exc)
                     else:
                         out.write(_format(rec.data, rec.linktype, rec.ts_ns, rec.orig_len, args))
                 out.flush()
                 if fh_out is not None:
-                    fh_out.flush()
+                    try:
+                        fh_out.flush()
+                    except OSError as exc:
+                        return _io_error(args.write, exc)
             except SocketkitError:
                 out.flush()
                 raise
             except BrokenPipeError:
                 raise
             except OSError as exc:
-                return _io_error(args.write or args.read, exc)
+                return _io_error(args.read, exc)
     except KeyboardInterrupt:
         out.flush()
     return ExitStatus.OK
@@ -277,21 +359,38 @@ def _format(  # noqa: PLR0917
         if ifindex is not None:
             record["ifindex"] = ifindex
         if args.hex:
-            record["hex"] = data.hex()
+            record["hex"] = _dumped(data, linktype, args.hex).hex()
         return json.dumps(record, separators=(",", ":")) + "\n"
     if args.hex:
-        dump = packet.hexdump(data)
-        return f"{line}\n{dump.rstrip(chr(10))}\n"
+        dump = packet.hexdump(_dumped(data, linktype, args.hex))
+        return f"{line}\n{dump}\n" if dump else line + "\n"
     return line + "\n"
 
 
-@contextlib.contextmanager
-def _open_output(path: str) -> Iterator[IO[bytes]]:
+def _dumped(data: bytes, linktype: int, level: int) -> bytes:
+    """The bytes tcpdump dumps: -X from the network header, -XX the whole frame."""
+    if level > 1:
+        return data
+    from ..packet.hexdump import network_offset
+
+    return data[network_offset(data, linktype) :]
+
+
+def _open_output(path: str) -> IO[bytes]:
+    """The -w output: stdout for '-', else FILE opened (created or truncated) for writing."""
     if path == "-":
-        yield sys.stdout.buffer
-        return
-    with open(path, "wb") as fh:
-        yield fh
+        return sys.stdout.buffer
+    return open(path, "wb")
+
+
+def _close_output(fh: IO[bytes]) -> None:
+    """Close the -w output (stdout is only flushed). A write error was reported where it
+    happened; the data still buffered cannot be written either, so closing stays quiet."""
+    with contextlib.suppress(OSError):
+        if fh is sys.stdout.buffer:
+            fh.flush()
+        else:
+            fh.close()
 
 
 def _writer(

@@ -6,6 +6,7 @@ import argparse
 import socket
 import sys
 
+from ._rawargs import int_range, seconds, usage_error
 from .exit_codes import ExitStatus
 
 SUMMARY = "trace the route to a host (like traceroute)"
@@ -20,50 +21,110 @@ EPILOG = """examples:
 
 output: one line per hop: hop number, address (name and address without -n), one RTT per
 probe, '*' for a probe nobody answered; !H !N !P !X mark unreachable answers.
-exit codes: 0 done (also when the target was not reached, like traceroute), 3 HOST did not
-resolve, 8 ICMP probes without permission. See docs/traceroute.md."""
+exit codes: 0 done (also when the target was not reached, like traceroute), 2 usage (a value
+out of range), 3 HOST did not resolve, 4 network or host unreachable, 8 ICMP probes without
+permission (the message says why and how to allow them), 130 interrupted, 141 stdout closed.
+More: socketkit help traceroute."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("host", metavar="HOST")
-    parser.add_argument("-I", dest="icmp", action="store_true", help="ICMP echo probes")
-    parser.add_argument("-U", dest="icmp", action="store_false", help="UDP probes (default)")
-    parser.add_argument("-m", dest="max_ttl", type=int, default=30, metavar="MAX_TTL")
-    parser.add_argument("-f", dest="first_ttl", type=int, default=1, metavar="FIRST_TTL")
-    parser.add_argument("-q", dest="nqueries", type=int, default=3, metavar="NQUERIES")
+    parser.add_argument("host", metavar="HOST", help="host name or IPv4/IPv6 address to trace")
     parser.add_argument(
-        "-w", dest="wait", type=float, default=5.0, metavar="WAIT", help="seconds per hop"
+        "-I",
+        dest="icmp",
+        action="store_true",
+        help="ICMP echo probes (raw socket as root, else an ICMP datagram socket)",
     )
-    parser.add_argument("-p", dest="port", type=int, default=33434, metavar="PORT")
-    parser.add_argument("-n", dest="numeric", action="store_true", help="no reverse DNS")
-    parser.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
-    parser.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
+    parser.add_argument(
+        "-U", dest="icmp", action="store_false", help="UDP probes (default; no privilege needed)"
+    )
+    parser.add_argument(
+        "-m",
+        dest="max_ttl",
+        type=int_range(1, 255),
+        default=30,
+        metavar="MAX_TTL",
+        help="the last TTL / hop limit tried, 1..255 (default 30)",
+    )
+    parser.add_argument(
+        "-f",
+        dest="first_ttl",
+        type=int_range(1, 255),
+        default=1,
+        metavar="FIRST_TTL",
+        help="the first TTL tried, at most MAX_TTL (default 1)",
+    )
+    parser.add_argument(
+        "-q",
+        dest="nqueries",
+        type=int_range(1, 10),
+        default=3,
+        metavar="NQUERIES",
+        help="probes per hop, 1..10 (default 3)",
+    )
+    parser.add_argument(
+        "-w",
+        dest="wait",
+        type=seconds,
+        default=5.0,
+        metavar="WAIT",
+        help="seconds to wait for the answers of one hop (default 5)",
+    )
+    parser.add_argument(
+        "-p",
+        dest="port",
+        type=int_range(1, 65535),
+        default=33434,
+        metavar="PORT",
+        help="UDP probes: the first destination port, +1 per probe, 65535 wraps to 1 "
+        "(default 33434)",
+    )
+    parser.add_argument(
+        "-n", dest="numeric", action="store_true", help="print addresses only (no reverse DNS)"
+    )
+    parser.add_argument(
+        "-4",
+        dest="family",
+        action="store_const",
+        const=socket.AF_INET,
+        help="IPv4 only (default: IPv4 first, then IPv6)",
+    )
+    parser.add_argument(
+        "-6", dest="family", action="store_const", const=socket.AF_INET6, help="IPv6 only"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..raw.ping import resolve
     from ..raw.trace import TraceReport, iter_traceroute
 
+    if args.first_ttl > args.max_ttl:
+        return usage_error(
+            "traceroute", f"-f {args.first_ttl} is beyond the last TTL (-m {args.max_ttl})"
+        )
     family, address = resolve(args.host, args.family or 0)
-    length = 60 if family == socket.AF_INET else 80
-    print(
-        f"traceroute to {args.host} ({address}), {args.max_ttl} hops max, {length} byte packets",
-        flush=True,
-    )
     report = TraceReport(args.host, address, "icmp" if args.icmp else "udp")
     names: dict[str, str] = {}
+    # Every check (values, permission) before the header line.
+    hops = iter_traceroute(
+        address,
+        max_ttl=args.max_ttl,
+        nqueries=args.nqueries,
+        wait=args.wait,
+        method="icmp" if args.icmp else "udp",
+        port=args.port,
+        first_ttl=args.first_ttl,
+        family=family,
+        report=report,
+    )
+    length = 60 if family == socket.AF_INET else 80
     try:
-        for hop in iter_traceroute(
-            address,
-            max_ttl=args.max_ttl,
-            nqueries=args.nqueries,
-            wait=args.wait,
-            method="icmp" if args.icmp else "udp",
-            port=args.port,
-            first_ttl=args.first_ttl,
-            family=family,
-            report=report,
-        ):
+        print(
+            f"traceroute to {args.host} ({address}), {args.max_ttl} hops max, "
+            f"{length} byte packets",
+            flush=True,
+        )
+        for hop in hops:
             parts = [f"{hop.ttl:2d} "]
             last: str | None = None
             for probe in hop.probes:
@@ -79,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
     except KeyboardInterrupt:
         return ExitStatus.INTERRUPTED
+    finally:
+        hops.close()
     return ExitStatus.OK
 
 

@@ -34,6 +34,10 @@ DEFAULT_SIZE = 56
 #: Seconds to wait for the last reply (iputils -W; its linger default is 10 s).
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_INTERVAL = 1.0
+#: Largest data size: an IPv4 datagram of 65535 bytes less 20 (IP) and 8 (ICMP).
+MAX_SIZE = 65507
+#: IP_TTL / IPV6_UNICAST_HOPS accept 1..255 (ip(7), ipv6(7)).
+MAX_TTL = 255
 IP_RECVTTL, IP_TTL_CMSG = 12, 2  # linux/in.h
 IPV6_RECVHOPLIMIT, IPV6_HOPLIMIT = 51, 52  # linux/in6.h
 
@@ -41,10 +45,38 @@ _ICMP_ERRNOS = frozenset(
     {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED, errno.EPROTO, errno.EACCES}
 )
 
-UNPRIVILEGED_HINT = (
-    "ping needs CAP_NET_RAW or unprivileged ICMP sockets: run it as root, or allow your group "
-    "with 'sudo sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"'"
-)
+_PING_GROUP_RANGE = "/proc/sys/net/ipv4/ping_group_range"
+
+
+def _group_range() -> str | None:
+    """The current ``net.ipv4.ping_group_range`` as "LOW HIGH" (None if unreadable)."""
+    try:
+        with open(_PING_GROUP_RANGE, encoding="ascii") as fh:
+            return " ".join(fh.read().split())
+    except OSError:
+        return None
+
+
+def _dgram_refused(tool: str, method: str) -> str:
+    """Why the kernel refused an ICMP datagram socket, and what would allow it.
+
+    Linux allows ``socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)`` (and the ICMPv6 one) only when
+    the caller's group is within ``net.ipv4.ping_group_range`` -- for root too: the kernel
+    default "1 0" allows no group at all (icmp(7), ``ping_group_range``).
+    """
+    gid = os.getegid()
+    current = _group_range()
+    now = f' (net.ipv4.ping_group_range is "{current}")' if current is not None else ""
+    allow = f"'sudo sysctl -w net.ipv4.ping_group_range=\"{gid} {gid}\"'"
+    if method == "dgram":
+        text = f"ICMP datagram sockets are not allowed for group {gid}{now}: allow it with {allow}"
+        if os.geteuid() == 0:
+            text += ", or use a raw socket (method 'raw' or 'auto'): you are root"
+        return text
+    return (
+        f"{tool} needs CAP_NET_RAW or an unprivileged ICMP socket: run it as root (sudo), or "
+        f"allow ICMP datagram sockets for your group {gid}{now} with {allow}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +142,17 @@ def resolve(host: str, family: int = 0) -> tuple[int, str]:
     return fam, str(addr[0])
 
 
-def open_icmp(family: int, method: str = "auto") -> tuple[socket.socket, str]:
+def open_icmp(
+    family: int, method: str = "auto", *, tool: str = "ping"
+) -> tuple[socket.socket, str]:
     """An ICMP socket: raw when allowed (or ``method="raw"``), else the datagram kind.
 
+    Args:
+        tool: the program named in the error message (``"ping"``, ``"traceroute"``).
+
     Raises:
-        PermissionDenied: neither is allowed; the message says how to enable one.
+        PermissionDenied: neither is allowed; the message gives the cause (no CAP_NET_RAW, or
+            the group outside ``net.ipv4.ping_group_range``) and what would allow one.
     """
     proto = socket.IPPROTO_ICMP if family == socket.AF_INET else socket.IPPROTO_ICMPV6
     if method not in ("auto", "raw", "dgram"):
@@ -125,12 +163,13 @@ def open_icmp(family: int, method: str = "auto") -> tuple[socket.socket, str]:
         except PermissionError as exc:
             if method == "raw":
                 raise PermissionDenied(
-                    "raw ICMP sockets need CAP_NET_RAW: run as root (sudo)"
+                    f"raw ICMP sockets need CAP_NET_RAW: run {tool} as root (sudo), or use an "
+                    "unprivileged ICMP datagram socket (method 'dgram' or 'auto')"
                 ) from exc
     try:
         return socket.socket(family, socket.SOCK_DGRAM, proto), "dgram"
     except PermissionError as exc:
-        raise PermissionDenied(UNPRIVILEGED_HINT) from exc
+        raise PermissionDenied(_dgram_refused(tool, method)) from exc
     except OSError as exc:
         raise translate_os_error(exc, "open an ICMP socket") from exc
 
@@ -228,31 +267,59 @@ def iter_ping(
     method: str = "auto",
     report: PingReport | None = None,
 ) -> Generator[Probe, None, None]:
-    """Yield a :class:`Probe` for each reply or error as it arrives, then one per probe that
-    got no answer (``rtt_ms=None``). ``report`` (if given) is filled in as it goes, and its
-    ``stats`` set at the end, also when the caller stops early (Ctrl-C)."""
-    if size < 0 or size > 65507:
-        raise AddressError("size must be 0..65507")
-    if interval < 0:
+    """Check the arguments, resolve ``host`` and open the socket at once (errors are raised by
+    this call, before any packet), then return a generator that yields a :class:`Probe` for
+    each reply or error as it arrives, then one per probe that got no answer
+    (``rtt_ms=None``). ``report`` (if given) is filled in as it goes, and its ``stats`` set at
+    the end, also when the caller stops early (Ctrl-C).
+
+    Raises:
+        AddressError: a value out of range (size 0..65507, ttl 1..255, interval and timeout
+            >= 0, count > 0).
+        ResolutionError, PermissionDenied (with the cause and what to do), SocketkitError.
+    """
+    if size < 0 or size > MAX_SIZE:
+        raise AddressError(f"size must be 0..{MAX_SIZE}")
+    if not interval >= 0:
         raise AddressError("interval must be >= 0")
+    if not timeout >= 0:
+        raise AddressError("timeout must be >= 0")
     if count is not None and count <= 0:
         raise AddressError("count must be > 0")
+    if ttl is not None and not 1 <= ttl <= MAX_TTL:
+        raise AddressError(f"ttl must be 1..{MAX_TTL}")
     fam, address = resolve(host, family)
     sock, used = open_icmp(fam, method)
     if report is None:
         report = PingReport(host, address, used)
     else:
         report.address, report.method = address, used
-    with sock:
-        try:
-            pinger = _Pinger(address, fam, sock, used)
-            if ttl is not None:
-                if fam == socket.AF_INET:
-                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
-                else:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
-        except OSError as exc:
-            raise translate_os_error(exc, "set up the ICMP socket") from exc
+    try:
+        pinger = _Pinger(address, fam, sock, used)
+        if ttl is not None:
+            if fam == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+    except OSError as exc:
+        sock.close()
+        raise translate_os_error(exc, "set up the ICMP socket") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return _probes(pinger, report, count=count, interval=interval, timeout=timeout, size=size)
+
+
+def _probes(
+    pinger: _Pinger,
+    report: PingReport,
+    *,
+    count: int | None,
+    interval: float,
+    timeout: float,
+    size: int,
+) -> Generator[Probe, None, None]:
+    with pinger.sock:
         yield from _run(pinger, report, count=count, interval=interval, timeout=timeout, size=size)
 
 

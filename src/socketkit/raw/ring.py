@@ -50,9 +50,11 @@ DEFAULT_BUFFER_SIZE = 32 << 20
 #: A block is handed over when full or after this many milliseconds (interactive latency).
 DEFAULT_BLOCK_TIMEOUT_MS = 50
 
+#: Root for the one command; never a capability on the system python3, which would give raw
+#: sockets to every Python program on the host (the tutorial lists the safe ways).
 PERMISSION_HINT = (
-    "capturing needs CAP_NET_RAW: run as root (sudo socketkit ...) or grant it with "
-    "'sudo setcap cap_net_raw,cap_net_admin+eip $(readlink -f $(which python3))'"
+    "capturing needs CAP_NET_RAW: run as root (sudo socketkit sniff ...); other safe ways: "
+    'socketkit help tutorial ("Privileges for raw sockets")'
 )
 
 _libc = ctypes.CDLL(None, use_errno=True)

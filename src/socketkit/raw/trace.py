@@ -21,7 +21,7 @@ from .._errors import AddressError, translate_os_error
 from . import echo, errqueue
 from .ping import open_icmp, resolve
 
-__all__ = ["Hop", "HopProbe", "TraceReport", "iter_traceroute", "traceroute"]
+__all__ = ["Hop", "HopProbe", "TraceReport", "iter_traceroute", "probe_port", "traceroute"]
 
 DEFAULT_PORT = 33434  # traceroute(8): base UDP port, +1 per probe
 DEFAULT_MAX_TTL = 30
@@ -84,6 +84,12 @@ def _note(ipv6: bool, kind: int, code: int) -> tuple[bool, str]:
     return False, ""
 
 
+def probe_port(port: int, probe_no: int) -> int:
+    """The destination port of probe ``probe_no`` (0-based): ``port`` + ``probe_no``, wrapping
+    from 65535 to 1 (traceroute(8) adds one per probe; port 0 is no port)."""
+    return (port - 1 + probe_no) % 65535 + 1
+
+
 def iter_traceroute(
     host: str,
     *,
@@ -96,15 +102,26 @@ def iter_traceroute(
     family: int = 0,
     report: TraceReport | None = None,
 ) -> Generator[Hop, None, None]:
-    """Yield one :class:`Hop` per TTL until the target answers or ``max_ttl``."""
+    """Check the arguments, resolve ``host`` and (``method="icmp"``) open the ICMP socket at
+    once -- errors are raised by this call, before any probe -- then return a generator that
+    yields one :class:`Hop` per TTL until the target answers or ``max_ttl``.
+
+    Raises:
+        AddressError: a value out of range (1 <= first_ttl <= max_ttl <= 255, nqueries
+            1..10, port 1..65535, wait >= 0) or an unknown method.
+        ResolutionError, PermissionDenied (ICMP probes without permission), SocketkitError.
+    """
     if not 1 <= first_ttl <= max_ttl <= 255:
         raise AddressError("need 1 <= first_ttl <= max_ttl <= 255")
     if nqueries < 1 or nqueries > 10:
         raise AddressError("nqueries must be 1..10")
+    if not 1 <= port <= 65535:
+        raise AddressError("port must be 1..65535")
+    if not wait >= 0:
+        raise AddressError("wait must be >= 0")
     if method not in ("udp", "icmp"):
         raise AddressError("method must be 'udp' or 'icmp'")
     fam, address = resolve(host, family)
-    ipv6 = fam == socket.AF_INET6
     if report is None:
         report = TraceReport(host, address, method)
     else:
@@ -112,18 +129,38 @@ def iter_traceroute(
     icmp_sock: socket.socket | None = None
     icmp_kind = ""
     if method == "icmp":
-        icmp_sock, icmp_kind = open_icmp(fam)
+        icmp_sock, icmp_kind = open_icmp(fam, tool="traceroute")
         report.method = f"icmp/{icmp_kind}"
+        try:
+            if icmp_kind == "dgram":
+                icmp_sock.bind(("::", 0) if fam == socket.AF_INET6 else ("0.0.0.0", 0))
+                _recverr(icmp_sock, fam == socket.AF_INET6)
+        except OSError as exc:
+            icmp_sock.close()
+            raise translate_os_error(exc, "set up the ICMP socket") from exc
+    return _hops(report, address, fam, icmp_sock, icmp_kind, max_ttl=max_ttl,
+                 nqueries=nqueries, wait=wait, port=port, first_ttl=first_ttl)  # fmt: skip
+
+
+def _hops(
+    report: TraceReport,
+    address: str,
+    fam: int,
+    icmp_sock: socket.socket | None,
+    icmp_kind: str,
+    *,
+    max_ttl: int,
+    nqueries: int,
+    wait: float,
+    port: int,
+    first_ttl: int,
+) -> Generator[Hop, None, None]:
     try:
-        if icmp_sock is not None and icmp_kind == "dgram":
-            icmp_sock.bind(("::", 0) if ipv6 else ("0.0.0.0", 0))
-            _recverr(icmp_sock, ipv6)
         probe_no = 0
         for ttl in range(first_ttl, max_ttl + 1):
-            if method == "udp":
-                results = _udp_hop(address, fam, ttl, nqueries, wait, port + probe_no)
+            if icmp_sock is None:
+                results = _udp_hop(address, fam, ttl, nqueries, wait, port, probe_no)
             else:
-                assert icmp_sock is not None
                 results = _icmp_hop(icmp_sock, icmp_kind, address, fam, ttl, nqueries, wait,
                                     probe_no)  # fmt: skip
             probe_no += nqueries
@@ -168,7 +205,7 @@ def _clear_errors(sock: socket.socket, ipv6: bool) -> None:
 
 
 def _udp_hop(  # noqa: PLR0917
-    address: str, fam: int, ttl: int, nqueries: int, wait: float, port: int
+    address: str, fam: int, ttl: int, nqueries: int, wait: float, port: int, probe_no: int
 ) -> list[tuple[HopProbe, bool]]:
     ipv6 = fam == socket.AF_INET6
     payload = bytes(DEFAULT_PACKET_LEN - (48 if ipv6 else 28))
@@ -182,7 +219,7 @@ def _udp_hop(  # noqa: PLR0917
             try:
                 _recverr(sock, ipv6)
                 _set_ttl(sock, ipv6, ttl)
-                sock.connect((address, port + q))
+                sock.connect((address, probe_port(port, probe_no + q)))
                 pending[-1].sent = time.monotonic()
                 sock.send(payload)
             except OSError as exc:
@@ -319,7 +356,8 @@ def traceroute(
         max_ttl: the last TTL tried (traceroute -m).
         nqueries: probes per hop (-q).
         wait: seconds to wait for the answers of one hop (-w).
-        method: ``"udp"`` (no privilege needed, ports ``port``, ``port+1``, ...) or ``"icmp"``.
+        method: ``"udp"`` (no privilege needed, ports ``port``, ``port+1``, ... wrapping from
+            65535 to 1) or ``"icmp"``.
     Returns:
         a :class:`TraceReport` with one :class:`Hop` per TTL; ``reached`` says whether the
         target answered.
