@@ -228,15 +228,15 @@ def test_damaged_pcap_delivers_records_before_the_damage() -> None:
         assert len(lines) == 3, name
 
 
-def test_record_beyond_a_small_snap_length() -> None:
-    data = bytearray(_pcap_bytes(snaplen=64))
-    starts = _offsets_pcap(bytes(data))
-    struct.pack_into("<I", data, starts[1] + 8, 65)  # caplen 65 > snaplen 64
-    got = []
-    with pytest.raises(DecodeError) as info:
-        for record in open_capture_file(io.BytesIO(bytes(data))):
-            got.append(record)
-    assert len(got) == 1 and "snap length" in info.value.reason
+def test_record_beyond_a_small_snap_length_is_cut_to_it() -> None:
+    """As libpcap (sf-pcap.c): a record longer than the header's snap length, but within the
+    link type's maximum, is kept up to the snap length (tests/packet/test_snaplen.py compares
+    with tcpdump)."""
+    data = bytearray(_pcap_bytes())
+    struct.pack_into("<I", data, 16, 20)  # the header's snap length, below every record
+    records = list(open_capture_file(io.BytesIO(bytes(data))))
+    assert [r.data for r in records] == [frame[:20] for frame in FRAMES]
+    assert [r.orig_len for r in records] == [len(frame) for frame in FRAMES]
 
 
 @pytest.mark.parametrize(

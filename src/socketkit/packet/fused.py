@@ -25,12 +25,21 @@ from .summary import DIGITS3, HMS_CACHE, hms_text, summary
 __all__ = ["pcap_summary_batches"]
 
 
-def pcap_summary_batches(  # noqa: PLR0917 - internal generator
-    fh: BinaryIO, buf: bytes, order: str, nanosecond: bool, limit: int, linktype: int
+def pcap_summary_batches(
+    fh: BinaryIO,
+    buf: bytes,
+    order: str,
+    nanosecond: bool,
+    linktype: int,
+    *,
+    keep: int,
+    limit: int,
 ) -> Iterator[list[str]]:
     """Lists of summary lines (with time stamps) for the pcap records after the file header
     (``buf`` holds the bytes read so far, the header included). One list per buffer refill
     (about 1 MiB of input), so memory stays bounded and a pipe's lines come as it delivers.
+    A record is cut to ``keep`` bytes (the snap length); one longer than ``limit`` (the link
+    type's maximum) is damage, as in libpcap.
 
     Raises:
         DecodeError: a damaged record; the lines before it have been yielded.
@@ -67,7 +76,11 @@ def pcap_summary_batches(  # noqa: PLR0917 - internal generator
             end = pos + 16 + caplen
             if end > size or caplen > limit:
                 break
-            data = buf[pos + 16 : end]
+            if caplen > keep:  # libpcap keeps the snap length's worth (sf-pcap.c)
+                caplen = keep
+                data = buf[pos + 16 : pos + 16 + keep]
+            else:
+                data = buf[pos + 16 : end]
             pos = end
             if nanosecond:
                 frac //= 1000
@@ -179,9 +192,9 @@ def pcap_summary_batches(  # noqa: PLR0917 - internal generator
         if size - pos >= 16:
             caplen = unpack(buf, pos)[2]
             if caplen > limit:
-                raise DecodeError(
-                    "pcap", base + pos + 8, f"record length {caplen} beyond the snap length {limit}"
-                )
+                from .pcap import record_too_long
+
+                raise DecodeError("pcap", base + pos + 8, record_too_long(caplen, keep, limit))
             need = 16 + caplen
         base += pos
         buf = read_more(fh, buf, pos, need)

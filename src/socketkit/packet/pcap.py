@@ -31,9 +31,26 @@ PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
 #: tcpdump's default snap length (libpcap MAXIMUM_SNAPLEN).
 DEFAULT_SNAPLEN = 262144
-#: largest record accepted when a file declares no usable snap length; bounds memory per
-#: record on a damaged or hostile file (libpcap uses the same 256 KiB bound).
+#: largest record accepted for most link types, whatever the file's snap length; bounds memory
+#: per record on a damaged or hostile file (libpcap's MAXIMUM_SNAPLEN).
 MAX_SNAPLEN = 262144
+#: libpcap's larger per-link-type maxima (``max_snaplen_for_dlt`` in pcap-common.c):
+#: LINKTYPE_DBUS 128 MiB, LINKTYPE_USBPCAP 1 MiB, LINKTYPE_EBHSCR 8 MiB.
+_MAX_RECORD = {231: 128 << 20, 249: 1 << 20, 279: 8 << 20}
+
+
+def max_record_length(linktype: int) -> int:
+    """The longest record libpcap accepts for ``linktype``; a longer one is damage."""
+    return _MAX_RECORD.get(linktype, MAX_SNAPLEN)
+
+
+def kept_length(snaplen: int, linktype: int) -> int:
+    """How many bytes of a record are kept: the file's snap length, or the link type's maximum
+    when the header declares 0 or more than that (libpcap's ``pcap_adjust_snapshot``)."""
+    most = max_record_length(linktype)
+    return snaplen if 0 < snaplen <= most else most
+
+
 _FILE_HEADER = struct.Struct("<IHHiIII")
 _RECORD = struct.Struct("<IIII")
 
@@ -47,9 +64,15 @@ def read_pcap(
 
     ``head`` holds the bytes already read from ``fh`` (at least the 4-byte magic).
 
+    A record longer than the snap length is read as libpcap reads it (sf-pcap.c): accepted up
+    to the link type's maximum (262144 bytes for most) and cut to the snap length, its
+    ``orig_len`` kept; files with a snap length smaller than their records are common (tools
+    that write the header's snap length wrong).
+
     Raises:
         DecodeError: (layer ``"pcap"``) bad magic or a truncated file header, at once; later,
-            from the iterator, after the last good record, for a damaged record.
+            from the iterator, after the last good record, for a damaged record (one longer
+            than the link type's maximum, or cut by the end of the file).
     """
     head = read_more(fh, head, 0, 24)
     if len(head) < 4:
@@ -73,8 +96,10 @@ def read_pcap(
     nanosecond = magic == PCAP_MAGIC_NS
     linktype = linktype_field & 0xFFFF  # bits 16-31: FCS length and flags (pcap-common.c)
     records = _records(fh, head, order, nanosecond, snaplen, linktype)
-    limit = snaplen if 0 < snaplen <= MAX_SNAPLEN else MAX_SNAPLEN
-    lines = pcap_summary_batches(fh, head, order, nanosecond, limit, linktype)
+    lines = pcap_summary_batches(
+        fh, head, order, nanosecond, linktype,
+        keep=kept_length(snaplen, linktype), limit=max_record_length(linktype),
+    )  # fmt: skip
     return linktype, snaplen, nanosecond, records, lines
 
 
@@ -84,7 +109,8 @@ def _records(  # noqa: PLR0917 - internal generator
     unpack = struct.Struct(order + "IIII").unpack_from
     new = tuple.__new__  # Record(...) runs Python code per call; this is 3x cheaper
     scale = 1 if nanosecond else 1000
-    limit = snaplen if 0 < snaplen <= MAX_SNAPLEN else MAX_SNAPLEN
+    keep = kept_length(snaplen, linktype)
+    limit = max_record_length(linktype)
     base = 0  # file offset of buf[0]
     pos = 24
     size = len(buf)
@@ -100,9 +126,7 @@ def _records(  # noqa: PLR0917 - internal generator
                 raise DecodeError("pcap", base, "file ends inside a record header")
         sec, frac, caplen, orig = unpack(buf, pos)
         if caplen > limit:
-            raise DecodeError(
-                "pcap", base + pos + 8, f"record length {caplen} beyond the snap length {limit}"
-            )
+            raise DecodeError("pcap", base + pos + 8, record_too_long(caplen, keep, limit))
         end = pos + 16 + caplen
         if end > size:
             base += pos
@@ -114,8 +138,18 @@ def _records(  # noqa: PLR0917 - internal generator
                 raise DecodeError(
                     "pcap", base + size, f"file ends inside a record ({caplen} bytes expected)"
                 )
-        yield new(Record, (sec * 1_000_000_000 + frac * scale, buf[pos + 16 : end], orig, linktype))
+        stop = end if caplen <= keep else pos + 16 + keep
+        yield new(
+            Record, (sec * 1_000_000_000 + frac * scale, buf[pos + 16 : stop], orig, linktype)
+        )
         pos = end
+
+
+def record_too_long(caplen: int, keep: int, limit: int) -> str:
+    """libpcap's two reasons for refusing a record (sf-pcap.c)."""
+    if caplen > keep:
+        return f"record length {caplen} beyond the snap length {keep} (and the maximum {limit})"
+    return f"record length {caplen} beyond the maximum {limit}"
 
 
 class PcapWriter(CaptureFileWriter):
