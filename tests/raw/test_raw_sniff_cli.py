@@ -123,9 +123,63 @@ def test_summary_lines_and_json(tmp_path: Path) -> None:
     stdout, _ = proc.communicate(timeout=30)
     records = [json.loads(ln) for ln in stdout.decode().splitlines()]
     assert len(records) == 2
-    assert all(r["len"] == 14 + 20 + 8 + 10 and r["linktype"] == 1 for r in records)
-    assert all((f".{port}: UDP" in r["summary"] and r["hex"].endswith(b"%010d".hex() % ())) or True
-               for r in records)  # fmt: skip
+    for index, record in enumerate(records):
+        assert record["len"] == record["caplen"] == 14 + 20 + 8 + 10
+        assert record["linktype"] == 1
+        assert f".{port}: UDP, length 10" in record["summary"]
+        # -X: the bytes tcpdump -X dumps, from the IPv4 header (45...) to the UDP payload
+        raw = bytes.fromhex(record["hex"])
+        assert len(raw) == 20 + 8 + 10 and raw[0] == 0x45 and raw[9] == 17
+        assert raw[22:24] == port.to_bytes(2, "big")
+        assert raw[28:] == b"%010d" % index
+
+    proc = _start(sk("sniff", "-i", "lo", "-c", "1", "--json", "-XX", f"udp port {port}"))
+    _wait_listening(proc)
+    _send_udp(port, 1)
+    stdout, _ = proc.communicate(timeout=30)
+    [record] = [json.loads(ln) for ln in stdout.decode().splitlines()]
+    raw = bytes.fromhex(record["hex"])  # -XX: the whole frame, lo's zero MACs first
+    assert raw[:14] == bytes(12) + b"\x08\x00" and raw[42:] == b"%010d" % 0
+
+
+def _dumps(text: str) -> list[list[str]]:
+    """The hex lines of each packet of ``-X`` output, in order."""
+    packets: list[list[str]] = []
+    for line in text.splitlines():
+        if line.startswith("\t"):
+            packets[-1].append(line)
+        else:
+            packets.append([])
+    return packets
+
+
+@pytest.mark.parametrize("iface", ["lo", "any"])
+def test_hex_dumps_match_tcpdump_on_a_live_capture(tmp_path: Path, iface: str) -> None:
+    """-X leaves out the link header (Ethernet on lo, Linux cooked v2 on any), -XX keeps it:
+    line for line what tcpdump prints for the same file."""
+    port = _free_udp_port()
+    out = tmp_path / "live.pcap"
+    proc = _start(sk("sniff", "-i", iface, "-c", "6", "-w", str(out), f"udp port {port}"))
+    try:
+        _wait_listening(proc)
+        _send_udp(port, 3, size=10)
+        _send_udp(port, 3, size=40)
+        _stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, stderr
+    for flag in ("-X", "-XX"):
+        ours = subprocess.run(sk("sniff", "-r", str(out), flag), capture_output=True, timeout=60)
+        theirs = subprocess.run(
+            [require_tool("tcpdump"), "-nn", flag, "-r", str(out)], capture_output=True, timeout=60
+        )
+        assert ours.returncode == 0 == theirs.returncode, ours.stderr
+        dumps = _dumps(ours.stdout.decode())
+        assert len(dumps) == 6 and all(dumps)
+        assert dumps == _dumps(theirs.stdout.decode()), flag
+        first = bytes.fromhex("".join(dumps[0][0].split()[1:9]))  # a whole 16-byte line
+        assert first[0] == 0x45 if flag == "-X" else first[0] != 0x45
 
 
 def test_read_file_with_filter_matches_tcpdump(tmp_path: Path) -> None:
