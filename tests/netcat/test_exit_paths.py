@@ -196,10 +196,11 @@ def test_listen_certificate_file_not_pem_or_missing(tmp_path: Path, option: str)
     ("sig", "reason", "status"),
     [(signal.SIGINT, "interrupted", 130), (signal.SIGTERM, "terminated by SIGTERM", 143)],
 )
-def test_close_reason_when_interrupted(sig: int, reason: str, status: int) -> None:
+@pytest.mark.parametrize("keep", [[], ["-k"], ["-k", "-e", "cat"]])
+def test_close_reason_when_interrupted(sig: int, reason: str, status: int, keep: list[str]) -> None:
     for mode in ("-v", "--json"):
         port = free_port()
-        argv = [*SK, "listen", mode, "127.0.0.1", str(port)]
+        argv = [*SK, "listen", *keep, mode, "127.0.0.1", str(port)]
         with started(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
             wait_bound(port)
             err = Collector(proc.stderr)
@@ -220,6 +221,27 @@ def test_close_reason_when_interrupted(sig: int, reason: str, status: int) -> No
             records = [json.loads(line) for line in text.splitlines()]
             closed_events = [r for r in records if r["event"] == "closed"]
             assert [r["error"] for r in closed_events] == [reason], text
+
+
+@pytest.mark.parametrize(
+    ("sig", "reason"), [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated by SIGTERM")]
+)
+def test_udp_sessions_close_with_the_reason(sig: int, reason: str) -> None:
+    port = free_port("udp")
+    argv = [*SK, "listen", "-u", "-k", "--json", "-e", "cat", "127.0.0.1", str(port)]
+    with started(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+        wait_bound(port, "udp")
+        err = Collector(proc.stderr)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.settimeout(10)
+            peer.sendto(b"hi\n", ("127.0.0.1", port))
+            assert peer.recv(10) == b"hi\n"
+            os.kill(proc.pid, sig)
+            finish(proc, 10)
+        text = err.wait_for(1 << 20, timeout=2).decode()
+    records = [json.loads(line) for line in text.splitlines()]
+    closed_events = [r for r in records if r["event"] == "closed"]
+    assert [(r["reason"], r["error"]) for r in closed_events] == [("listener closed", reason)]
 
 
 def test_listen_client_reset_exits_4_and_address_in_use_exits_1() -> None:
@@ -244,3 +266,26 @@ def test_listen_client_reset_exits_4_and_address_in_use_exits_1() -> None:
         err = proc.stderr.read().decode() if proc.stderr else ""
     assert rc == 4, err
     assert "reset" in one_line(err).lower()
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "value"),
+    [
+        ("connect", "-w", "nan"),
+        ("connect", "-w", "inf"),
+        ("connect", "-w", "1e309"),
+        ("connect", "-i", "nan"),
+        ("connect", "-q", "inf"),
+        ("connect", "-i", "3000000"),
+        ("listen", "--udp-session-idle", "nan"),
+        ("listen", "--udp-session-idle", "-5"),
+        ("listen", "-i", "inf"),
+    ],
+)
+def test_bad_seconds_are_usage_errors(command: str, option: str, value: str) -> None:
+    where = ["127.0.0.1", str(free_port())]
+    proc = run(command, f"{option}={value}", *where, timeout=15)
+    assert proc.returncode == 2, proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith(f"socketkit {command}: argument {option}"), first
+    assert "Traceback" not in proc.stderr and "bug" not in proc.stderr

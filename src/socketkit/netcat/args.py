@@ -4,6 +4,7 @@ translation into :class:`~socketkit.netcat.options.NetcatOptions`."""
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 
 from .._addr import check_port
@@ -11,7 +12,7 @@ from .eof import EofPolicy, preset
 from .limits import DEFAULT_MAX_CONNS, DEFAULT_MAX_PER_SOURCE
 from .options import NetcatOptions, TlsOptions
 
-__all__ = ["add_common_arguments", "build_options", "positive_int"]
+__all__ = ["add_common_arguments", "build_options", "positive_int", "seconds"]
 
 EOF_TABLE = """\
 end-of-file behaviour (defaults = OpenBSD nc -N; the full table: socketkit help connect):
@@ -35,13 +36,21 @@ def exit_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _terminate)
 
 
-def _seconds(text: str) -> float:
+#: Longest time option: poll(2) takes its timeout as an int of milliseconds (2**31 - 1 ms is
+#: 24.8 days), so anything longer cannot be waited for in one call.
+MAX_SECONDS = 2_000_000
+
+
+def seconds(text: str) -> float:
+    """argparse ``type=`` for a time option: a finite number of seconds, 0 to MAX_SECONDS."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    if not math.isfinite(value) or value < 0 or value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds from 0 to {MAX_SECONDS:,} (about 23 days): {text!r}"
+        )
     return value
 
 
@@ -115,7 +124,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
         "-w",
         "--wait",
         dest="connect_timeout",
-        type=_seconds,
+        type=seconds,
         metavar="SECS",
         help=(
             "connect (and TLS handshake) timeout (default: the OS's connect timeout, about 2 "
@@ -127,14 +136,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
     add(
         "-i",
         "--idle-timeout",
-        type=_seconds,
+        type=seconds,
         metavar="SECS",
         help="give up after SECS without data in either direction, exit 5 (default: no limit)",
     )
     add(
         "-q",
         "--quit-after",
-        type=_seconds,
+        type=seconds,
         metavar="SECS",
         help="after stdin's EOF, end the session SECS later even if the peer has not closed "
         "(default: wait for the peer; --eof-preset socat: 0.5)",

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from .._errors import SocketkitError
 from .conn import Conn
@@ -73,8 +74,19 @@ def _spawn(argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
         raise SocketkitError(f"cannot run {argv[0]}: {exc.strerror}") from exc
 
 
-def run_exec_session(conn: Conn, opts: NetcatOptions, reporter: Reporter, tap: Tap | None) -> int:
-    """Run the program on ``conn`` until it exits; close ``conn``; return its exit status."""
+def run_exec_session(
+    conn: Conn,
+    opts: NetcatOptions,
+    reporter: Reporter,
+    tap: Tap | None,
+    *,
+    on_spawn: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    stopping: Callable[[], str | None] | None = None,
+) -> int:
+    """Run the program on ``conn`` until it exits; close ``conn``; return its exit status.
+
+    ``on_spawn`` is told the child (a server ends it when it stops); ``stopping`` says why
+    the server is ending (the ``closed`` event's reason), or ``None``."""
     argv = child_argv(opts)
     started = time.monotonic()
     sent = received = 0
@@ -89,6 +101,8 @@ def run_exec_session(conn: Conn, opts: NetcatOptions, reporter: Reporter, tap: T
             conn.set_blocking(True)
             before = tcp_byte_counts(conn.sock)
             proc = _spawn(argv, stdin=conn.fd, stdout=conn.fd)
+            if on_spawn is not None:
+                on_spawn(proc)
             # We keep our descriptor until the child exits, only to read the byte counts; then
             # the peer sees the FIN, as if the child had been the only holder.
             try:
@@ -98,6 +112,8 @@ def run_exec_session(conn: Conn, opts: NetcatOptions, reporter: Reporter, tap: T
                 if before is not None and after is not None:
                     sent, received = after[0] - before[0], max(0, after[1] - before[1])
         proc = _spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        if on_spawn is not None:
+            on_spawn(proc)
         assert proc.stdin is not None and proc.stdout is not None
         # The child's output EOF ends our sending (FIN); the peer's EOF closes the child's
         # stdin; the session ends when both are done.
@@ -130,4 +146,6 @@ def run_exec_session(conn: Conn, opts: NetcatOptions, reporter: Reporter, tap: T
         return status
     finally:
         conn.close()
+        if error is None and stopping is not None:
+            error = stopping()
         closed(reporter, conn, sent, received, time.monotonic() - started, error=error)

@@ -19,6 +19,7 @@ import queue
 import selectors
 import socket
 import ssl
+import subprocess
 import threading
 import time
 
@@ -30,7 +31,7 @@ from .endpoints import write_all
 from .limits import Slots, source_of
 from .options import NetcatOptions
 from .report import Reporter
-from .session import announce, closed
+from .session import announce, closed, end_reason
 from .tap import Tap
 
 __all__ = ["serve_many"]
@@ -422,6 +423,7 @@ class Hub:
                 self._drop(client, f"idle timeout: no data for {idle:g} s")
 
     def run(self) -> int:
+        reason: str | None = None
         try:
             while not self._stop:
                 pending = [c for c in self.clients.values() if c.conn.pending()]
@@ -444,9 +446,12 @@ class Hub:
                         if events & selectors.EVENT_READ and not data.read_done:
                             self._read_client(data)
             return 0
+        except BaseException as exc:
+            reason = end_reason(exc)
+            raise
         finally:
             for client in list(self.clients.values()):
-                self._drop(client)
+                self._drop(client, reason)
             self.sel.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -475,6 +480,10 @@ class _ExecServer:
         self.ctx = ctx
         self.slots = Slots(opts.max_conns, opts.max_per_source)
         self._acceptor = Acceptor(access, reporter, self.slots)
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._threads: set[threading.Thread] = set()
+        self._stopping: str | None = None
 
     def _count(self) -> int:
         return self.slots.count
@@ -484,16 +493,39 @@ class _ExecServer:
 
         for sock in self.listeners:
             sock.setblocking(False)
-        while True:
-            for listener in accept_ready(self.listeners):
-                for sock, addr, source in self._acceptor.accept_all(listener):
-                    self._start(sock, show(addr), source)
+        try:
+            while True:
+                for listener in accept_ready(self.listeners):
+                    for sock, addr, source in self._acceptor.accept_all(listener):
+                        self._start(sock, show(addr), source)
+        except BaseException as exc:
+            self._stop_sessions(end_reason(exc))
+            raise
+
+    def _stop_sessions(self, reason: str) -> None:
+        """The server is going away (Ctrl-C, SIGTERM): end every program (SIGTERM), and give
+        the sessions a moment to reap them and report ``closed`` with ``reason``."""
+        self._stopping = reason
+        with self._lock:
+            procs = list(self._procs)
+            threads = list(self._threads)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 2.0
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _start(self, sock: socket.socket, shown: str, source: str | None) -> None:
         try:
             sock.setblocking(True)
-            threading.Thread(target=self._serve, args=(sock, shown, source), daemon=True).start()
+            thread = threading.Thread(target=self._serve, args=(sock, shown, source), daemon=True)
+            with self._lock:
+                self._threads.add(thread)
+            thread.start()
         except (RuntimeError, OSError) as exc:  # can't start new thread
+            with self._lock:
+                self._threads.discard(thread)
             sock.close()
             self.slots.give(source)
             self.reporter.warning(f"{shown}: {exc}; disconnected", remote=shown)
@@ -508,9 +540,23 @@ class _ExecServer:
                 sock = server_wrap(sock, self.ctx, self.opts.connect_timeout, shown)
             conn = Conn(sock, peer=shown)
             announce("accepted", conn, self.reporter)
-            run_exec_session(conn, self.opts, self.reporter, self.tap)
+            run_exec_session(
+                conn,
+                self.opts,
+                self.reporter,
+                self.tap,
+                on_spawn=self._spawned,
+                stopping=lambda: self._stopping,
+            )
         except Exception as exc:  # this session only; never the server
             sock.close()
             self.reporter.warning(f"{shown}: {exc}", remote=shown)
         finally:
             self.slots.give(source)
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _spawned(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.add(proc)
+            self._procs = {p for p in self._procs if p.returncode is None}

@@ -23,6 +23,7 @@ from .endpoints import write_all
 from .limits import Slots, source_of
 from .options import NetcatOptions
 from .report import Reporter
+from .session import end_reason
 from .tap import Tap
 
 __all__ = ["UdpServer"]
@@ -256,6 +257,7 @@ class UdpServer:
         self.sock.setblocking(False)
         poller = select.poll()
         last_activity = time.monotonic()
+        stopped_by: str | None = None
         try:
             while True:
                 now = time.monotonic()
@@ -302,6 +304,9 @@ class UdpServer:
                     raise SocketkitTimeout(
                         f"idle timeout: no datagrams for {opts.idle_timeout:g} s"
                     )
+        except BaseException as exc:
+            stopped_by = end_reason(exc)
+            raise
         finally:
             for session in list(self.sessions.values()):
-                self._end(session, "listener closed")
+                self._end(session, "listener closed", error=stopped_by)
