@@ -190,3 +190,23 @@ def test_unsupported_iperf3_options_are_refused_not_ignored(option: list[str], n
     assert "not implemented" in str(doc.get("error")), doc.get("error")
     assert not doc.get("intervals")  # no test ran
     assert f"not supported by this server: {name}" in log.decode(), log
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"window": 1 << 40}, {"MSS": 1 << 40}, {"TOS": 1 << 20}, {"window": 1 << 30}],
+)
+def test_out_of_range_options_from_a_client_are_refused(params: dict[str, int]) -> None:
+    """Values no kernel call can take are refused when the parameters arrive (IEMESSAGE),
+    not met with an internal error (a traceback in the log) when applying them."""
+    from socketkit.bench import BenchServer
+
+    with BenchServer("127.0.0.1", 0) as server:
+        server.start()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as ctl:
+            ctl.sendall(make_cookie())
+            assert ctl.recv(1) == bytes([State.PARAM_EXCHANGE])
+            ctl.sendall(encode_json({**BenchParams(time=1).to_json(), **params}))
+            reply = ctl.recv(64)
+    assert reply[:1] == bytes([State.SERVER_ERROR & 0xFF]), reply
+    assert struct.unpack("!i", reply[1:5])[0] == 110  # IEMESSAGE: refused parameters

@@ -78,6 +78,10 @@ MAX_UDP_LEN: Final = 65535 - 28
 MIN_UDP_LEN: Final = 16
 #: A TCP block: iperf3's ``MAX_BLOCKSIZE`` is 1 MiB.
 MAX_TCP_LEN: Final = 1024 * 1024
+#: iperf3's ``MAX_TCP_BUFFER``: the largest ``-w`` (socket buffer size).
+MAX_WINDOW: Final = 512 * 1024 * 1024
+#: iperf3's ``MAX_MSS`` (9 KiB): the largest ``-M``.
+MAX_MSS: Final = 9 * 1024
 
 
 class State(enum.IntEnum):
@@ -214,6 +218,12 @@ class BenchParams:
             raise LocalProtocolError("time must be 0..86400 s and omit 0..600 s")
         if self.latency_size > MAX_TCP_LEN:
             raise LocalProtocolError(f"latency message size must be <= {MAX_TCP_LEN}")
+        if self.window > MAX_WINDOW:
+            raise LocalProtocolError(f"window must be <= {MAX_WINDOW}, not {self.window}")
+        if self.mss > MAX_MSS:
+            raise LocalProtocolError(f"MSS must be <= {MAX_MSS}, not {self.mss}")
+        if not 0 <= self.tos <= 255:
+            raise LocalProtocolError(f"TOS must be 0..255, not {self.tos}")
 
     @property
     def stream_count(self) -> int:
