@@ -300,3 +300,22 @@ def test_latency_with_length_zero_is_still_a_latency_test(server_port: int) -> N
     doc = json.loads(proc.stdout)
     assert doc["socketkit"]["latency"]["count"] > 0
     assert doc["start"]["test_start"]["blksize"] == 64
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--latency", "-R"], "-R does not apply"),
+        (["--latency", "--bidir"], "--bidir does not apply"),
+        (["--latency", "-n", "1M"], "-n does not apply"),
+        (["--latency", "-b", "1M"], "-b does not apply"),
+        (["-u", "-M", "1000"], "-M/--set-mss is a TCP option"),
+        (["-u", "-N"], "-N is a TCP option"),
+        (["--gso"], "--gso/--no-gso is a UDP option"),
+        (["--udp-counters-64bit"], "--udp-counters-64bit is a UDP option"),
+        (["-n", "1M", "-k", "5"], "-n and -k both end the test"),
+    ],
+)
+def test_options_that_cannot_apply_are_refused(args: list[str], expect: str) -> None:
+    line = _one_line_usage(_sk("bench", "client", "127.0.0.1", *args), "socketkit bench client")
+    assert expect in line, line

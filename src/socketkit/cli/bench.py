@@ -465,6 +465,37 @@ def check_writable(path: str) -> str:
     return ""
 
 
+def _conflict(args: argparse.Namespace) -> str:
+    """Why these client options cannot go together, or "" if they can."""
+    if args.latency:
+        if args.udp:
+            return "--latency runs over TCP; drop -u"
+        for flag, on in (
+            ("-R", args.reverse),
+            ("--bidir", args.bidir),
+            ("-n", args.bytes),
+            ("-k", args.blockcount),
+            ("-b", args.bitrate),
+            ("-Z", args.zerocopy),
+        ):
+            if on:
+                return f"--latency times request/response round trips; {flag} does not apply to it"
+    if args.udp:
+        for flag, on in (("-M/--set-mss", args.set_mss), ("-N", args.no_delay)):
+            if on:
+                return f"{flag} is a TCP option; drop it or -u"
+    else:
+        for flag, on in (
+            ("--gso/--no-gso", args.gso is not None),
+            ("--udp-counters-64bit", args.udp_counters_64bit),
+        ):
+            if on:
+                return f"{flag} is a UDP option; add -u or drop it"
+    if args.bytes and args.blockcount:
+        return "-n and -k both end the test; give one of them"
+    return ""
+
+
 def _run_client(args: argparse.Namespace) -> int:
     from .._errors import SocketkitError
     from ..bench.client import ClientOptions, run_client
@@ -499,10 +530,10 @@ def _run_client(args: argparse.Namespace) -> int:
         udp_64bit=args.udp_counters_64bit,
         connect_timeout=args.connect_timeout,
     )
-    if args.latency and args.udp:
-        return _usage("client", "--latency runs over TCP; drop -u")
-    if args.set_mss and args.udp:
-        return _usage("client", "-M/--set-mss is a TCP option; drop it or -u")
+    # Options that cannot apply are refused, never silently ignored.
+    conflict = _conflict(args)
+    if conflict:
+        return _usage("client", conflict)
     try:
         params = opts.params()
     except Exception as exc:  # LocalProtocolError: out-of-range option
