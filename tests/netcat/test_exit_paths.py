@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,46 @@ def test_bad_seconds_are_usage_errors(command: str, option: str, value: str) -> 
     first = proc.stderr.splitlines()[0]
     assert first.startswith(f"socketkit {command}: argument {option}"), first
     assert "Traceback" not in proc.stderr and "bug" not in proc.stderr
+
+
+def _close_fd(fd: int) -> Callable[[], None]:
+    def close() -> None:
+        os.close(fd)
+
+    return close
+
+
+@pytest.mark.parametrize(("fd", "name"), [(0, "stdin"), (1, "stdout")])
+def test_closed_stdio_fails_before_connecting(fd: int, name: str) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        proc = subprocess.run(
+            [*SK, "connect", "127.0.0.1", str(port)],
+            preexec_fn=_close_fd(fd),
+            stdin=subprocess.DEVNULL if fd else None,
+            stdout=subprocess.DEVNULL if not fd else None,
+            stderr=subprocess.PIPE,
+            timeout=30,
+            text=True,
+        )
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.accept()  # nobody connected: the check came first
+    assert proc.returncode == 9
+    assert one_line(proc.stderr).startswith(f"socketkit connect: {name} is closed (")
+
+
+def test_listen_with_closed_stdout_fails_before_listening() -> None:
+    port = free_port()
+    proc = subprocess.run(
+        [*SK, "listen", "127.0.0.1", str(port)],
+        preexec_fn=_close_fd(1),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=30,
+        text=True,
+    )
+    assert proc.returncode == 9
+    assert one_line(proc.stderr).startswith("socketkit listen: stdout is closed (")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .conn import Conn
+from .endpoints import check_stdio
 from .net import dial
 from .options import NetcatOptions
 from .report import Reporter
@@ -18,6 +19,10 @@ def run_connect(opts: NetcatOptions, reporter: Reporter, *, ports: list[int] | N
     :class:`~socketkit.SocketkitError` (or a one-line ``OSError`` for local files)."""
     if ports is not None:
         return scan_ports(opts, ports, reporter)
+    check_stdio(
+        stdin=not opts.executes and not opts.recv_only,
+        stdout=not opts.executes and not opts.send_only,
+    )
     ctx = None
     if opts.tls is not None:
         from .tls import make_client_context

@@ -14,7 +14,15 @@ import select
 import stat
 import sys
 
-__all__ = ["FdKind", "aligned_buffer", "check_delivered", "fd_kind", "grow_pipe", "write_all"]
+__all__ = [
+    "FdKind",
+    "aligned_buffer",
+    "check_delivered",
+    "check_stdio",
+    "fd_kind",
+    "grow_pipe",
+    "write_all",
+]
 
 #: Pipe capacity asked for with F_SETPIPE_SZ: 1 MiB (the default /proc/sys/fs/pipe-max-size)
 #: moves a whole socket buffer per splice call; the kernel may grant less.
@@ -108,3 +116,26 @@ def check_delivered(fd: int) -> None:
         return
     if int.from_bytes(unread, sys.byteorder) > 0:
         raise BrokenPipeError(32, "stdout closed by its reader before it read everything")
+
+
+def check_stdio(*, stdin: bool, stdout: bool) -> None:
+    """Before any socket is opened: the standard descriptors the session will use are open
+    and usable, so a closed one is a one-line local error (exit 9) up front, rather than
+    after connecting or, worse, a socket that takes the free descriptor number 0 or 1 and is
+    then relayed to itself.
+
+    Raises:
+        OSError: ``stdin is closed``, ``stdin is a directory``, ``stdout is closed``.
+    """
+    for fd, name, used in ((0, "stdin", stdin), (1, "stdout", stdout)):
+        if not used:
+            continue
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError as exc:
+            hint = "< /dev/null" if fd == 0 else "> /dev/null"
+            raise OSError(
+                f"{name} is closed ({exc.strerror}): give a file, a pipe or {hint}"
+            ) from exc
+        if stat.S_ISDIR(mode):
+            raise OSError(f"{name} is a directory: give a file, a pipe or a terminal")

@@ -13,6 +13,7 @@ from .._sockets import cleanup_unix_path
 from .access import AccessList
 from .conn import Conn
 from .conn import shown as show
+from .endpoints import check_stdio
 from .net import open_tcp_listeners, open_udp_listener
 from .options import NetcatOptions
 from .report import Reporter
@@ -24,6 +25,11 @@ __all__ = ["run_listen"]
 
 def run_listen(opts: NetcatOptions, reporter: Reporter) -> int:
     """Run ``listen``; returns the exit status. Errors are raised (one line each)."""
+    relaying = opts.broker or opts.chat
+    check_stdio(
+        stdin=not opts.executes and not relaying and not opts.recv_only,
+        stdout=not opts.executes and not relaying and not opts.send_only,
+    )
     access = AccessList(opts.allow, opts.deny)
     tap = Tap(hex_dump=opts.hex_dump, output=opts.output)
     try:
