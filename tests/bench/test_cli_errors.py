@@ -319,3 +319,17 @@ def test_latency_with_length_zero_is_still_a_latency_test(server_port: int) -> N
 def test_options_that_cannot_apply_are_refused(args: list[str], expect: str) -> None:
     line = _one_line_usage(_sk("bench", "client", "127.0.0.1", *args), "socketkit bench client")
     assert expect in line, line
+
+
+def test_time_zero_runs_until_interrupted(server_port: int) -> None:
+    argv = [*SK, "bench", "client", "127.0.0.1", "-p", str(server_port), "-t", "0", "-i", "0.5"]
+    with running(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        lines = 0
+        while lines < 4:  # 2 s of intervals: not a 0 s test
+            lines += b"sec" in proc.stdout.readline()
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert err.decode().splitlines() == ["socketkit bench: interrupted"]

@@ -243,7 +243,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_seconds(MAX_TIME),
         default=10.0,
         metavar="SECS",
-        help="test length in seconds (default 10)",
+        help="test length in seconds; 0 = until interrupted, as in iperf3 (default 10)",
     )
     cli.add_argument(
         "-n",
