@@ -333,3 +333,40 @@ def test_listen_with_closed_stdout_fails_before_listening() -> None:
     )
     assert proc.returncode == 9
     assert one_line(proc.stderr).startswith("socketkit listen: stdout is closed (")
+
+
+def test_unreachable_reported_by_a_router() -> None:
+    """A router answers a TCP SYN with ICMP host unreachable: connect exits 4, and -z says
+    'unreachable' for the port, not 'closed'. (A UDP socket never hears of a host-unreachable
+    ICMP error without IP_RECVERR: Linux passes only "hard" ICMP errors to UDP, as for nc.)"""
+    require_root()
+    import sys
+
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src}
+    with Lab() as lab:
+        a, router = lab.host("a"), lab.host("r", forwarding=True)
+        lab.link(a, router, "198.18.60.1/24", "198.18.60.2/24")
+        lab.route(a, "198.18.61.0/24", "198.18.60.2")
+        router.run(["ip", "route", "add", "unreachable", "198.18.61.0/24"])
+        sk = [sys.executable, "-m", "socketkit"]
+        proc = a.run([*sk, "connect", "-w", "10", "198.18.61.1", "80"],
+                     check=False, env=env, input="")  # fmt: skip
+        assert proc.returncode == 4, proc.stderr
+        assert "no route to host" in one_line(proc.stderr).lower()
+        scan = a.run([*sk, "connect", "-z", "-v", "-w", "5", "198.18.61.1", "80"],
+                     check=False, env=env, input="")  # fmt: skip
+        assert scan.returncode == 1, scan.stderr
+        assert scan.stderr.strip() == (
+            "socketkit connect: connection to 198.18.61.1 80 port [tcp] failed: unreachable"
+        )
+        # a local `unreachable` route, for UDP too
+        a.run(["ip", "route", "add", "unreachable", "198.18.62.0/24"])
+        for udp in ([], ["-u"]):
+            scan = a.run([*sk, "connect", "-z", "-v", *udp, "198.18.62.1", "80"],
+                         check=False, env=env, input="")  # fmt: skip
+            proto = "udp" if udp else "tcp"
+            assert scan.stderr.strip() == (
+                f"socketkit connect: connection to 198.18.62.1 80 port [{proto}] "
+                "failed: unreachable"
+            )

@@ -54,8 +54,8 @@ def scan_ports(opts: NetcatOptions, ports: list[int], reporter: Reporter) -> int
             sock = dial(opts, port=port, timeout=timeout)
         except SocketkitTimeout:
             state = "timeout"
-        except ConnectError:
-            state = "closed"
+        except ConnectError as exc:
+            state = _failed_state(exc)
         else:
             try:
                 if opts.udp:
@@ -73,8 +73,23 @@ def scan_ports(opts: NetcatOptions, ports: list[int], reporter: Reporter) -> int
     return 0 if any_open else 1
 
 
+#: Errors that say no route leads to the host (a local route, or an ICMP error from a router).
+_UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
+
+
+def _failed_state(exc: ConnectError) -> str:
+    """``closed`` (refused), ``unreachable`` (no route to it), or ``error``."""
+    codes = {err.errno for _, err in exc.attempts if isinstance(err, OSError)}
+    if codes and codes <= {errno.ECONNREFUSED}:
+        return "closed"
+    if codes and codes <= _UNREACHABLE | {errno.ECONNREFUSED}:
+        return "unreachable"
+    return "error"
+
+
 def _udp_probe(sock: socket.socket, timeout: float) -> str:
-    """A UDP port counts as open unless an ICMP port-unreachable comes back (like nc -zu)."""
+    """A UDP port counts as open unless an ICMP error comes back: port unreachable is
+    ``closed`` (like nc -zu), host or network unreachable is ``unreachable``."""
     try:
         sock.send(b"")
         sock.settimeout(min(timeout, 1.0))
@@ -84,5 +99,7 @@ def _udp_probe(sock: socket.socket, timeout: float) -> str:
     except OSError as exc:
         if exc.errno == errno.ECONNREFUSED:
             return "closed"
+        if exc.errno in _UNREACHABLE:
+            return "unreachable"
         return "open"
     return "open"
