@@ -20,6 +20,7 @@ from rawkit import sk, sk_as_nobody
 
 from support.netlab import Lab
 from support.privilege import require_root
+from support.procs import stop
 
 pytestmark = pytest.mark.root
 
@@ -66,6 +67,7 @@ def _assert_usage_error(res: subprocess.CompletedProcess[str], command: str, wor
         (["sniff", "-s", "-5", "-i", "lo"], "-5"),
         (["sniff", "-s", "262145", "-i", "lo"], "-s"),
         (["sniff", "-c", "-1", "-i", "lo"], "-c"),
+        (["sniff", "-c", "0", "-i", "lo"], "-c"),
         (["sniff", "-B", "0", "-i", "lo"], "-B"),
         (["sniff", "--timeout", "-1", "-i", "lo"], "--timeout"),
     ],
@@ -130,9 +132,7 @@ def test_sniff_full_disk_is_one_error_line() -> None:
                 s.sendto(b"x", ("127.0.0.1", port))
         _out, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        stop(proc)
     assert proc.returncode == 9
     errors = [ln for ln in err.splitlines() if ln.startswith("socketkit")]
     assert errors == ["socketkit sniff: /dev/full: No space left on device"], err
@@ -180,9 +180,7 @@ def test_ping_interrupted_while_printing_its_statistics_exits_0() -> None:
                 out += chunk
             _o, err = proc.communicate(timeout=30)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+            stop(proc)
     finally:
         os.close(read_fd)
         if write_fd >= 0:
@@ -270,3 +268,22 @@ def test_help_and_docs_list_the_exit_codes_the_command_can_return(command: str) 
     table = page.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     rows = {int(m) for m in re.findall(r"^\| (\d+) \|", table, flags=re.MULTILINE)}
     assert rows == _EXIT_CODES[command], table
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ping", "-c", "1", "198.18.99.1"],
+        ["traceroute", "-n", "-m", "2", "-q", "1", "-w", "1", "198.18.99.1"],
+        ["traceroute", "-I", "-n", "-m", "2", "-q", "1", "-w", "1", "198.18.99.1"],
+    ],
+)
+def test_no_route_is_exit_4_before_the_header(argv: list[str]) -> None:
+    """A namespace with only lo has no route to 198.18.99.1: iputils says so before its
+    header (connect: Network is unreachable); the table's code for it is 4."""
+    with Lab() as lab:
+        res = lab.host("n").run(sk(*argv), check=False)
+    assert res.returncode == 4, res.stderr
+    assert res.stdout == ""
+    [line] = res.stderr.splitlines()
+    assert line.startswith(f"socketkit {argv[0]}: ") and "Network is unreachable" in line, line

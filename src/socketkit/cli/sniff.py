@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c",
         dest="count",
-        type=int_range(0),
+        type=int_range(1),
         metavar="N",
         help="stop after N packets (default: until Ctrl-C or --timeout)",
     )
@@ -177,7 +177,7 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
 
                     def pump() -> None:
                         for pkt in cap:
-                            writer(pkt.ts_ns, pkt.data, pkt.orig_len)
+                            writer(pkt.ts_ns, pkt.data, pkt.orig_len, pkt.linktype)
                 else:
                     out_fh.write(pcap_file_header(cap.linktype, snaplen, nanosecond=args.nano))
 
@@ -255,7 +255,7 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
     count = 0
     out = sys.stdout
     fh_out: IO[bytes] | None = None
-    writer: Callable[[int, bytes, int], None] | None = None
+    writer: Callable[[int, bytes, int, int], None] | None = None
     if expression is not None:  # a bad filter is a usage error before any output
         bpf.OfflineFilter(expression, 1)
     try:
@@ -303,9 +303,18 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
                     count += 1
                     if writer is not None:
                         try:
-                            writer(rec.ts_ns, rec.data, rec.orig_len)
+                            writer(rec.ts_ns, rec.data, rec.orig_len, rec.linktype)
                         except OSError as exc:
                             return _io_error(args.write, exc)
+                        except _MixedLinkTypes as exc:
+                            print(
+                                f"socketkit sniff: {args.write}: a pcap file holds one link "
+                                f"type, and this input has {exc.first} and {exc.other}: write "
+                                "pcapng (--pcapng)",
+                                file=sys.stderr,
+                                flush=True,
+                            )
+                            return ExitStatus.USAGE
                     else:
                         out.write(_format(rec.data, rec.linktype, rec.ts_ns, rec.orig_len, args))
                 out.flush()
@@ -393,17 +402,38 @@ def _close_output(fh: IO[bytes]) -> None:
             fh.close()
 
 
+class _MixedLinkTypes(Exception):
+    """A pcap output cannot hold a record of another link type than its header's."""
+
+    def __init__(self, first: int, other: int) -> None:
+        super().__init__(first, other)
+        self.first, self.other = first, other
+
+
 def _writer(
     fh: IO[bytes], linktype: int, snaplen: int, args: argparse.Namespace
-) -> Callable[[int, bytes, int], None]:
+) -> Callable[[int, bytes, int, int], None]:
+    """``write(ts_ns, data, orig_len, linktype)`` to the -w output. pcapng gets one interface
+    per link type met (a pcapng input with several keeps them); a pcap file holds one link
+    type, so a record of another raises :class:`_MixedLinkTypes`."""
     packet = _packet_api()
     if args.pcapng:
         w = packet.PcapngWriter(fh, linktype)
-    else:
-        w = packet.PcapWriter(fh, linktype, snaplen=snaplen, nanosecond=args.nano)
+        interfaces = {linktype: 0}
 
-    def write(ts_ns: int, data: bytes, orig_len: int) -> None:
-        w.write(ts_ns, data, orig_len)
+        def write_ng(ts_ns: int, data: bytes, orig_len: int, rec_linktype: int) -> None:
+            index = interfaces.get(rec_linktype)
+            if index is None:
+                index = interfaces[rec_linktype] = w.add_interface(rec_linktype)
+            w.write(ts_ns, data, orig_len, index)
+
+        return write_ng
+    wp = packet.PcapWriter(fh, linktype, snaplen=snaplen, nanosecond=args.nano)
+
+    def write(ts_ns: int, data: bytes, orig_len: int, rec_linktype: int) -> None:
+        if rec_linktype != linktype:
+            raise _MixedLinkTypes(linktype, rec_linktype)
+        wp.write(ts_ns, data, orig_len)
 
     return write
 

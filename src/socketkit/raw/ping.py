@@ -27,7 +27,16 @@ from .._errors import (
 )
 from . import echo, errqueue
 
-__all__ = ["PingReport", "PingStats", "Probe", "iter_ping", "ping", "resolve", "open_icmp"]
+__all__ = [
+    "PingReport",
+    "PingStats",
+    "Probe",
+    "check_route",
+    "iter_ping",
+    "open_icmp",
+    "ping",
+    "resolve",
+]
 
 #: iputils' default: 56 data bytes, 64 with the ICMP header.
 DEFAULT_SIZE = 56
@@ -140,6 +149,21 @@ def resolve(host: str, family: int = 0) -> tuple[int, str]:
     infos.sort(key=lambda info: 0 if info[0] == socket.AF_INET else 1)
     fam, _t, _p, _c, addr = infos[0]
     return fam, str(addr[0])
+
+
+def check_route(family: int, address: str) -> None:
+    """Raise at once when the kernel has no route to ``address``, as iputils does before its
+    header: a UDP ``connect()`` sends nothing, it only looks the route up (udp(7)).
+
+    Raises:
+        ConnectionRefused: the network or host is unreachable (ENETUNREACH, EHOSTUNREACH).
+        SocketkitError: another error of the route lookup.
+    """
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((address, 9))
+        except OSError as exc:
+            raise translate_os_error(exc, f"no route to {address}") from exc
 
 
 def open_icmp(
@@ -276,6 +300,7 @@ def iter_ping(
     Raises:
         AddressError: a value out of range (size 0..65507, ttl 1..255, interval and timeout
             >= 0, count > 0).
+        ConnectionRefused: no route to the host (network or host unreachable).
         ResolutionError, PermissionDenied (with the cause and what to do), SocketkitError.
     """
     if size < 0 or size > MAX_SIZE:
@@ -289,6 +314,7 @@ def iter_ping(
     if ttl is not None and not 1 <= ttl <= MAX_TTL:
         raise AddressError(f"ttl must be 1..{MAX_TTL}")
     fam, address = resolve(host, family)
+    check_route(fam, address)
     sock, used = open_icmp(fam, method)
     if report is None:
         report = PingReport(host, address, used)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from .._errors import AddressError, translate_os_error
 from . import echo, errqueue
-from .ping import open_icmp, resolve
+from .ping import check_route, open_icmp, resolve
 
 __all__ = ["Hop", "HopProbe", "TraceReport", "iter_traceroute", "probe_port", "traceroute"]
 
@@ -109,6 +109,7 @@ def iter_traceroute(
     Raises:
         AddressError: a value out of range (1 <= first_ttl <= max_ttl <= 255, nqueries
             1..10, port 1..65535, wait >= 0) or an unknown method.
+        ConnectionRefused: no route to the host (network or host unreachable).
         ResolutionError, PermissionDenied (ICMP probes without permission), SocketkitError.
     """
     if not 1 <= first_ttl <= max_ttl <= 255:
@@ -122,6 +123,7 @@ def iter_traceroute(
     if method not in ("udp", "icmp"):
         raise AddressError("method must be 'udp' or 'icmp'")
     fam, address = resolve(host, family)
+    check_route(fam, address)
     if report is None:
         report = TraceReport(host, address, method)
     else:
