@@ -370,3 +370,20 @@ def test_unreachable_reported_by_a_router() -> None:
                 f"socketkit connect: connection to 198.18.62.1 80 port [{proto}] "
                 "failed: unreachable"
             )
+
+
+def test_tls_handshake_without_w_uses_the_default_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without -w a handshake gets HANDSHAKE_TIMEOUT (30 s, as --help says); shortened here."""
+    from socketkit._errors import SocketkitTimeout
+    from socketkit.netcat import tls
+    from socketkit.netcat.options import TlsOptions
+
+    assert tls.HANDSHAKE_TIMEOUT == 30.0
+    monkeypatch.setattr(tls, "HANDSHAKE_TIMEOUT", 0.3)
+    ctx = tls.make_server_context(TlsOptions())
+    a, b = socket.socketpair()
+    with a, b:
+        began = time.monotonic()
+        with pytest.raises(SocketkitTimeout, match=r"^TLS handshake with peer:9: timed out$"):
+            tls.server_wrap(a, ctx, None, "peer:9")
+        assert 0.2 < time.monotonic() - began < 5

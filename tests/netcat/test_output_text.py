@@ -25,16 +25,25 @@ def _closed_events(text: str) -> list[dict[str, object]]:
     ]
 
 
+@pytest.mark.parametrize("unix", [False, True])
 @pytest.mark.parametrize("keep", [False, True])
-def test_exec_session_counts_its_bytes(keep: bool) -> None:
+def test_exec_session_counts_its_bytes(keep: bool, unix: bool, tmp_path: Path) -> None:
     port = free_port()
+    path = str(tmp_path / "exec.sock")
     k = ["-k"] if keep else []
+    where = ["-U", path] if unix else ["127.0.0.1", str(port)]
     for mode in ("-v", "--json"):
-        argv = [*SK, "listen", *k, mode, "-e", "cat", "127.0.0.1", str(port)]
+        argv = [*SK, "listen", *k, mode, "-e", "cat", *where]
         with started(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
-            wait_bound(port)
+            wait_bound(path if unix else port)
             err = Collector(proc.stderr)
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            if unix:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(10)
+                sock.connect(path)
+            else:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            with sock:
                 sock.sendall(b"a" * 5000)
                 sock.shutdown(socket.SHUT_WR)
                 got = b""
@@ -117,6 +126,26 @@ def test_tls_insecure_shows_the_certificate_it_did_not_verify() -> None:
     assert "not verified" in tls_line
 
 
+def test_tls_json_says_whether_the_certificate_was_verified() -> None:
+    port = free_port()
+    argv = [*SK, "listen", "--tls", "127.0.0.1", str(port)]
+    with started(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE):
+        wait_bound(port)
+        proc = subprocess.run(
+            [*SK, "connect", "--json", "--tls", "--tls-insecure", "127.0.0.1", str(port)],
+            capture_output=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stderr.decode().splitlines()]
+    (connected,) = [r for r in records if r["event"] == "connected"]
+    tls = connected["tls"]
+    assert tls["verified"] is False
+    assert tls["peer_certificate"]["not_after"].endswith(" GMT")
+    assert tls["peer_certificate"]["subject"]
+
+
 def _abstract_name() -> str:
     return f"sk-test-{os.getpid()}-{threading.get_ident() % 10000}"
 
@@ -190,6 +219,7 @@ def test_hex_dump_never_takes_host_as_its_file(tmp_path: Path, command: str) -> 
     for argv in (
         [command, "--hex-dump", "127.0.0.1", str(port)],
         [command, "--hex-dump", "::1", str(port)],
+        [command, "--hex-dump", "localhost", str(port)],
         [command, "127.0.0.1", str(port), "--hex-dump"],
     ):
         proc = subprocess.run(
@@ -230,3 +260,39 @@ def test_hex_dump_file_is_explicit(tmp_path: Path, form: str) -> None:
     assert proc.returncode == 0, proc.stderr
     text = proc.stderr.decode() if form == "stderr" else dump.read_text()
     assert text.startswith("> 00000000  68 65 78 20 6d 65"), text
+
+
+@pytest.mark.parametrize("udp", [False, True])
+def test_ipv6_addresses_are_bracketed(udp: bool) -> None:
+    """``listening on [::]:5301``, never ``:::5301`` (nor ``::1:5301`` for a peer)."""
+    port = free_port("udp" if udp else "tcp", 6)
+    u = ["-u"] if udp else []
+    argv = [*SK, "listen", *u, "-v", str(port)]
+    with started(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    ) as proc:
+        err = Collector(proc.stderr)
+        err.wait_line_count(1)
+        kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+        with socket.socket(socket.AF_INET6, kind) as peer:
+            peer.connect(("::1", port))
+            peer.send(b"x")
+            peer_port = peer.getsockname()[1]
+            text = err.wait_line_count(2).decode()
+    lines = text.splitlines()
+    proto = "udp" if udp else "tcp"
+    assert lines[0] == f"socketkit listen: listening on [::]:{port} ({proto})"
+    assert f"[::1]:{peer_port}" in lines[1], lines
+    assert ":::" not in text
+
+
+def test_unix_dot_slash_at_name_is_a_file(tmp_path: Path) -> None:
+    """``-U ./@x`` is the way to a file whose name starts with @."""
+    argv = [*SK, "listen", "-U", "./@x"]
+    with started(argv, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE) as proc:
+        wait_bound(str(tmp_path / "@x"))
+        out = Collector(proc.stdout)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(tmp_path / "@x"))
+            sock.sendall(b"file\n")
+            assert out.wait_line_count(1) == b"file\n"
