@@ -256,8 +256,6 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
     out = sys.stdout
     fh_out: IO[bytes] | None = None
     writer: Callable[[int, bytes, int, int], None] | None = None
-    if expression is not None:  # a bad filter is a usage error before any output
-        bpf.OfflineFilter(expression, 1)
     try:
         with contextlib.ExitStack() as stack:
             if args.read == "-":
@@ -287,6 +285,8 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
                 return ExitStatus.OK
             try:
                 capture = packet.open_capture_file(source)
+                if expression is not None:  # compiled before any output: a bad one is usage
+                    filters[capture.linktype] = bpf.OfflineFilter(expression, capture.linktype)
                 if fh_out is not None:
                     writer = _writer(fh_out, capture.linktype, DEFAULT_SNAPLEN, args)
                 for rec in capture:
