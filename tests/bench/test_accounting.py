@@ -30,6 +30,9 @@ def test_receiver_seconds_against_iperf3_are_the_tests() -> None:
     end = doc["end"]
     # Every byte counted by iperf3 (the pause before TEST_END is kept) ...
     assert end["sum_sent"]["bytes"] == end["sum_received"]["bytes"] > 0
-    # ... and its receiver time is the test's, within a few ms of iperf3 -> iperf3.
-    assert 0.99 <= end["sum_received"]["seconds"] <= 1.03, end["sum_received"]["seconds"]
-    assert 0.99 <= end["streams"][0]["receiver"]["seconds"] <= 1.03
+    # ... and its receiver time is the sender's (the test's), within a few ms, as with
+    # iperf3 -> iperf3, not 0.1 s more. (On a loaded machine the sender may take a little
+    # longer than -t to stop; the receiver's time follows it.)
+    sent_s, received_s = end["sum_sent"]["seconds"], end["sum_received"]["seconds"]
+    assert sent_s >= 0.99 and sent_s - 0.01 <= received_s <= sent_s + 0.03, (sent_s, received_s)
+    assert end["streams"][0]["receiver"]["seconds"] == received_s
