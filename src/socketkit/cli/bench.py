@@ -56,10 +56,10 @@ examples:
   socketkit bench client 192.0.2.1 --latency -l 64 -P 4 -t 3
   socketkit bench client 192.0.2.1 -R --plot throughput.svg
 
-exit codes: 0 ok, 1 the test failed (the server reported an error, a stream failed),
-2 usage, 3 resolve, 4 refused or reset, 5 timeout, 7 server busy (ACCESS_DENIED),
-9 cannot write the --plot file, 10 protocol error (or --latency against a plain iperf3
-server), 70 internal error (a bug), 130 interrupted."""
+exit codes: 0 ok, 1 the test failed (the server reported an error, a stream failed,
+--latency against a plain iperf3 server), 2 usage, 3 resolve, 4 refused or reset,
+5 timeout, 7 server busy (ACCESS_DENIED), 9 cannot write the --plot file, 10 protocol
+error, 70 internal error (a bug), 130 interrupted."""
 
 log = logging.getLogger("socketkit.bench")
 
@@ -350,7 +350,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="gso",
         action="store_true",
         default=None,
-        help="UDP: require GSO/GRO batching (default: use when both ends support it)",
+        help="UDP: ask for GSO/GRO batching; a note says when it was not used (default: use "
+        "it when both ends support it)",
     )
     gso.add_argument(
         "--no-gso",
