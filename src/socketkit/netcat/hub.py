@@ -505,8 +505,8 @@ class _ExecServer:
     def _stop_sessions(self, reason: str) -> None:
         """The server is going away (Ctrl-C, SIGTERM): end every program (SIGTERM), and give
         the sessions a moment to reap them and report ``closed`` with ``reason``."""
-        self._stopping = reason
         with self._lock:
+            self._stopping = reason  # a program started from now on is ended at once
             procs = list(self._procs)
             threads = list(self._threads)
         for proc in procs:
@@ -558,5 +558,8 @@ class _ExecServer:
 
     def _spawned(self, proc: subprocess.Popen[bytes]) -> None:
         with self._lock:
+            if self._stopping is not None:
+                proc.terminate()
+                return
             self._procs.add(proc)
             self._procs = {p for p in self._procs if p.returncode is None}
