@@ -228,13 +228,29 @@ def test_numeric_only_refuses_names() -> None:
     assert "localhost" in one_line(proc.stderr)
 
 
-def test_missing_exec_program_is_one_line() -> None:
-    port = free_port()
-    argv = [*SK, "listen", "-e", "/nonexistent/program", "127.0.0.1", str(port)]
-    with started(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
-        wait_bound(port)
-        with socket.create_connection(("127.0.0.1", port)):
-            rc = finish(proc, 10)
-        err = proc.stderr.read().decode() if proc.stderr else ""
-    assert rc == 1
-    assert "cannot run /nonexistent/program" in one_line(err)
+@pytest.mark.parametrize(
+    ("command", "udp"), [("listen", []), ("listen", ["-u"]), ("listen", ["-k"]), ("connect", [])]
+)
+def test_missing_exec_program_fails_before_listening_or_connecting(
+    command: str, udp: list[str], tmp_path: Path
+) -> None:
+    """Checked up front (exit 1, one line): a listener never binds, a client never connects,
+    and a -k/-u server does not try (fork) again for every peer."""
+    port = free_port("udp" if udp == ["-u"] else "tcp")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        target = server.getsockname()[1] if command == "connect" else port
+        not_executable = tmp_path / "data.txt"
+        not_executable.write_text("x")
+        for program, why in (
+            ("/nonexistent/program", "No such file or directory"),
+            ("no-such-program-here", "not found in PATH"),
+            (str(not_executable), "Permission denied"),
+        ):
+            proc = run(command, *udp, "-e", program, "127.0.0.1", str(target), timeout=15)
+            assert proc.returncode == 1, proc.stderr
+            assert one_line(proc.stderr) == f"socketkit {command}: cannot run {program}: {why}"
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.accept()  # connect never connected

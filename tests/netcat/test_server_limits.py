@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -162,13 +163,18 @@ def test_tcp_keep_open_default_total_limit_is_100() -> None:
 
 
 @pytest.mark.parametrize("udp", [False, True])
-def test_a_program_that_cannot_start_ends_only_its_session(udp: bool) -> None:
+def test_a_program_that_cannot_start_ends_only_its_session(udp: bool, tmp_path: Path) -> None:
+    """The program is there when the server starts (it is checked), then removed."""
+    program = tmp_path / "program"
+    program.write_text("#!/bin/sh\nexec cat\n")
+    program.chmod(0o755)
     port = free_port("udp" if udp else "tcp")
     u = ["-u"] if udp else []
-    argv = [*SK, "listen", *u, "-k", "--json", "-e", "/nonexistent/program"]
+    argv = [*SK, "listen", *u, "-k", "--json", "-e", str(program)]
     argv += ["127.0.0.1", str(port)]
     with started(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE) as listener:
         wait_bound(port, "udp" if udp else "tcp")
+        program.unlink()
         err = Collector(listener.stderr)
         for index in range(3):
             if udp:
@@ -181,7 +187,7 @@ def test_a_program_that_cannot_start_ends_only_its_session(udp: bool) -> None:
             _wait(lambda i=index: len(_events(err, "warning")) > i, "a warning")  # type: ignore[misc]
         assert listener.poll() is None, bytes(err.data)
         warnings = [str(w["message"]) for w in _events(err, "warning")]
-        assert all("cannot run /nonexistent/program" in w for w in warnings), warnings
+        assert all(f"cannot run {program}: No such file" in w for w in warnings), warnings
         assert len(_events(err, "closed")) == 3
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .conn import Conn
 from .endpoints import check_stdio
+from .execs import check_program
 from .net import dial
 from .options import NetcatOptions
 from .report import Reporter
@@ -23,6 +24,7 @@ def run_connect(opts: NetcatOptions, reporter: Reporter, *, ports: list[int] | N
         stdin=not opts.executes and not opts.recv_only,
         stdout=not opts.executes and not opts.send_only,
     )
+    check_program(opts)
     ctx = None
     if opts.tls is not None:
         from .tls import make_client_context

@@ -7,6 +7,8 @@ bytes through the TLS layer. Either way the child is reaped when it exits.
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from .report import Reporter
 from .session import closed, end_reason
 from .tap import Tap
 
-__all__ = ["child_argv", "run_exec_session"]
+__all__ = ["check_program", "child_argv", "run_exec_session"]
 
 
 def child_argv(opts: NetcatOptions) -> list[str]:
@@ -65,6 +67,26 @@ def tcp_byte_counts(sock: socket.socket) -> tuple[int, int] | None:
     fin = 1 if raw[0] in _FIN_RECEIVED else 0
     written = acked + int.from_bytes(queued, order)
     return written, received - int.from_bytes(unread, order) - fin
+
+
+def check_program(opts: NetcatOptions) -> None:
+    """Before listening or connecting: the ``--exec`` program exists and may be run (``-c``
+    needs /bin/sh), so a typo is one line up front, not a failure per client (and, for a UDP
+    server, a fork per datagram).
+
+    Raises:
+        SocketkitError: ``cannot run PROG: No such file or directory`` (exit 1).
+    """
+    if not opts.executes:
+        return
+    program = child_argv(opts)[0]
+    if "/" in program:
+        if not os.path.exists(program):
+            raise SocketkitError(f"cannot run {program}: No such file or directory")
+        if os.path.isdir(program) or not os.access(program, os.X_OK):
+            raise SocketkitError(f"cannot run {program}: Permission denied")
+    elif shutil.which(program) is None:
+        raise SocketkitError(f"cannot run {program}: not found in PATH")
 
 
 def _spawn(argv: list[str], **kw: object) -> subprocess.Popen[bytes]:

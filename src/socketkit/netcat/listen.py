@@ -14,6 +14,7 @@ from .access import AccessList
 from .conn import Conn
 from .conn import shown as show
 from .endpoints import check_stdio
+from .execs import check_program
 from .net import open_tcp_listeners, open_udp_listener
 from .options import NetcatOptions
 from .report import Reporter
@@ -30,6 +31,7 @@ def run_listen(opts: NetcatOptions, reporter: Reporter) -> int:
         stdin=not opts.executes and not relaying and not opts.recv_only,
         stdout=not opts.executes and not relaying and not opts.send_only,
     )
+    check_program(opts)
     access = AccessList(opts.allow, opts.deny)
     tap = Tap(hex_dump=opts.hex_dump, output=opts.output)
     try:
