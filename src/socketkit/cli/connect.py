@@ -16,7 +16,8 @@ DESCRIPTION = (
     "binary-safe. With -z, only check which ports of a range accept connections."
 )
 EPILOG = (
-    EOF_TABLE + "\nexit codes: 0 ok, 1 no open port (-z), 2 usage, 3 unknown host, 4 refused, "
+    EOF_TABLE + "\nexit codes: 0 ok, 1 no open port (-z) or the -e program cannot run, 2 "
+    "usage, 3 unknown host, 4 refused, "
     "unreachable or reset, 5 timeout (connect, TLS handshake, idle), 6 TLS failed, 8 "
     "permission, 9 local file I/O (also a TLS file missing or not PEM), 10 datagram too long, "
     "130 interrupted, 141 stdout closed by its reader, 143 SIGTERM. More: socketkit help "
