@@ -19,7 +19,7 @@ CHUNK = 256 * 1024
 
 def aligned(size: int) -> memoryview:
     # Page-aligned: a 256 KiB bytearray would sit at page offset 16 and halve recv_into speed
-    # (PERF-NOTES trap 1). Both sides get the same kind of buffer.
+    # (docs/design.md, measured trap 1). Both sides get the same kind of buffer.
     return memoryview(mmap.mmap(-1, size))
 
 

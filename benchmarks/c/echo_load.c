@@ -1,6 +1,6 @@
 /* Echo load generator: N connections, one message of SIZE bytes in flight on each, for SECS
  * seconds (bounded). Prints "<round trips> <seconds>". Cheap enough (C, epoll) that the server,
- * not the client, is the bottleneck up to ~100 k req/s on these machines (PERF-NOTES).
+ * not the client, is the bottleneck up to ~100 k req/s on these machines (measured here).
  * Usage: echo_load HOST PORT CONNS SIZE SECS   (HOST must be loopback: 127.x or ::1) */
 #include <arpa/inet.h>
 #include <errno.h>
