@@ -171,6 +171,12 @@ def test_unknown_interface_is_one_clear_error() -> None:
         capture("nosuchif0")
 
 
+@pytest.mark.parametrize("snaplen", [-5, 262145])
+def test_out_of_range_snaplen_is_refused(snaplen: int) -> None:
+    with pytest.raises(ValueError, match="snaplen must be 0 to 262144"):
+        capture("lo", snaplen=snaplen)
+
+
 def test_any_with_a_link_layer_filter_falls_back_to_user_space_filtering() -> None:
     """SLL2 header bytes other than protocol/ifindex/pkttype do not exist for the kernel: the
     same program then runs in user space, and the result is the same."""

@@ -93,8 +93,11 @@ class Capture:
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         block_timeout_ms: int = DEFAULT_BLOCK_TIMEOUT_MS,
     ) -> None:
-        if snaplen <= 0:
-            snaplen = DEFAULT_SNAPLEN
+        if not 0 <= snaplen <= DEFAULT_SNAPLEN:
+            raise ValueError(
+                f"snaplen must be 0 to {DEFAULT_SNAPLEN} (0: the default), not {snaplen}"
+            )
+        snaplen = snaplen or DEFAULT_SNAPLEN
         if count is not None and count < 0:
             raise ValueError("count must be >= 0")
         self.interface = interface
@@ -407,7 +410,8 @@ def capture(
         count: stop after this many packets.
         timeout: stop this many seconds after opening (packets already in the ring that
             the kernel hands over within one block timeout are still delivered).
-        snaplen: keep at most this many bytes of each packet (truncated in the kernel).
+        snaplen: keep at most this many bytes of each packet (truncated in the kernel);
+            0 to 262144, 0 meaning the default 262144 (as tcpdump's ``-s 0``).
         buffer_size: bytes of ring memory; when it is full the kernel drops and counts.
     Returns:
         a :class:`Capture`: iterate it (``for``/``async for``), then read ``stats()``.
@@ -415,6 +419,7 @@ def capture(
         PermissionDenied: without CAP_NET_RAW (the message says what to do).
         MissingDependency: a filter was given and libpcap is not installed.
         FilterError: the filter does not compile.
+        ValueError: ``snaplen`` or ``count`` out of range.
     """
     if not interface:
         raise SocketkitError("interface must be a name or 'any'")
