@@ -387,3 +387,48 @@ def test_tls_handshake_without_w_uses_the_default_deadline(monkeypatch: pytest.M
         with pytest.raises(SocketkitTimeout, match=r"^TLS handshake with peer:9: timed out$"):
             tls.server_wrap(a, ctx, None, "peer:9")
         assert 0.2 < time.monotonic() - began < 5
+
+
+@pytest.mark.parametrize("command", ["connect", "listen"])
+def test_certificate_without_key_or_with_the_wrong_key(tmp_path: Path, command: str) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    one, two = ca.issue_cert("localhost"), ca.issue_cert("localhost")
+    cert, wrong_key = tmp_path / "cert.pem", tmp_path / "other-key.pem"
+    one.cert_chain_pems[0].write_to_path(str(cert))
+    two.private_key_pem.write_to_path(str(wrong_key))
+    where = ["127.0.0.1", str(free_port())]
+    proc = run(command, "--tls", "--tls-cert", str(cert), *where)
+    assert proc.returncode == 9, proc.stderr
+    assert one_line(proc.stderr) == (
+        f"socketkit {command}: --tls-cert {cert}: has no private key; give it with --tls-key"
+    )
+    proc = run(command, "--tls", "--tls-cert", str(cert), "--tls-key", str(wrong_key), *where)
+    assert proc.returncode == 9, proc.stderr
+    assert one_line(proc.stderr) == (
+        f"socketkit {command}: --tls-key {wrong_key} does not match the certificate in "
+        f"--tls-cert {cert}"
+    )
+
+
+def test_encrypted_key_is_refused_before_any_prompt(tmp_path: Path) -> None:
+    import trustme
+
+    cert = trustme.CA().issue_cert("localhost")
+    plain, encrypted = tmp_path / "key.pem", tmp_path / "encrypted.pem"
+    chain = tmp_path / "cert.pem"
+    cert.private_key_pem.write_to_path(str(plain))
+    cert.cert_chain_pems[0].write_to_path(str(chain))
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(plain), "-aes256", "-passout", "pass:secret",
+         "-out", str(encrypted)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    # A terminal-less run would otherwise block on OpenSSL's pass-phrase prompt.
+    proc = run("listen", "--tls", "--tls-cert", str(chain), "--tls-key", str(encrypted),
+               "127.0.0.1", str(free_port()), timeout=15)  # fmt: skip
+    assert proc.returncode == 9, proc.stderr
+    assert one_line(proc.stderr).startswith(
+        f"socketkit listen: --tls-key {encrypted}: the private key is encrypted"
+    )

@@ -60,18 +60,46 @@ def check_tls_files(tls: TlsOptions) -> None:
                 f"{option} {path}: not a PEM file with a {labels[0].lower()} "
                 f"(no '-----BEGIN {labels[0]}-----' line)"
             )
+        if option in ("--tls-cert", "--tls-key") and (
+            b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in text or b"Proc-Type: 4,ENCRYPTED" in text
+        ):
+            # OpenSSL would ask for the pass phrase on the terminal (or hang without one).
+            raise OSError(
+                f"{option} {path}: the private key is encrypted, and socketkit takes no pass "
+                f"phrase; decrypt it first (openssl pkey -in {path} -out key.pem)"
+            )
+        if option == "--tls-cert" and tls.key_file is None:
+            keys = _PEM_LABELS["--tls-key"]
+            if not any(f"-----BEGIN {label}-----".encode() in text for label in keys):
+                raise OSError(f"--tls-cert {path}: has no private key; give it with --tls-key")
+
+
+def _load_failure(exc: TLSError, tls: TlsOptions) -> OSError:
+    """A certificate/key pair that OpenSSL refused to load is a local-file problem (exit 9),
+    said in words rather than as an OpenSSL reason code."""
+    text = str(exc)
+    if "KEY_VALUES_MISMATCH" in text and tls.key_file is not None:
+        return OSError(
+            f"--tls-key {tls.key_file} does not match the certificate in --tls-cert {tls.cert_file}"
+        )
+    return OSError(text)
 
 
 def make_client_context(tls: TlsOptions) -> ssl.SSLContext:
     """The client context for ``tls`` (files are loaded here, before connecting)."""
     check_tls_files(tls)
-    return client_context(
-        ca_file=tls.ca_file,
-        insecure=tls.insecure,
-        cert_file=tls.cert_file,
-        key_file=tls.key_file,
-        alpn=list(tls.alpn) or None,
-    )
+    try:
+        return client_context(
+            ca_file=tls.ca_file,
+            insecure=tls.insecure,
+            cert_file=tls.cert_file,
+            key_file=tls.key_file,
+            alpn=list(tls.alpn) or None,
+        )
+    except TLSError as exc:
+        if str(exc).startswith("cannot load"):
+            raise _load_failure(exc, tls) from exc
+        raise
 
 
 def client_wrap(
@@ -103,12 +131,17 @@ def client_wrap(
 
 def make_server_context(tls: TlsOptions) -> ssl.SSLContext:
     check_tls_files(tls)
-    ctx = server_context(
-        cert_file=tls.cert_file,
-        key_file=tls.key_file,
-        alpn=list(tls.alpn) or None,
-        client_ca_file=tls.client_ca_file,
-    )
+    try:
+        ctx = server_context(
+            cert_file=tls.cert_file,
+            key_file=tls.key_file,
+            alpn=list(tls.alpn) or None,
+            client_ca_file=tls.client_ca_file,
+        )
+    except TLSError as exc:
+        if str(exc).startswith("cannot load"):
+            raise _load_failure(exc, tls) from exc
+        raise
     # No TLS 1.3 session tickets: netcat-style clients (ncat --send-only, scripts) never read
     # after their handshake, so tickets sit unread in their receive queue and their close()
     # turns into a TCP RST that destroys the last data in flight. Nobody resumes a netcat
