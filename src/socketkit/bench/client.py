@@ -60,6 +60,8 @@ DEFAULT_UDP_RATE = 1_000_000
 CONTROL_TIMEOUT = 10.0
 #: Pause between the last acknowledged byte and TEST_END (see _run_test).
 SETTLE = 0.1
+#: ... longer when the peer reads slowly, but never longer than this.
+SETTLE_MAX = 2.0
 #: UDP connect handshake: resend the connect datagram this often, this many times.
 UDP_CONNECT_RETRY = 0.5
 UDP_CONNECT_TRIES = 10
@@ -391,13 +393,17 @@ class _ClientTest:
             path.stop_senders()
             reporter.stop_ticking()  # the last interval is reported after the drain
             self.reporter = reporter
+        acking = time.monotonic()
         path.wait_acked()
-        # An iperf3 server stops counting at TEST_END and drops what is still in its socket
-        # buffers; give it a moment to read what it already acknowledged. It also stamps its
-        # receiver time at TEST_END (its "end_time"), so this pause is subtracted from that
-        # time in _result: nothing was sent during it.
         paused = time.monotonic()
-        time.sleep(SETTLE)
+        # An iperf3 server stops counting at TEST_END and drops what is still in its socket
+        # buffers; give it time to read what it already acknowledged. How long the queue took
+        # to be acknowledged measures how fast the peer reads (on a busy receiver the window
+        # is closed and our queue drains at its reading pace): its buffer needs about as long
+        # again, so the pause is twice that, at least SETTLE. iperf3 stamps its receiver time
+        # at TEST_END, so the pause is subtracted from that time in _result (nothing was sent
+        # during it) and costs only wall-clock time.
+        time.sleep(min(SETTLE_MAX, max(SETTLE, 2 * (paused - acking))))
         self.pause = time.monotonic() - paused
         ch.send(conn.send_test_end())
 
