@@ -517,9 +517,9 @@ class _ExecServer:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _start(self, sock: socket.socket, shown: str, source: str | None) -> None:
+        thread = threading.Thread(target=self._serve, args=(sock, shown, source), daemon=True)
         try:
             sock.setblocking(True)
-            thread = threading.Thread(target=self._serve, args=(sock, shown, source), daemon=True)
             with self._lock:
                 self._threads.add(thread)
             thread.start()
