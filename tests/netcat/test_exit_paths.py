@@ -65,9 +65,11 @@ def test_unreachable_network_and_host_exit_4(proto: str) -> None:
 # -- a stdout reader that goes away ------------------------------------------------------------
 
 
-def test_reader_gone_before_reading_everything_exits_141() -> None:
+@pytest.mark.parametrize("mode", [[], ["--json"]])
+def test_reader_gone_before_reading_everything_exits_141(mode: list[str]) -> None:
     """The peer's bytes fit in the stdout pipe (splice can put far more than 64 KiB there); the
-    reader reads 10 bytes and closes; then the peer ends. Bytes were lost: 141, never 0."""
+    reader reads 10 bytes and closes; then the peer ends. Bytes were lost: 141, never 0; and
+    quietly: no error line, no JSON error event (whose exit_code said 9)."""
     go = threading.Event()
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
@@ -84,7 +86,7 @@ def test_reader_gone_before_reading_everything_exits_141() -> None:
         thread.start()
         r, w = os.pipe()
         try:
-            argv = [*SK, "connect", "127.0.0.1", str(port)]
+            argv = [*SK, "connect", *mode, "127.0.0.1", str(port)]
             with started(argv, stdin=subprocess.PIPE, stdout=w, stderr=subprocess.PIPE) as proc:
                 os.close(w)
                 w = -1
@@ -103,7 +105,9 @@ def test_reader_gone_before_reading_everything_exits_141() -> None:
                     os.close(fd)
             thread.join(10)
     assert rc == 141
-    assert err == b""
+    events = [json.loads(line)["event"] for line in err.decode().splitlines()]
+    assert "error" not in events
+    assert err == b"" if not mode else events == ["connected", "closed"]
 
 
 def test_reader_that_read_everything_exits_0() -> None:
