@@ -129,6 +129,15 @@ def _remove_stale_unix_socket(path: str, kind: int) -> None:
 
 
 def _bind_error(exc: OSError, where: str) -> SocketkitError:
+    if where.startswith("unix:/") or where.startswith("unix:."):
+        folder = os.path.dirname(os.path.abspath(where.removeprefix("unix:"))) or "/"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR) and not os.path.isdir(folder):
+            return AddressError(f"cannot listen on {where}: no such directory {folder}")
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return PermissionDenied(
+                f"cannot listen on {where}: cannot create the socket file in {folder}: "
+                f"{(exc.strerror or str(exc)).lower()}"
+            )
     if exc.errno in (errno.EACCES, errno.EPERM):
         return PermissionDenied(
             f"cannot listen on {where}: permission denied (ports below 1024 need root or "

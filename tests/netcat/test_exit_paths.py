@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from support.netlab import Lab
+from seed._run import socketkit_cli
 from support.privilege import require_root
 
 from .nctools import SK, Collector, finish, free_port, started, wait_bound
@@ -435,4 +436,30 @@ def test_encrypted_key_is_refused_before_any_prompt(tmp_path: Path) -> None:
     assert proc.returncode == 9, proc.stderr
     assert one_line(proc.stderr).startswith(
         f"socketkit listen: --tls-key {encrypted}: the private key is encrypted"
+    )
+
+
+# -- Unix socket paths: a missing directory is a bad address (2), not a vague failure (1) ----
+
+
+@pytest.mark.parametrize("mode", [[], ["-u"]])
+def test_unix_path_in_a_missing_directory_is_a_usage_error(mode: list[str]) -> None:
+    proc = run("listen", *mode, "-U", "/nonexistent-sk-dir/x.sock", timeout=10)
+    assert proc.returncode == 2
+    assert one_line(proc.stderr) == (
+        "socketkit listen: cannot listen on unix:/nonexistent-sk-dir/x.sock: "
+        "no such directory /nonexistent-sk-dir"
+    )
+
+
+def test_unix_path_in_a_folder_we_may_not_write_is_a_permission_error(tmp_path: Path) -> None:
+    require_root()  # to become another user
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o755)
+    tmp_path.chmod(0o755)
+    proc = socketkit_cli("listen", "-U", str(folder / "x.sock"), user=65534)
+    assert proc.returncode == 8
+    assert one_line(proc.stderr) == (
+        f"socketkit listen: cannot listen on unix:{folder}/x.sock: cannot create the socket "
+        f"file in {folder}: permission denied"
     )
