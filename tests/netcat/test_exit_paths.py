@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from support.netlab import Lab
 from seed._run import socketkit_cli
+from support.netlab import Lab
 from support.privilege import require_root
 
 from .nctools import SK, Collector, finish, free_port, started, wait_bound
