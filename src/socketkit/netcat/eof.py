@@ -2,7 +2,7 @@
 
 A session has two directions: *up* (stdin -> peer) and *down* (peer -> stdout). Each ends
 with an EOF: stdin's read returning ``b""``, or the peer's FIN. What a netcat does next is the
-behaviour its users trip over most (nmap #894, #1413, #1779; ANCHORS.md §3.5), so here it is
+behaviour its users trip over most (nmap #894, #1413, #1779), so here it is
 explicit: the relay reports events, the machine answers with actions, and nothing here does
 I/O or reads a clock (the relay runs the quit timer).
 

@@ -5,7 +5,7 @@
 * ``--chat``: ``--broker`` line by line, each line prefixed with the sender's nickname.
 * ``-e``/``-c``: a program per client (threads; see :mod:`.execs`).
 
-Robustness (ANCHORS.md §3.9, nmap #2827): a client that resets or vanishes mid-message only
+Robustness (nmap #2827): a client that resets or vanishes mid-message only
 ends its own session; each client's queue is bounded and a client that falls further behind is
 disconnected with a warning (memory stays bounded); stdin is not read while any client's queue
 is above the high-water mark, so no stdin byte is ever dropped.

@@ -34,7 +34,7 @@ POLLIN = select.POLLIN
 POLLOUT = select.POLLOUT
 #: Bytes per splice/sendfile call: a whole (grown) pipe, so Python runs once per MiB.
 CHUNK = 1 << 20
-#: Copy-path buffer: 256 KiB, page-aligned (PERF-NOTES trap 1).
+#: Copy-path buffer: 256 KiB, page-aligned (docs/design.md, measured trap 1).
 COPY_BUFFER = 256 * 1024
 #: Bytes one pump may move before the relay looks at the other direction again (fairness).
 STEP_BUDGET = 16 << 20

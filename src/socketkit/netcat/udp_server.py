@@ -1,6 +1,6 @@
 """``listen -u``: UDP "sessions", one per peer address, demultiplexed in user space.
 
-UDP has no connections, so a netcat listener must invent them (ANCHORS.md §3.6; nmap #1223,
+UDP has no connections, so a netcat listener must invent them (nmap #1223,
 #3320): every datagram is keyed by its source address. Without ``-k`` the first admitted peer
 owns the listener (later peers are ignored, as with nc/ncat). With ``-k`` any number of peers
 are served at once: stdin goes to every live peer, and with ``-e``/``-c`` each peer gets its
