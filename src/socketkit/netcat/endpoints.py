@@ -70,7 +70,8 @@ def aligned_buffer(size: int) -> memoryview:
     """A zeroed, page-aligned, writable buffer of ``size`` bytes.
 
     ``recv_into`` a glibc-allocated bytearray of >= 128 KiB runs at half speed because it
-    starts 16 bytes into a page (docs/design.md, measured trap 1); anonymous mmap memory is page-aligned.
+    starts 16 bytes into a page (docs/design.md, measured trap 1); anonymous mmap memory is
+    page-aligned.
     """
     return memoryview(mmap.mmap(-1, size))
 
