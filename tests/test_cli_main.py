@@ -31,12 +31,41 @@ def test_help_lists_every_command() -> None:
 def test_no_command_is_usage_error() -> None:
     proc = run()
     assert proc.returncode == ExitStatus.USAGE
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "socketkit: a command is needed: " + ", ".join(COMMANDS),
+        "see 'socketkit --help'",
+    ]
 
 
 def test_unknown_command_is_usage_error() -> None:
     proc = run("frobnicate")
     assert proc.returncode == 2
-    assert "invalid choice" in proc.stderr
+    assert proc.stderr.splitlines()[0].startswith("socketkit: argument COMMAND: invalid choice")
+    assert proc.stderr.splitlines()[1:] == ["see 'socketkit --help'"]
+
+
+def test_a_negative_value_is_judged_as_a_value() -> None:
+    """ping has -4 and -6, which makes argparse read "-1" as an option ("expected one
+    argument"); the message must be about -1 itself."""
+    proc = run("ping", "-c", "-1", "127.0.0.1")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "socketkit ping: argument -c: '-1': out of range: value >= 1",
+        "see 'socketkit ping --help'",
+    ]
+    assert (
+        run("ping", "-4", "-c", "1", "-W", "1", "127.0.0.1").returncode == 0
+    )  # -4 still an option
+
+
+def test_debug_shows_the_traceback_and_keeps_the_exit_code() -> None:
+    quiet = run("ping", "-4", "::1")
+    loud = run("--debug", "ping", "-4", "::1")
+    assert quiet.returncode == loud.returncode == ExitStatus.RESOLVE
+    assert "Traceback" not in quiet.stderr
+    assert "Traceback (most recent call last)" in loud.stderr
+    assert loud.stderr.splitlines()[-1] == quiet.stderr.strip()
 
 
 def test_status_for_maps_error_tree() -> None:

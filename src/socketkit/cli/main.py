@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -45,6 +46,16 @@ class _Parser(argparse.ArgumentParser):
     argparse prints the whole usage block before the message; a long block buries the one line
     that says what is wrong. Sub-parsers (``bench server``) are made of the same class.
     """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        # argparse reads "-1" as an option, not a value, once a parser has an option that looks
+        # like a negative number (ping's -4 and -6): "-c -1" would say "expected one argument"
+        # instead of what is wrong with -1. Registered options are matched before this check,
+        # so -4 and -6 keep working.
+        self._has_negative_number_optionals.clear()
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         self.exit(
@@ -83,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     top = _top_parser()
     ns = top.parse_args(args_in[: split + 1] if split < len(args_in) else args_in)
     if ns.command is None:
-        top.print_help()
+        sys.stderr.write(
+            f"{PROG}: a command is needed: {', '.join(COMMANDS)}\nsee '{PROG} --help'\n"
+        )
         return ExitStatus.USAGE
     module_name, summary = COMMANDS[ns.command]
     try:
@@ -107,8 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 141
     except Exception as exc:
-        if debug:
-            raise
+        if debug:  # the traceback as well as the line; the exit status stays the documented one
+            traceback.print_exc()
         print(f"{PROG} {ns.command}: {_one_line(exc)}", file=sys.stderr)
         status = status_for(exc)
         if status is ExitStatus.INTERNAL:
