@@ -287,3 +287,23 @@ def test_no_route_is_exit_4_before_the_header(argv: list[str]) -> None:
     assert res.stdout == ""
     [line] = res.stderr.splitlines()
     assert line.startswith(f"socketkit {argv[0]}: ") and "Network is unreachable" in line, line
+
+
+# -- a wait of 0: replies already queued are still read (they were lost) --------------------
+
+
+def test_ping_wait_0_still_reads_the_replies_already_there() -> None:
+    res = _run("ping", "-c", "5", "-i", "0", "-W", "0", "127.0.0.1")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "5 packets transmitted, 5 received, 0% packet loss" in res.stdout
+
+
+@pytest.mark.parametrize(("flags", "host"), [([], "127.0.0.1"), (["-I"], "::1")])
+def test_traceroute_wait_0_still_reads_the_answers_already_there(
+    flags: list[str], host: str
+) -> None:
+    res = _run("traceroute", "-n", "-w", "0", *flags, host)
+    assert res.returncode == 0, res.stderr
+    hops = res.stdout.splitlines()[1:]
+    assert len(hops) == 1, hops  # the destination answered at hop 1
+    assert re.match(rf"^ 1  {re.escape(host)}  [\d.]+ ms  [\d.]+ ms  [\d.]+ ms$", hops[0])

@@ -388,10 +388,15 @@ def _run(
                 if next_send < last_send:
                     next_send = last_send + interval
                 continue
-            if not more and (len(answered) >= len(sent) or now >= last_send + timeout):
+            if not more and len(answered) >= len(sent):
                 break
+            # Past the wait for the last reply, replies already queued are still read (with
+            # -W 0 every reply is one of those): only an empty socket ends the run.
+            late = not more and now >= last_send + timeout
             wake = next_send if more else last_send + timeout
-            if not poller.poll(max(0, int((wake - now) * 1000) + 1)):
+            if not poller.poll(0 if late else max(0, int((wake - now) * 1000) + 1)):
+                if late:
+                    break
                 continue
             try:
                 got = pinger.receive()

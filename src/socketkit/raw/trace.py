@@ -231,10 +231,10 @@ def _udp_hop(  # noqa: PLR0917
         results: dict[int, tuple[HopProbe, bool]] = {}
         deadline = time.monotonic() + wait
         while len(results) < nqueries:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            for fd, _ev in poller.poll(int(left * 1000) + 1):
+            events = poller.poll(_poll_ms(deadline))
+            if not events:
+                break  # past the wait and nothing queued (answers already there are read)
+            for fd, _ev in events:
                 p = by_fd[fd]
                 got = _read_error(p.sock, ipv6)
                 if got is None:
@@ -257,6 +257,17 @@ def _udp_hop(  # noqa: PLR0917
     finally:
         for p in pending:
             p.sock.close()
+
+
+#: Packets an ICMP probe socket may still read once a hop's wait is over: the answers already
+#: queued (with ``-w 0`` all of them), not an endless stream of unrelated ICMP traffic.
+_LATE_READS = 64
+
+
+def _poll_ms(deadline: float) -> int:
+    """poll(2)'s timeout until ``deadline``; 0 (look, do not wait) once it has passed."""
+    left = deadline - time.monotonic()
+    return 0 if left <= 0 else int(left * 1000) + 1
 
 
 def _icmp_hop(  # noqa: PLR0917
@@ -298,10 +309,14 @@ def _icmp_hop(  # noqa: PLR0917
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN | select.POLLERR)
     deadline = time.monotonic() + wait
+    late_reads = 0
     while len(results) < nqueries:
-        left = deadline - time.monotonic()
-        if left <= 0 or not poller.poll(int(left * 1000) + 1):
+        if not poller.poll(_poll_ms(deadline)):
             break
+        if time.monotonic() >= deadline:
+            late_reads += 1  # past the wait: read what is queued, bounded (other ICMP traffic)
+            if late_reads > _LATE_READS:
+                break
         now = time.monotonic()
         if kind == "dgram":
             err = _read_error(sock, ipv6)
