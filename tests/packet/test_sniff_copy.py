@@ -68,3 +68,18 @@ def test_a_pcap_copy_of_mixed_link_types_is_refused(tmp_path: Path) -> None:
         f"socketkit sniff: {copy}: a pcap file holds one link type, and this input has 1 and "
         "276: write pcapng (--pcapng)"
     ]
+    assert not copy.exists()  # no partial copy left behind
+
+
+def test_reading_and_writing_one_file_is_refused_and_keeps_it(tmp_path: Path) -> None:
+    src = tmp_path / "mixed.pcapng"
+    _mixed(src)
+    before = src.read_bytes()
+    res = _sk("-r", str(src), "-w", str(src))
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [
+        f"socketkit sniff: -r and -w name the same file ({src}): writing would destroy what "
+        "is being read",
+        "see 'socketkit sniff --help'",
+    ]
+    assert src.read_bytes() == before

@@ -351,3 +351,35 @@ def test_capture_across_a_veth_pair_between_namespaces(tmp_path: Path) -> None:
         assert f"{our_count} packets captured, 0 dropped by kernel" in err.decode()
         assert _tcpdump_count(ours, f"not tcp port {port}")[0] == 0
         assert _tshark_count(ours)[0] == ref_count
+
+
+def test_a_reader_that_leaves_ends_sniff_quietly_with_141() -> None:
+    """``socketkit sniff | head -c1``: exit 141 and nothing more on stderr than the listening
+    line (no statistics, no error), as tcpdump ended by SIGPIPE."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
+        rx.bind(("127.0.0.1", 0))
+        port = rx.getsockname()[1]
+        proc = subprocess.Popen(
+            sk("sniff", "-i", "lo", f"udp port {port}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert proc.stderr is not None and proc.stdout is not None
+            assert proc.stderr.readline().startswith(b"listening on lo")
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+                tx.sendto(b"first", ("127.0.0.1", port))
+                assert proc.stdout.read(1)  # the reader takes one byte, then leaves
+                proc.stdout.close()
+                deadline = time.monotonic() + 30
+                while proc.poll() is None and time.monotonic() < deadline:
+                    tx.sendto(b"more", ("127.0.0.1", port))  # writes that meet the closed pipe
+                    time.sleep(0.05)
+            assert proc.wait(timeout=5) == 141
+            assert proc.stderr.read() == b""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            assert proc.stderr is not None
+            proc.stderr.close()

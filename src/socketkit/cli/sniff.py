@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from types import FrameType
 from typing import IO, Any
 
 from .._errors import MissingDependency, SocketkitError
-from ._rawargs import int_range, seconds
+from ._rawargs import int_range, seconds, usage_error
 from .exit_codes import ExitStatus
 
 SUMMARY = "capture, filter, decode and save packets (like tcpdump)"
@@ -34,6 +35,8 @@ before the capture started, 141 stdout closed. More: socketkit help sniff."""
 
 #: tcpdump's default snap length; -s 0 means this as well.
 DEFAULT_SNAPLEN = 262144
+#: The largest -B: 1 GiB of ring memory (the kernel maps it all; more only delays the start).
+MAX_BUFFER_KIB = 1 << 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,10 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-B",
         dest="buffer_kib",
-        type=int_range(64),
+        type=int_range(64, MAX_BUFFER_KIB),
         default=32768,
         metavar="KIB",
-        help="capture ring size in KiB, at least 64 (default 32768)",
+        help=f"capture ring size in KiB, 64..{MAX_BUFFER_KIB} (default 32768)",
     )
     parser.add_argument(
         "-X",
@@ -159,6 +162,23 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
             _close_output(fh)
         raise
     status: int = ExitStatus.OK  # also after Ctrl-C, like tcpdump; the statistics are printed
+    writer: Callable[[int, bytes, int, int], None] | None = None
+    quiet_end = False
+    if fh is not None:
+        # The file header goes out (flushed) before "listening": a full disk or a broken
+        # output is one line before the capture, not a surprise at the first packet.
+        try:
+            if args.pcapng:
+                writer = _writer(fh, cap.linktype, snaplen, args)
+            else:
+                fh.write(pcap_file_header(cap.linktype, snaplen, nanosecond=args.nano))
+            fh.flush()
+        except OSError as exc:
+            cap.close()
+            _close_output(fh)
+            if isinstance(exc, BrokenPipeError):
+                raise
+            return _io_error(args.write, exc)
     try:
         if not args.quiet:
             name = {1: "EN10MB (Ethernet)", 276: "LINUX_SLL2 (Linux cooked v2)"}.get(
@@ -172,14 +192,13 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
         if fh is not None:
             out_fh = fh
             try:
-                if args.pcapng:
-                    writer = _writer(out_fh, cap.linktype, snaplen, args)
+                if writer is not None:
+                    write_ng = writer
 
                     def pump() -> None:
                         for pkt in cap:
-                            writer(pkt.ts_ns, pkt.data, pkt.orig_len, pkt.linktype)
+                            write_ng(pkt.ts_ns, pkt.data, pkt.orig_len, pkt.linktype)
                 else:
-                    out_fh.write(pcap_file_header(cap.linktype, snaplen, nanosecond=args.nano))
 
                     def pump() -> None:
                         cap.write_pcap(out_fh, nanosecond=args.nano)
@@ -203,16 +222,20 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
 
             _until_interrupted(cap, pump)
             out.flush()
+    except BrokenPipeError:
+        quiet_end = True  # the reader left (| head): quiet, as tcpdump ended by SIGPIPE
+        raise
     finally:
         if fh is not None:
             _close_output(fh)
         cap.close()
-        stats = cap.stats()
-        print(
-            f"{stats.captured} packets captured, {stats.dropped} dropped by kernel",
-            file=sys.stderr,
-            flush=True,
-        )
+        if not quiet_end:
+            stats = cap.stats()
+            print(
+                f"{stats.captured} packets captured, {stats.dropped} dropped by kernel",
+                file=sys.stderr,
+                flush=True,
+            )
     return status
 
 
@@ -266,6 +289,12 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
                 except OSError as exc:
                     return _io_error(args.read, exc)
             if args.write is not None:
+                if _same_file(args.read, args.write):
+                    return usage_error(
+                        "sniff",
+                        f"-r and -w name the same file ({args.write}): writing would "
+                        "destroy what is being read",
+                    )
                 try:  # before reading: a path that cannot be written is one line
                     fh_out = _open_output(args.write)
                 except OSError as exc:
@@ -307,6 +336,10 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
                         except OSError as exc:
                             return _io_error(args.write, exc)
                         except _MixedLinkTypes as exc:
+                            if fh_out is not None and args.write != "-":
+                                _close_output(fh_out)  # no partial copy left behind
+                                with contextlib.suppress(OSError):
+                                    os.unlink(args.write)
                             print(
                                 f"socketkit sniff: {args.write}: a pcap file holds one link "
                                 f"type, and this input has {exc.first} and {exc.other}: write "
@@ -400,6 +433,16 @@ def _close_output(fh: IO[bytes]) -> None:
             fh.flush()
         else:
             fh.close()
+
+
+def _same_file(read: str, write: str) -> bool:
+    """Whether -r and -w name one file (``-`` is never the same as anything)."""
+    if "-" in (read, write):
+        return False
+    try:
+        return os.path.samefile(read, write)
+    except OSError:
+        return False  # the output does not exist yet (or the input cannot be read: said later)
 
 
 class _MixedLinkTypes(Exception):
