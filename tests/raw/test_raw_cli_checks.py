@@ -301,3 +301,23 @@ def test_traceroute_wait_0_still_reads_the_answers_already_there(
     hops = res.stdout.splitlines()[1:]
     assert len(hops) == 1, hops  # the destination answered at hop 1
     assert re.match(rf"^ 1  {re.escape(host)}  [\d.]+ ms  [\d.]+ ms  [\d.]+ ms$", hops[0])
+
+
+def test_ping_size_limit_is_per_family() -> None:
+    """65527 data bytes fit an IPv6 echo (iputils sends it); over IPv4 the limit is 65507."""
+    res = _run("ping", "-c", "1", "-W", "5", "-6", "-s", "65527", "::1")
+    assert res.returncode == 0, res.stderr
+    assert "65535 bytes from ::1: icmp_seq=1" in res.stdout
+    res = _run("ping", "-c", "1", "-s", "65527", "127.0.0.1")
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert res.stderr == ("socketkit ping: size must be 0..65507 for IPv4 (127.0.0.1), not 65527\n")
+
+
+def test_ping_4_and_6_together_are_refused() -> None:
+    res = _run("ping", "-4", "-6", "::1")
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [
+        "socketkit ping: argument -6: not allowed with argument -4",
+        "see 'socketkit ping --help'",
+    ]

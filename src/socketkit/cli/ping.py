@@ -26,9 +26,10 @@ range), 3 HOST did not resolve, 4 network or host unreachable, 8 no permission (
 says why and how to allow it), 130 interrupted before the first request, 141 stdout closed.
 More: socketkit help ping."""
 
-#: iputils' limits: 1..255 for the TTL, 65507 data bytes (65535 - 20 IPv4 - 8 ICMP).
+#: iputils' limits: 1..255 for the TTL, 65507 data bytes over IPv4 (65535 - 20 IPv4 - 8 ICMP),
+#: 65527 over IPv6 (65535 - 8 ICMPv6; the IPv6 header is not in the payload length).
 _TTL = int_range(1, 255)
-_SIZE = int_range(0, 65507)
+_SIZE = int_range(0, 65527)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_SIZE,
         default=56,
         metavar="SIZE",
-        help="data bytes per request, 0..65507 (default 56: 64 ICMP bytes)",
+        help="data bytes per request, 0..65507 over IPv4, 0..65527 over IPv6 (default 56: "
+        "64 ICMP bytes)",
     )
     parser.add_argument(
         "-t",
@@ -71,14 +73,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TTL",
         help="IP TTL / IPv6 hop limit, 1..255 (default: the system's, usually 64)",
     )
-    parser.add_argument(
+    family = parser.add_mutually_exclusive_group()
+    family.add_argument(
         "-4",
         dest="family",
         action="store_const",
         const=socket.AF_INET,
         help="IPv4 only (default: IPv4 first, then IPv6)",
     )
-    parser.add_argument(
+    family.add_argument(
         "-6", dest="family", action="store_const", const=socket.AF_INET6, help="IPv6 only"
     )
     parser.add_argument(

@@ -45,6 +45,8 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_INTERVAL = 1.0
 #: Largest data size: an IPv4 datagram of 65535 bytes less 20 (IP) and 8 (ICMP).
 MAX_SIZE = 65507
+#: The same for IPv6, whose 40-byte header is outside its 65535-byte payload length.
+MAX_SIZE_V6 = 65527
 #: IP_TTL / IPV6_UNICAST_HOPS accept 1..255 (ip(7), ipv6(7)).
 MAX_TTL = 255
 IP_RECVTTL, IP_TTL_CMSG = 12, 2  # linux/in.h
@@ -298,13 +300,13 @@ def iter_ping(
     the end, also when the caller stops early (Ctrl-C).
 
     Raises:
-        AddressError: a value out of range (size 0..65507, ttl 1..255, interval and timeout
-            >= 0, count > 0).
+        AddressError: a value out of range (size 0..65507 for IPv4, 0..65527 for IPv6,
+            ttl 1..255, interval and timeout >= 0, count > 0).
         ConnectionRefused: no route to the host (network or host unreachable).
         ResolutionError, PermissionDenied (with the cause and what to do), SocketkitError.
     """
-    if size < 0 or size > MAX_SIZE:
-        raise AddressError(f"size must be 0..{MAX_SIZE}")
+    if size < 0 or size > MAX_SIZE_V6:
+        raise AddressError(f"size must be 0..{MAX_SIZE_V6} (IPv6) or 0..{MAX_SIZE} (IPv4)")
     if not interval >= 0:
         raise AddressError("interval must be >= 0")
     if not timeout >= 0:
@@ -314,6 +316,8 @@ def iter_ping(
     if ttl is not None and not 1 <= ttl <= MAX_TTL:
         raise AddressError(f"ttl must be 1..{MAX_TTL}")
     fam, address = resolve(host, family)
+    if fam == socket.AF_INET and size > MAX_SIZE:
+        raise AddressError(f"size must be 0..{MAX_SIZE} for IPv4 ({address}), not {size}")
     check_route(fam, address)
     sock, used = open_icmp(fam, method)
     if report is None:
