@@ -12,7 +12,7 @@ import pytest
 import socketkit
 from socketkit.cli.methods import _count_params, collect, first_sentence
 
-from ._run import socketkit_cli
+from ._run import REPO, socketkit_cli
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +129,7 @@ def test_collect_is_deterministic() -> None:
         ),
         ("/dev/full", "cannot write /dev/full: no space left on device"),
         ("/", "cannot write /: it is a directory"),
+        ("", "cannot write an empty file name: name a file, or - for stdout"),
     ],
 )
 def test_write_errors_are_one_line_exit_9(path: str, message: str) -> None:
@@ -145,3 +146,9 @@ def test_usage_error_is_one_line_then_help_pointer() -> None:
         "socketkit methods: unrecognized arguments: --no-such-option",
         "see 'socketkit methods --help'",
     ]
+
+
+def test_write_dash_is_stdout() -> None:
+    proc = socketkit_cli("methods", "--write", "-")
+    assert proc.returncode == 0
+    assert proc.stdout == (REPO / "docs" / "reference.md").read_text(encoding="utf-8")

@@ -436,17 +436,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--write",
         metavar="FILE",
-        help="write the reference page (the full Markdown, with its title) to FILE",
+        help="write the reference page (the full Markdown, with its title) to FILE ('-': stdout)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.write:
+    if args.write is not None:
         check_writable(args.write)  # before the work: a wrong path costs nothing
     rows = collect()
     if args.filter:
         rows = [row for row in rows if _matches(row, args.filter)]
-    if args.write:
+    if args.write == "-":
+        sys.stdout.write(render_markdown(rows))
+        return ExitStatus.OK
+    if args.write is not None:
         text = render_markdown(rows)
         try:
             with open(args.write, "w", encoding="utf-8") as fh:

@@ -31,6 +31,8 @@ def check_writable(path: str) -> None:
     """
     if path == "-":
         return
+    if not path:
+        raise OSError("cannot write an empty file name: name a file, or - for stdout")
     if os.path.isdir(path):
         raise OSError(f"cannot write {path}: it is a directory")
     parent = os.path.dirname(os.path.abspath(path))
