@@ -160,8 +160,6 @@ def test_sync_reset_is_a_broken_stream_chained_to_the_os_error(
 def test_sync_paths_wait_on_a_socket_made_non_blocking_behind_their_back(
     tcp_pair: tuple[socketkit.Stream, socket.socket],
 ) -> None:
-    if PURE:
-        return  # the C paths' own guard: Python's socket would raise BlockingIOError here
     stream, peer = tcp_pair
     os.set_blocking(stream.fileno(), False)  # not via settimeout: the stream stays direct
     timer = threading.Timer(0.2, peer.sendall, (b"late",))
@@ -212,8 +210,6 @@ def test_sync_paths_run_signal_handlers_while_they_wait(
     """A signal that arrives while receive_some or send_all waits (in recv/send, or in the
     poll of a socket made non-blocking) runs its handler, and what the handler raises comes
     out (Ctrl-C is not lost); a handler that returns lets the wait go on."""
-    if PURE and not blocking:
-        return  # the C paths' own guard, as above
     assert threading.current_thread() is threading.main_thread()
     stream, peer = tcp_pair
     os.set_blocking(stream.fileno(), blocking)

@@ -7,6 +7,9 @@ half-close (also over TLS), one error tree, and idempotent close.
 
 from __future__ import annotations
 
+import errno
+import math
+import select
 import socket
 import struct
 import threading
@@ -37,8 +40,8 @@ DEFAULT_RECEIVE_SIZE = 64 * 1024
 #: "No timeout" — wait as long as it takes.
 _NO_TIMEOUT = None
 _UNSET: float = -1.0
-#: The smallest wait: a receive whose time is up still takes what has already arrived.
-_POLL = 1e-6
+_POLLIN = select.POLLIN
+_POLLOUT = select.POLLOUT
 _SENT_EOF = "send: this side already ended its sending direction (send_eof)"
 #: ``struct linger {l_onoff=1, l_linger=0}``: close() sends RST and drops unsent data (socket(7)).
 LINGER_RESET = struct.pack("ii", 1, 0)
@@ -50,6 +53,11 @@ class Stream:
     Every receive/send takes an optional ``timeout`` in seconds; without one, the stream's
     ``default_timeout`` applies (``None`` = wait forever). What a timeout leaves behind is
     documented on each method; in short, receiving never loses bytes.
+
+    One thread may receive while another sends, each with its own timeout: a deadline belongs
+    to its call. The socket stays blocking with no timeout of its own (a socket timeout is
+    shared by every thread that uses it); a call with a deadline reads or writes with
+    ``MSG_DONTWAIT`` and waits in ``poll`` until its own deadline.
     """
 
     def __init__(
@@ -72,7 +80,8 @@ class Stream:
         self._eof = False
         self._eof_sent = False  # send_eof() was called: sending is over
         self._default_timeout = default_timeout
-        self._applied_timeout: float | None = sock.gettimeout()
+        if sock.gettimeout() is not None:
+            sock.settimeout(None)  # blocking: each call keeps its own deadline (see above)
         # True while a receive or send can go straight to the socket: plain TCP/Unix, nothing
         # buffered, no EOF yet, no default timeout. Kept up to date by _refresh().
         self._direct = False
@@ -111,7 +120,6 @@ class Stream:
             and not self._eof
             and not len(self._buffer)
             and self.default_timeout is None
-            and self._applied_timeout is None
         )
 
     @property
@@ -124,14 +132,46 @@ class Stream:
         self._default_timeout = value
         self._refresh()
 
-    def _set_timeout(self, timeout: float | None) -> None:
-        if timeout is not None and timeout <= 0:
-            # Not 0: settimeout(0) makes the socket non-blocking, and an empty socket raises
-            # BlockingIOError instead of TimeoutError (no ReadTimeout, no partial data).
-            timeout = _POLL
-        if timeout != self._applied_timeout:
-            self._sock.settimeout(timeout)
-            self._applied_timeout = timeout
+    def _wait_ready(self, events: int, deadline: float | None) -> None:
+        """Wait until the socket is ready for ``events`` (``POLLIN``/``POLLOUT``) by this call's
+        own ``deadline`` (``None``: no limit); the builtin ``TimeoutError`` when it passes.
+        Ready includes an error or hang-up: the read or write that follows reports it."""
+        fd = self._sock.fileno()
+        if fd < 0:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        poller = select.poll()
+        poller.register(fd, events)
+        while True:
+            if deadline is None:
+                wait = None
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                wait = math.ceil(left * 1000)  # ms, rounded up: never wakes before the deadline
+            if poller.poll(wait):  # (PEP 475: retried after a signal whose handler returned)
+                return
+
+    def _recv(self, size: int, deadline: float | None) -> bytes:
+        """``recv`` by this call's deadline: what has arrived is taken even when the time is
+        already up (a zero timeout polls). Socket errors propagate as ``OSError``."""
+        sock = self._sock
+        flags = 0 if deadline is None else socket.MSG_DONTWAIT
+        while True:
+            try:
+                return sock.recv(size, flags)
+            except BlockingIOError:  # (also a socket made non-blocking behind our back)
+                self._wait_ready(_POLLIN, deadline)
+
+    def _recv_into(self, view: memoryview | bytearray, deadline: float | None) -> int:
+        """``recv_into`` by this call's deadline, as :meth:`_recv`."""
+        sock = self._sock
+        flags = 0 if deadline is None else socket.MSG_DONTWAIT
+        while True:
+            try:
+                return sock.recv_into(view, 0, flags)
+            except BlockingIOError:
+                self._wait_ready(_POLLIN, deadline)
 
     def _deadline(self, timeout: float) -> float | None:
         t = self.default_timeout if timeout == _UNSET else timeout
@@ -149,12 +189,11 @@ class Stream:
         """
         if self._eof:
             return 0
-        self._set_timeout(None if deadline is None else deadline - time.monotonic())
         if self._tls is not None:
-            return self._fill_tls(minimum)
+            return self._fill_tls(minimum, deadline)
         view = self._buffer.writable(max(minimum, DEFAULT_CHUNK))
         try:
-            count = self._sock.recv_into(view)
+            count = self._recv_into(view, deadline)
         except TimeoutError:
             raise
         except OSError as exc:
@@ -166,7 +205,7 @@ class Stream:
         self._buffer.commit(count)
         return count
 
-    def _fill_tls(self, minimum: int) -> int:
+    def _fill_tls(self, minimum: int, deadline: float | None) -> int:
         tls = self._tls
         assert tls is not None
         while True:
@@ -174,7 +213,7 @@ class Stream:
                 plain = tls.read()
             if plain is None:
                 try:
-                    cipher = self._sock.recv(max(minimum, DEFAULT_CHUNK))
+                    cipher = self._recv(max(minimum, DEFAULT_CHUNK), deadline)
                 except TimeoutError:
                     raise
                 except OSError as exc:
@@ -206,19 +245,17 @@ class Stream:
             self._send_lock.release()
 
     def _send_raw(self, data: bytes | bytearray | memoryview, deadline: float | None) -> None:
-        if deadline is None:
-            self._set_timeout(None)
-            try:
-                self._sock.sendall(data)
-            except OSError as exc:
-                raise self._error(exc, "send") from exc
-            return
+        """Send all of ``data`` by this call's deadline (``None``: block until it is sent)."""
         view = memoryview(data).cast("B")
+        sock = self._sock
+        flags = 0 if deadline is None else socket.MSG_DONTWAIT
         sent = 0
         try:
             while sent < len(view):
-                self._set_timeout(deadline - time.monotonic())
-                sent += self._sock.send(view[sent:])
+                try:
+                    sent += sock.send(view[sent:], flags)
+                except BlockingIOError:  # (also a socket made non-blocking behind our back)
+                    self._wait_ready(_POLLOUT, deadline)
         except TimeoutError as exc:
             raise WriteTimeout(
                 f"send timed out after {sent} of {len(view)} bytes", sent=sent
@@ -249,12 +286,15 @@ class Stream:
         if self._direct and timeout == _UNSET:
             try:
                 data = self._sock.recv(max_bytes)
+            except BlockingIOError:
+                pass  # a socket made non-blocking behind our back: the waiting path polls
             except OSError as exc:
                 raise self._error(exc, "receive") from exc
-            if not data:
-                self._eof = True
-                self._direct = False
-            return data
+            else:
+                if not data:
+                    self._eof = True
+                    self._direct = False
+                return data
         try:
             return self._receive_some(max_bytes, timeout)
         finally:
@@ -264,9 +304,8 @@ class Stream:
         self._check_open()
         if not len(self._buffer):
             if self._tls is None and not self._eof:
-                self._set_timeout(self.default_timeout if timeout == _UNSET else timeout)
                 try:
-                    data = self._sock.recv(max_bytes)
+                    data = self._recv(max_bytes, self._deadline(timeout))
                 except TimeoutError as exc:
                     raise ReadTimeout("receive timed out") from exc
                 except OSError as exc:
@@ -286,12 +325,15 @@ class Stream:
         if self._direct and timeout == _UNSET:
             try:
                 count = self._sock.recv_into(buffer)
+            except BlockingIOError:
+                pass  # as in receive_some
             except OSError as exc:
                 raise self._error(exc, "receive") from exc
-            if not count:
-                self._eof = True
-                self._direct = False
-            return count
+            else:
+                if not count:
+                    self._eof = True
+                    self._direct = False
+                return count
         try:
             return self._receive_into(buffer, timeout)
         finally:
@@ -308,9 +350,8 @@ class Stream:
             except TimeoutError as exc:
                 raise ReadTimeout("receive timed out") from exc
             return self._buffer.take_into(target)
-        self._set_timeout(self.default_timeout if timeout == _UNSET else timeout)
         try:
-            count = self._sock.recv_into(target)
+            count = self._recv_into(target, self._deadline(timeout))
         except TimeoutError as exc:
             raise ReadTimeout("receive timed out") from exc
         except OSError as exc:
@@ -461,21 +502,24 @@ class Stream:
         """
         if self._direct and timeout == _UNSET:
             try:
-                self._sock.sendall(data)
+                sent = self._sock.send(data)
+            except BlockingIOError:  # a socket made non-blocking behind our back
+                sent = 0
             except OSError as exc:
                 raise self._error(exc, "send") from exc
+            view = memoryview(data).cast("B")
+            if sent < len(view):  # (a signal, or that socket): the rest, waiting as needed
+                self._send_raw(view[sent:], None)
             return
         self._check_open()
         deadline = self._deadline(timeout)
-        try:
-            if self._tls is None:
-                self._send_raw(data, deadline)
-            else:
-                if self._tls.eof_sent:
-                    raise ClosedResourceError(_SENT_EOF)
-                self._tls_call(self._tls.write, data, deadline)
-        finally:
-            self._refresh()
+        # (No _refresh() here: that is the reading side's state, kept by the reader's calls.)
+        if self._tls is None:
+            self._send_raw(data, deadline)
+        else:
+            if self._tls.eof_sent:
+                raise ClosedResourceError(_SENT_EOF)
+            self._tls_call(self._tls.write, data, deadline)
 
     def send_message(
         self, message: bytes | bytearray | memoryview, framer: Framer, *, timeout: float = _UNSET
