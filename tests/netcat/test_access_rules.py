@@ -208,3 +208,38 @@ def test_udp_denied_peer_gets_no_byte_and_sends_none(rule: str) -> None:
                 denied.recv(100)
         assert b"secret" not in bytes(out.data)
         assert len(_events(err, "accepted")) == 1
+
+
+@pytest.mark.parametrize("content", ["", "# only a comment\n\n"])
+def test_an_allow_list_naming_nobody_is_refused_not_open_to_all(
+    tmp_path: Path, content: str
+) -> None:
+    """An empty --allow file used to read as "no allow list": every peer was admitted."""
+    rules = tmp_path / "allow.txt"
+    rules.write_text(content)
+    with pytest.raises(AddressError, match="names no address, so nobody could connect"):
+        AccessList([f"@{rules}"])
+    proc = subprocess.run(
+        [*SK, "listen", "--allow", f"@{rules}", "127.0.0.1", str(free_port())],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"socketkit listen: --allow @{rules} names no address, so nobody could connect: list "
+        "at least one, or leave --allow out\n"
+    )
+
+
+@pytest.mark.parametrize("rule", ["--allow", "--deny"])
+@pytest.mark.parametrize("mode", [[], ["-u"]])
+def test_rules_on_a_unix_listener_are_refused_not_ignored(rule: str, mode: list[str]) -> None:
+    """Unix peers have no IP address: the rules used to be skipped, admitting everyone."""
+    proc = subprocess.run(
+        [*SK, "listen", *mode, "-U", "@sk-rules-test", rule, "10.0.0.0/8"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(
+        "socketkit listen: --allow/--deny filter IP addresses, and Unix socket peers have none"
+    )
+    assert proc.stderr.count("\n") == 1

@@ -96,8 +96,16 @@ class AccessList:
     written as IPv4 or as IPv4-mapped IPv6 (``::ffff:a.b.c.d``), whichever way it arrived."""
 
     def __init__(self, allow: Iterable[str] = (), deny: Iterable[str] = ()) -> None:
+        allow = tuple(allow)
         self.allow = _entries(allow, "--allow")
         self.deny = _entries(deny, "--deny")
+        if allow and not self.allow:
+            # An allow list that names nobody (an empty file, only comments) must not read as
+            # "no allow list": that would admit everyone. Say so rather than deny all quietly.
+            raise AddressError(
+                f"--allow {' '.join(allow)} names no address, so nobody could connect: list "
+                "at least one, or leave --allow out"
+            )
 
     @property
     def active(self) -> bool:

@@ -325,6 +325,12 @@ def build_options(
         raise ValueError("-U needs a path, or @NAME for an abstract socket")
     if unix_path is not None and unix_path.startswith("@"):
         unix_path = "\0" + unix_path[1:]  # Linux abstract name (unix(7)); ./@x is a file
+    if unix_path is not None and (getattr(args, "allow", None) or getattr(args, "deny", None)):
+        # Ignoring them would admit every peer a user meant to filter (ncat refuses them too).
+        raise ValueError(
+            "--allow/--deny filter IP addresses, and Unix socket peers have none: limit who "
+            "may connect with the socket file's permissions (or an abstract name's namespace)"
+        )
     return NetcatOptions(
         host=host,
         port=port,
