@@ -25,14 +25,20 @@ def set_stream_options(sock: socket.socket) -> None:
 
 
 def open_listeners(
-    address: Address, *, backlog: int = DEFAULT_BACKLOG, reuse_port: bool = False
+    address: Address,
+    *,
+    backlog: int = DEFAULT_BACKLOG,
+    reuse_port: bool = False,
+    family: int = socket.AF_UNSPEC,
+    numeric: bool = False,
 ) -> list[socket.socket]:
     """Bound, listening, blocking sockets for ``address``.
 
     * ``unix:/path``: one AF_UNIX socket; a stale socket file (nobody listening) is replaced.
     * no host: one dual-stack ``[::]`` socket (IPv4 too, via V6ONLY=0), or ``0.0.0.0``
       where IPv6 is missing.
-    * a host name: one socket per resolved address (``localhost`` → 127.0.0.1 and ::1).
+    * a host name: one socket per resolved address (``localhost`` → 127.0.0.1 and ::1), of
+      ``family`` only when one is given (an address of the other family does not resolve).
 
     Raises:
         PermissionDenied: a privileged port without the privilege (the message says so).
@@ -49,10 +55,10 @@ def open_listeners(
     listeners: list[socket.socket] = []
     try:
         port = address.port
-        for family, sockaddr in resolve(address, passive=True):
+        for fam, sockaddr in resolve(address, passive=True, family=family, numeric=numeric):
             if port:
                 sockaddr = (sockaddr[0], port, *sockaddr[2:])
-            sock = _inet_listener(family, sockaddr, backlog, reuse_port)
+            sock = _inet_listener(fam, sockaddr, backlog, reuse_port)
             listeners.append(sock)
             # With port 0, bind the other families to the port the kernel picked first.
             port = port or sock.getsockname()[1]

@@ -463,3 +463,17 @@ def test_unix_path_in_a_folder_we_may_not_write_is_a_permission_error(tmp_path: 
         f"socketkit listen: cannot listen on unix:{folder}/x.sock: cannot create the socket "
         f"file in {folder}: permission denied"
     )
+
+
+@pytest.mark.parametrize(("flag", "host"), [("-6", "127.0.0.1"), ("-4", "::1")])
+@pytest.mark.parametrize("mode", [[], ["-u"]])
+def test_listen_family_flag_holds_when_a_host_is_given(
+    flag: str, host: str, mode: list[str]
+) -> None:
+    """-6 127.0.0.1 listened on 127.0.0.1 (TCP): the flag was ignored. As connect (and nc),
+    an address of the other family does not resolve: exit 3 before anything is bound."""
+    proc = run("listen", *mode, flag, host, str(free_port()), timeout=10)
+    assert proc.returncode == 3
+    assert one_line(proc.stderr) == (
+        f"socketkit listen: cannot resolve '{host}': Address family for hostname not supported"
+    )

@@ -148,7 +148,12 @@ def open_tcp_listeners(opts: NetcatOptions) -> list[socket.socket]:
     Raises:
         PermissionDenied: privileged port as non-root. SocketkitError: address in use, ...
     """
-    return open_listeners(_listen_address(opts), backlog=DEFAULT_BACKLOG)
+    return open_listeners(
+        _listen_address(opts),
+        backlog=DEFAULT_BACKLOG,
+        family=_family(opts),
+        numeric=opts.numeric,
+    )
 
 
 def open_udp_listener(opts: NetcatOptions) -> socket.socket:
