@@ -254,3 +254,34 @@ def test_missing_exec_program_fails_before_listening_or_connecting(
         server.setblocking(False)
         with pytest.raises(BlockingIOError):
             server.accept()  # connect never connected
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["connect", "-w", "0", "127.0.0.1", "9"], "-w/--wait"),
+        (["connect", "-i", "0", "127.0.0.1", "9"], "-i/--idle-timeout"),
+        (["listen", "-i", "0", "9"], "-i/--idle-timeout"),
+        (["listen", "-u", "-k", "--udp-session-idle", "0", "9"], "--udp-session-idle"),
+    ],
+)
+def test_a_timeout_of_zero_is_a_usage_error(argv: list[str], option: str) -> None:
+    """-w 0 made every connect time out, -i 0 every session, --udp-session-idle 0 ended a
+    session before its program answered (ncat refuses 0 as well)."""
+    proc = subprocess.run([*SK, *argv], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"socketkit {argv[0]}: argument {option}: a timeout must be more than 0 seconds: '0'",
+        f"see 'socketkit {argv[0]} --help'",
+    ]
+
+
+def test_option_combination_errors_end_with_the_help_pointer() -> None:
+    proc = subprocess.run(
+        [*SK, "listen", "--exec", "", "9"], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "socketkit listen: --exec needs a command",
+        "see 'socketkit listen --help'",
+    ]

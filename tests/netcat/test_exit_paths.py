@@ -477,3 +477,27 @@ def test_listen_family_flag_holds_when_a_host_is_given(
     assert one_line(proc.stderr) == (
         f"socketkit listen: cannot resolve '{host}': Address family for hostname not supported"
     )
+
+
+def test_sighup_removes_the_unix_socket_file_and_exits_129(tmp_path: Path) -> None:
+    """The terminal going away (SIGHUP) ends listen as SIGTERM does: the socket file it made
+    is removed (it was left behind), and the status is the shell's 128 + 1."""
+    path = tmp_path / "hup.sock"
+    proc = subprocess.Popen(
+        [*SK, "listen", "-U", str(path)], stdin=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert path.exists()
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=20) == 129
+        assert not path.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdin, proc.stderr):
+            if pipe is not None:
+                pipe.close()

@@ -12,7 +12,7 @@ from ..netcat.args import (
     build_options,
     exit_cleanly_on_sigterm,
     positive_int,
-    seconds,
+    positive_seconds,
 )
 from ..netcat.limits import DEFAULT_MAX_CONNS, DEFAULT_MAX_PER_SOURCE
 from .netcat_run import run_reporting, usage
@@ -95,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--udp-session-idle",
-        type=seconds,
+        type=positive_seconds,
         default=60.0,
         metavar="SECS",
         help="UDP: forget a peer after SECS without datagrams (default 60)",

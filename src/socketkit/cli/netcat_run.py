@@ -16,8 +16,9 @@ __all__ = ["run_reporting", "usage"]
 
 
 def usage(prog: str, message: str) -> int:
-    """Print ``prog: message`` and return the usage exit status (2)."""
-    print(f"{prog}: {message}", file=sys.stderr)
+    """Print ``prog: message`` and where to read more, as argparse's usage errors are printed
+    (cli/main.py), and return the usage exit status (2)."""
+    print(f"{prog}: {message}\nsee '{prog} --help'", file=sys.stderr)
     return ExitStatus.USAGE
 
 

@@ -26,14 +26,17 @@ end-of-file behaviour (defaults = OpenBSD nc -N; the full table: socketkit help 
 
 
 def exit_cleanly_on_sigterm() -> None:
-    """SIGTERM unwinds like an exception (sockets closed, Unix socket files removed) and
-    exits with 143, the status a shell reports for a process killed by SIGTERM."""
+    """SIGTERM and SIGHUP (the terminal went away) unwind like an exception (sockets closed,
+    Unix socket files removed) and exit with 128 + the signal's number (143, 129), the status
+    a shell reports for a process killed by it."""
     import signal
 
-    def _terminate(_signum: int, _frame: object) -> None:
-        raise SystemExit(143)
+    def _terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup: stay ignored
+        signal.signal(signal.SIGHUP, _terminate)
 
 
 #: Longest time option: poll(2) takes its timeout as an int of milliseconds (2**31 - 1 ms is
@@ -51,6 +54,15 @@ def seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"expected seconds from 0 to {MAX_SECONDS:,} (about 23 days): {text!r}"
         )
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """argparse ``type=`` for a timeout: as :func:`seconds`, but more than 0 (a timeout of 0
+    would end every connect, wait or session at once; ncat refuses it too)."""
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"a timeout must be more than 0 seconds: {text!r}")
     return value
 
 
@@ -124,7 +136,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
         "-w",
         "--wait",
         dest="connect_timeout",
-        type=seconds,
+        type=positive_seconds,
         metavar="SECS",
         help=(
             "connect (and TLS handshake) timeout (default: the OS's connect timeout, about 2 "
@@ -136,7 +148,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
     add(
         "-i",
         "--idle-timeout",
-        type=seconds,
+        type=positive_seconds,
         metavar="SECS",
         help="give up after SECS without data in either direction, exit 5 (default: no limit)",
     )
