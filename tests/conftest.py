@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 # property tests assert: on a loaded 2-core machine an example of a correct test can take
 # longer, and a deadline failure there is a flake, not a finding. Every other hypothesis
 # health check stays on.
-from hypothesis import settings  # noqa: E402
+from hypothesis import settings
 
 settings.register_profile("socketkit", deadline=None)
 settings.load_profile("socketkit")
