@@ -83,3 +83,19 @@ def test_reading_and_writing_one_file_is_refused_and_keeps_it(tmp_path: Path) ->
         "see 'socketkit sniff --help'",
     ]
     assert src.read_bytes() == before
+
+
+def test_a_pcap_copy_keeps_the_inputs_snap_length(tmp_path: Path) -> None:
+    """The copy's header said 262144 whatever the input's snap length was."""
+    import struct
+
+    frame = build.eth(build.ip4(build.udp(1, 2, b"x" * 40), 17))
+    src, copy = tmp_path / "in.pcap", tmp_path / "out.pcap"
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 64, 1)
+    record = struct.pack("<IIII", 1, 0, len(frame), len(frame)) + frame
+    src.write_bytes(header + record)
+    res = _sk("-r", str(src), "-w", str(copy))
+    assert res.returncode == 0, res.stderr
+    out = copy.read_bytes()
+    assert struct.unpack_from("<I", out, 16)[0] == 64
+    assert out[24:] == record

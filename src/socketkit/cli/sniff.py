@@ -317,7 +317,9 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
                 if expression is not None:  # compiled before any output: a bad one is usage
                     filters[capture.linktype] = bpf.OfflineFilter(expression, capture.linktype)
                 if fh_out is not None:
-                    writer = _writer(fh_out, capture.linktype, DEFAULT_SNAPLEN, args)
+                    writer = _writer(
+                        fh_out, capture.linktype, capture.snaplen or DEFAULT_SNAPLEN, args
+                    )
                 for rec in capture:
                     if args.count is not None and count >= args.count:
                         break
