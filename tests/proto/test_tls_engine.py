@@ -195,3 +195,30 @@ def test_half_close_with_unread_data(pair: tuple[TLSEngine, TLSEngine]) -> None:
     server.write(b"more")
     pump(client, server)
     assert read_all(client) == b"more"
+
+
+def test_half_close_inside_a_partly_read_record(pair: tuple[TLSEngine, TLSEngine]) -> None:
+    """send_eof after a read took only part of a record: the rest of it (and later records)
+    is still read, not dropped as "application data after close_notify"."""
+    client, server = pair
+    payload = bytes(range(256)) * 100
+    server.write(payload)
+    pump(client, server)
+    first = client.read(10)
+    assert first == payload[:10]
+    client.send_eof()
+    pump(client, server)
+    assert first + (read_all(client) or b"") == payload
+    assert server.read() == b""
+
+
+def test_send_eof_after_a_ragged_eof(pair: tuple[TLSEngine, TLSEngine]) -> None:
+    """The peer closed TCP without close_notify (ncat, socat): our own send_eof afterwards is
+    quiet (nobody is left to tell), not SHUTDOWN_WHILE_IN_INIT."""
+    client, server = pair
+    server.write(b"last words")
+    pump(client, server)
+    client.receive_data(b"")
+    assert read_all(client) == b"last words"
+    client.send_eof()
+    assert client.eof_sent

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 import socket
-import ssl
+import time
 from typing import Any
 
 from .._addr import format_sockaddr
@@ -16,11 +16,14 @@ from .._errors import (
     BrokenStreamError,
     ConnectionRefused,
     RemoteProtocolError,
+    SocketkitError,
+    SocketkitTimeout,
+    TLSError,
     translate_os_error,
 )
-from ..proto.tls import peer_already_closed
+from .tls import HANDSHAKE_TIMEOUT, TlsSocket, client_cert_hint
 
-__all__ = ["Conn", "shown"]
+__all__ = ["Conn", "peer_name", "shown"]
 
 
 def shown(addr: object) -> str:
@@ -40,21 +43,28 @@ class Conn:
     """A connected socket.
 
     Args:
-        sock: a connected ``socket.socket`` or ``ssl.SSLSocket`` (handshake done).
+        sock: a connected ``socket.socket``, or a :class:`~socketkit.netcat.tls.TlsSocket`
+            (handshake done).
         peer: the peer's address as shown to users (default: ``getpeername``, which fails
             once a fast peer has already gone).
         datagram: ``True`` for connected UDP (every read is one datagram).
     """
 
     def __init__(
-        self, sock: socket.socket, *, datagram: bool = False, peer: str | None = None
+        self,
+        sock: socket.socket | TlsSocket,
+        *,
+        datagram: bool = False,
+        peer: str | None = None,
     ) -> None:
-        self.sock = sock
+        #: The TLS layer, or None; :attr:`sock` is always the kernel socket under it.
+        self.tls_sock = sock if isinstance(sock, TlsSocket) else None
+        self.sock: socket.socket = sock.sock if isinstance(sock, TlsSocket) else sock
         self.datagram = datagram
-        self.tls = isinstance(sock, ssl.SSLSocket)
+        self.tls = self.tls_sock is not None
         self.fd = sock.fileno()
-        self.peer = peer if peer is not None else _name(sock, peer=True)
-        self.local = _name(sock, peer=False)
+        self.peer = peer if peer is not None else _name(self.sock, peer=True)
+        self.local = _name(self.sock, peer=False)
         self._closed = False
         self._write_shut = False
 
@@ -73,6 +83,13 @@ class Conn:
     def recv_into(self, view: memoryview) -> int:
         """Receive into ``view``; 0 means EOF (never for UDP). Raises BlockingIOError, and
         RemoteProtocolError for a datagram longer than ``view`` (never cut silently)."""
+        if self.tls_sock is not None:
+            try:
+                return self.tls_sock.recv_into(view)
+            except BlockingIOError:
+                raise
+            except (TLSError, OSError) as exc:
+                raise self._tls_error(exc, "receive from") from exc
         try:
             if self.datagram:
                 count = self.sock.recv_into(view, 0, socket.MSG_TRUNC)  # the real size
@@ -83,12 +100,6 @@ class Conn:
                     )
                 return count
             return self.sock.recv_into(view)
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            raise BlockingIOError(errno.EAGAIN, "TLS wants I/O") from None
-        except ssl.SSLZeroReturnError:
-            return 0
-        except ssl.SSLEOFError:
-            return 0  # the peer closed TCP without a close_notify: EOF, as every netcat does
         except BlockingIOError:
             raise
         except OSError as exc:
@@ -100,10 +111,15 @@ class Conn:
 
     def send(self, view: memoryview) -> int:
         """Send from ``view``; returns bytes taken. Raises BlockingIOError."""
+        if self.tls_sock is not None:
+            try:
+                return self.tls_sock.send(view)
+            except BlockingIOError:
+                raise
+            except (TLSError, OSError) as exc:
+                raise self._tls_error(exc, "send to") from exc
         try:
             return self.sock.send(view)
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            raise BlockingIOError(errno.EAGAIN, "TLS wants I/O") from None
         except BlockingIOError:
             raise
         except OSError as exc:
@@ -115,7 +131,7 @@ class Conn:
 
     def pending(self) -> int:
         """Bytes the TLS layer has already decrypted (poll cannot see them)."""
-        return self.sock.pending() if self.tls else 0  # type: ignore[attr-defined]
+        return self.tls_sock.pending() if self.tls_sock is not None else 0
 
     def shutdown_write(self) -> None:
         """Send our EOF (TCP FIN) and keep receiving. Idempotent; a no-op for UDP.
@@ -137,30 +153,47 @@ class Conn:
                 raise BrokenStreamError(f"shutdown to {self.peer}: {exc.strerror}") from exc
 
     def _close_notify(self) -> None:
-        sock = self.sock
-        assert isinstance(sock, ssl.SSLSocket)
-        blocking = sock.getblocking()
-        sock.setblocking(False)
+        sock = self.tls_sock
+        assert sock is not None
         try:
-            # SSL_shutdown sends our close_notify; waiting for the peer's is "want read",
-            # and the TLS state stays usable for reading the rest of the peer's data.
-            sock.unwrap()
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            pass
-        except ssl.SSLError as exc:
-            if not peer_already_closed(exc):
-                raise translate_os_error(exc, f"close_notify to {self.peer}") from exc
+            sock.send_eof(time.monotonic() + HANDSHAKE_TIMEOUT)
         except OSError as exc:
-            raise translate_os_error(exc, f"close_notify to {self.peer}") from exc
-        finally:
-            if sock.fileno() >= 0:
-                sock.setblocking(blocking)
+            if exc.errno in (errno.ENOTCONN, errno.EPIPE, errno.ECONNRESET):
+                return  # the peer is gone: nobody is left to tell
+            raise self._tls_error(exc, "close_notify to") from exc
+        except TLSError as exc:
+            raise self._tls_error(exc, "close_notify to") from exc
+
+    def _tls_error(self, exc: BaseException, action: str) -> SocketkitError:
+        """A failed TLS session as one line naming the peer. A client that offered no
+        certificate and got nothing before the server broke off is told why that may be."""
+        where = f"{action} {self.peer}"
+        if isinstance(exc, TimeoutError):
+            return SocketkitTimeout(
+                f"{where}: the peer took no data for {HANDSHAKE_TIMEOUT:g} s; giving up"
+            )
+        if isinstance(exc, TLSError):
+            err: SocketkitError = TLSError(f"{where}: {exc}")
+        else:
+            err = translate_os_error(exc, where)
+        sock = self.tls_sock
+        assert sock is not None
+        if not sock.engine.ssl_object.server_side and not sock.client_cert:
+            hint = client_cert_hint(str(err), sock.received)
+            if hint:
+                return TLSError(str(err) + hint)
+        return err
 
     def close(self) -> None:
         """Close the socket. Idempotent."""
         if self._closed:
             return
         self._closed = True
+        if self.tls_sock is not None and self.tls_sock.wants_write():
+            try:  # the last records of a session that ended without our close_notify
+                self.tls_sock.drain(time.monotonic() + 5.0)
+            except OSError:
+                pass
         try:
             self.sock.close()
         except OSError:
@@ -172,7 +205,13 @@ class Conn:
             return None
         from .tls import describe_tls
 
-        return describe_tls(self.sock)  # type: ignore[arg-type]
+        assert self.tls_sock is not None
+        return describe_tls(self.tls_sock.ssl_object)
+
+
+def peer_name(sock: socket.socket) -> str:
+    """The peer of connected ``sock`` as users read it (``?`` once it is gone)."""
+    return _name(sock, peer=True)
 
 
 def _name(sock: socket.socket, *, peer: bool) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .conn import Conn
+import socket
+
+from .conn import Conn, peer_name
 from .endpoints import check_stdio
 from .execs import check_program
 from .net import dial
@@ -11,6 +13,7 @@ from .report import Reporter
 from .scan import scan_ports
 from .session import announce, relay_session
 from .tap import Tap
+from .tls import TlsSocket
 
 __all__ = ["run_connect"]
 
@@ -29,15 +32,34 @@ def run_connect(opts: NetcatOptions, reporter: Reporter, *, ports: list[int] | N
     if opts.tls is not None:
         from .tls import make_client_context
 
+        if opts.unix_path is not None and not opts.tls.insecure and not opts.tls.sni:
+            # A Unix socket has no host name to verify the certificate against.
+            raise ValueError(
+                "--tls over -U verifies the server's certificate against a name: give it "
+                "with --sni NAME (or skip verification with --tls-insecure)"
+            )
+
         ctx = make_client_context(opts.tls)  # bad files fail before connecting
     tap = Tap(hex_dump=opts.hex_dump, output=opts.output)
     try:
-        sock = dial(opts)
+        raw = dial(opts)
+        peer = None
         if opts.tls is not None:
             from .tls import client_wrap
 
-            sock = client_wrap(sock, opts.tls, opts.host, opts.connect_timeout, ctx)
-        conn = Conn(sock, datagram=opts.udp)
+            try:
+                # Named now: a server that breaks the session off may be gone by the time
+                # an error needs its name.
+                peer = peer_name(raw)
+                sock: socket.socket | TlsSocket = client_wrap(
+                    raw, opts.tls, opts.host, opts.connect_timeout, ctx, peer=peer
+                )
+            except BaseException:
+                raw.close()
+                raise
+        else:
+            sock = raw
+        conn = Conn(sock, datagram=opts.udp, peer=peer)
         announce("connected", conn, reporter)
         if opts.executes:
             from .execs import run_exec_session

@@ -33,6 +33,7 @@ from .options import NetcatOptions
 from .report import Reporter
 from .session import announce, closed, end_reason
 from .tap import Tap
+from .tls import TlsSocket
 
 __all__ = ["serve_many"]
 
@@ -168,7 +169,7 @@ class Hub:
             self.sel.register(0, selectors.EVENT_READ, "stdin")
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
-        self._handshaken: queue.SimpleQueue[tuple[ssl.SSLSocket | None, str, str | None]] = (
+        self._handshaken: queue.SimpleQueue[tuple[TlsSocket | None, str, str | None]] = (
             queue.SimpleQueue()
         )
         self.slots = Slots(opts.max_conns, opts.max_per_source)
@@ -196,7 +197,10 @@ class Hub:
             and not self.relaying
             and self.opts.policy.on_stdin_eof == "shutdown"
         ):
-            client.conn.shutdown_write()
+            try:
+                client.conn.shutdown_write()
+            except (SocketkitError, OSError) as exc:  # this session only, never the server
+                self._drop(client, str(exc))
 
     def _drop(self, client: _Client, error: str | None = None) -> None:
         fd = client.conn.fd
@@ -534,11 +538,12 @@ class _ExecServer:
         from .execs import run_exec_session
 
         try:
+            tls_sock: socket.socket | TlsSocket = sock
             if self.ctx is not None:
                 from .tls import server_wrap
 
-                sock = server_wrap(sock, self.ctx, self.opts.connect_timeout, shown)
-            conn = Conn(sock, peer=shown)
+                tls_sock = server_wrap(sock, self.ctx, self.opts.connect_timeout, shown)
+            conn = Conn(tls_sock, peer=shown)
             announce("accepted", conn, self.reporter)
             run_exec_session(
                 conn,

@@ -20,6 +20,7 @@ from .options import NetcatOptions
 from .report import Reporter
 from .session import announce, relay_session
 from .tap import Tap
+from .tls import TlsSocket
 
 __all__ = ["run_listen"]
 
@@ -134,15 +135,16 @@ def _serve_one(
             for other in listeners:  # one client only: stop listening, like nc -l
                 cleanup_unix_path(other)
                 other.close()
+            tls_sock: socket.socket | TlsSocket = sock
             if ctx is not None:
                 from .tls import server_wrap
 
                 try:
-                    sock = server_wrap(sock, ctx, opts.connect_timeout, show(addr))
+                    tls_sock = server_wrap(sock, ctx, opts.connect_timeout, show(addr))
                 except SocketkitError:
                     sock.close()
                     raise
-            conn = Conn(sock, peer=show(addr))
+            conn = Conn(tls_sock, peer=show(addr))
             announce("accepted", conn, reporter)
             if opts.executes:
                 from .execs import run_exec_session

@@ -32,6 +32,8 @@ class TLSEngine:
         "_incoming",
         "_obj",
         "_outgoing",
+        "_plain",
+        "_ragged",
         "eof_sent",
         "handshake_done",
         "info",
@@ -48,6 +50,9 @@ class TLSEngine:
         )
         self.handshake_done = False
         self.eof_sent = False
+        #: Plaintext decrypted before :meth:`send_eof` and not yet read (see there).
+        self._plain = b""
+        self._ragged = False  # the transport ended without the peer's close_notify
         #: Scratch space an I/O backend may receive ciphertext into (the engine never uses it;
         #: kept here so connections without TLS carry no slot for it).
         self.receive_buffer: bytearray | None = None
@@ -93,11 +98,17 @@ class TLSEngine:
         A peer that closes TCP without ``close_notify`` (common: netcats, ``openssl
         s_client``) is treated as EOF too, as ``ssl``'s ``suppress_ragged_eofs`` does.
         """
+        if self._plain:
+            data, self._plain = self._plain[:size], self._plain[size:]
+            return data
         try:
             return self._obj.read(size)
         except ssl.SSLWantReadError:
             return None
-        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+        except ssl.SSLZeroReturnError:
+            return b""
+        except ssl.SSLEOFError:
+            self._ragged = True
             return b""
         except ssl.SSLError as exc:
             raise TLSError(f"TLS error while receiving: {exc.reason or exc}") from exc
@@ -114,9 +125,17 @@ class TLSEngine:
         if self.eof_sent:
             return
         self.eof_sent = True
+        if self._ragged:
+            # The peer's TCP EOF came without close_notify: OpenSSL has marked the connection
+            # failed (SSL_shutdown would say SHUTDOWN_WHILE_IN_INIT), and nobody is left to
+            # tell.
+            return
         # unwrap() calls SSL_shutdown a second time to read the peer's close_notify; finding
         # the peer's unread records instead, it fails (APPLICATION_DATA_AFTER_CLOSE_NOTIFY) and
-        # they are lost. Hold them aside: with nothing to read it just wants more data.
+        # they are lost. Hold them aside: with nothing to read it just wants more data. The
+        # same holds for the rest of a record a short read() left inside OpenSSL: take it out.
+        if self._obj.pending():
+            self._plain += self._obj.read(self._obj.pending())
         unread = self._incoming.read()
         try:
             self._obj.unwrap()

@@ -1,0 +1,232 @@
+"""TLS half-close in netcat sessions: after OUR stdin ends (close_notify sent) the peer's data
+still reaches stdout and the exit status is 0, against socketkit, ncat --ssl and socat OPENSSL
+(TLS 1.3 and 1.2); one failed TLS session never ends a -k listener; TLS option combinations that
+cannot work are usage errors before anything is bound or connected."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import trustme
+
+from .nctools import SK, Collector, finish, free_port, started, wait_bound
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("pki-halfclose")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    paths = {"ca": base / "ca.pem", "chain": base / "chain.pem", "key": base / "key.pem"}
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    cert.private_key_pem.write_to_path(str(paths["key"]))
+    with paths["chain"].open("wb") as fh:
+        for blob in cert.cert_chain_pems:
+            fh.write(blob.bytes())
+    return paths
+
+
+def _server_argv(kind: str, pki: dict[str, Path], port: int) -> list[str]:
+    cert, key = str(pki["chain"]), str(pki["key"])
+    if kind == "socketkit":
+        return [*SK, "listen", "--tls", "--tls-cert", cert, "--tls-key", key, "127.0.0.1",
+                str(port)]  # fmt: skip
+    if kind == "ncat":
+        return ["ncat", "--ssl", "--ssl-cert", cert, "--ssl-key", key, "-l", "127.0.0.1",
+                str(port)]  # fmt: skip
+    listen = f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,verify=0,cert={cert},key={key}"
+    if kind == "socat-tls12":
+        listen += ",openssl-max-proto-version=TLS1.2"
+    return ["socat", "-", listen]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3])
+@pytest.mark.parametrize("server", ["socketkit", "ncat", "socat-tls13", "socat-tls12"])
+def test_connect_reads_banner_after_own_stdin_eof(
+    pki: dict[str, Path], server: str, delay: float
+) -> None:
+    """`connect --tls < /dev/null` (or stdin ending 0.3 s later) still prints the server's
+    banner and exits 0, as `ncat --ssl` and `socat - OPENSSL:` do."""
+    port = free_port()
+    banner = b"banner " + uuid.uuid4().hex.encode() + b"\n"
+    with started(
+        _server_argv(server, pki, port),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as srv:
+        assert srv.stdin is not None
+        srv.stdin.write(banner)
+        srv.stdin.close()  # the server sends its banner, then its own EOF
+        wait_bound(port)
+        with started(
+            [*SK, "connect", "--tls", "--tls-ca", str(pki["ca"]), "127.0.0.1", str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as client:
+            assert client.stdin is not None
+            if delay:
+                time.sleep(delay)
+            client.stdin.close()  # our EOF: close_notify goes out while the banner arrives
+            out = Collector(client.stdout)
+            err = Collector(client.stderr)
+            rc = finish(client, 30)
+            got = out.wait_for(len(banner) + 1)
+            text = err.wait_for(1 << 16).decode()
+    assert rc == 0, text
+    assert (got, text) == (banner, "")
+
+
+def test_listen_reads_client_data_after_own_stdin_eof(pki: dict[str, Path]) -> None:
+    """`listen --tls < /dev/null`: our close_notify goes out at once, while `ncat --ssl` sends
+    its data; the data still reaches stdout; both exit 0."""
+    port = free_port()
+    with started(
+        _server_argv("socketkit", pki, port),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as srv:
+        out, err = Collector(srv.stdout), Collector(srv.stderr)
+        wait_bound(port)
+        with started(
+            ["ncat", "--ssl", "127.0.0.1", str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ) as client:
+            assert client.stdin is not None
+            client.stdin.write(b"client data\n")  # crosses the server's close_notify
+            client.stdin.flush()
+            time.sleep(0.5)
+            client.stdin.close()
+            assert finish(client, 30) == 0
+        assert finish(srv, 30) == 0
+        assert out.wait_for(13) == b"client data\n"
+        assert err.wait_for(1 << 16) == b""
+
+
+def test_unix_socket_half_close(pki: dict[str, Path], tmp_path: Path) -> None:
+    """The same over -U: the banner arrives after our close_notify."""
+    path = str(tmp_path / "tls.sock")
+    cert, key = str(pki["chain"]), str(pki["key"])
+    with started(
+        [*SK, "listen", "--tls", "--tls-cert", cert, "--tls-key", key, "-U", path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as srv:
+        assert srv.stdin is not None
+        srv.stdin.write(b"unix banner\n")
+        srv.stdin.close()
+        wait_bound(path)
+        client = subprocess.run(
+            [*SK, "connect", "--tls", "--tls-insecure", "-U", path],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+        )
+        assert finish(srv, 30) == 0
+    assert (client.returncode, client.stdout, client.stderr) == (0, b"unix banner\n", b"")
+
+
+def test_keep_listening_survives_a_failed_tls_session(pki: dict[str, Path]) -> None:
+    """`listen -k --tls < /dev/null` serves two `ncat --ssl` clients one after the other;
+    neither session's data is lost and the listener keeps running."""
+    port = free_port()
+    argv = [*SK, "listen", "-k", "--tls", "--tls-cert", str(pki["chain"]), "--tls-key",
+            str(pki["key"]), "127.0.0.1", str(port)]  # fmt: skip
+    with started(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as srv:
+        out, err = Collector(srv.stdout), Collector(srv.stderr)
+        wait_bound(port)
+        for n in (1, 2):
+            client = subprocess.run(
+                ["sh", "-c", f"(echo client{n}; sleep .5) | ncat --ssl 127.0.0.1 {port}"],
+                capture_output=True,
+                timeout=30,
+            )
+            assert client.returncode == 0, client.stderr
+        got = out.wait_for(16)
+        assert srv.poll() is None, err.wait_for(1 << 16)
+    assert got == b"client1\nclient2\n"
+
+
+@pytest.mark.parametrize("server", ["socketkit", "socat-tls13", "socat-tls12"])
+def test_connect_tls_to_a_client_without_certificate_hint(
+    pki: dict[str, Path], tmp_path: Path, server: str
+) -> None:
+    """mTLS server, client without a certificate: one line naming the peer and saying the
+    server may require a client certificate; exit 6."""
+    ca = trustme.CA()
+    client_ca = tmp_path / "client-ca.pem"
+    ca.cert_pem.write_to_path(str(client_ca))
+    port = free_port()
+    cert, key = str(pki["chain"]), str(pki["key"])
+    if server == "socketkit":
+        argv = [*SK, "listen", "--tls", "--tls-cert", cert, "--tls-key", key,
+                "--tls-client-ca", str(client_ca), "127.0.0.1", str(port)]  # fmt: skip
+    else:
+        listen = f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,cert={cert},key={key},"
+        listen += f"cafile={client_ca},verify=1"
+        if server == "socat-tls12":
+            listen += ",openssl-max-proto-version=TLS1.2"
+        argv = ["socat", listen, "-"]
+    with started(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ):
+        wait_bound(port)
+        client = subprocess.run(
+            [*SK, "connect", "--tls", "--tls-ca", str(pki["ca"]), "127.0.0.1", str(port)],
+            input=b"hello\n",
+            capture_output=True,
+            timeout=30,
+        )
+    lines = client.stderr.decode().splitlines()
+    assert client.returncode == 6, lines
+    assert len(lines) == 1, lines
+    assert "127.0.0.1" in lines[0]
+    assert "client certificate" in lines[0] and "--tls-cert" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("keep", [[], ["-k"]])
+def test_tls_with_zero_wait_is_a_usage_error(pki: dict[str, Path], keep: list[str]) -> None:
+    """`listen --tls -w 0`: refused up front (exit 2, one line + the --help pointer), never
+    Python's do_handshake_on_connect message."""
+    port = free_port()
+    proc = subprocess.run(
+        [*SK, "listen", *keep, "--tls", "-w", "0", "127.0.0.1", str(port)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+    )
+    lines = proc.stderr.decode().splitlines()
+    assert proc.returncode == 2, lines
+    assert lines[0].startswith("socketkit listen: ") and "-w" in lines[0], lines
+    assert lines[1:] == ["see 'socketkit listen --help'"], lines
+    assert "do_handshake_on_connect" not in proc.stderr.decode()
+
+
+def test_unix_tls_verification_needs_sni(pki: dict[str, Path], tmp_path: Path) -> None:
+    """`connect --tls --tls-ca CA -U PATH` cannot check a host name: a usage error before
+    connecting (nothing listens at the path, so a connect attempt would say so instead)."""
+    path = str(tmp_path / "none.sock")
+    for target in (path, "@socketkit-test-" + uuid.uuid4().hex):
+        proc = subprocess.run(
+            [*SK, "connect", "--tls", "--tls-ca", str(pki["ca"]), "-U", target],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+        )
+        lines = proc.stderr.decode().splitlines()
+        assert proc.returncode == 2, lines
+        assert "--sni" in lines[0] and "--tls-insecure" in lines[0], lines
+        assert "check_hostname" not in proc.stderr.decode()
+        assert not os.path.exists(path)
