@@ -19,7 +19,10 @@ def connect_failure(
     shown: str, failures: Sequence[tuple[str, BaseException]], *, timed_out: bool
 ) -> ConnectError:
     """One error naming every attempt: ``cannot connect to h:p: 1.2.3.4:80 refused; ...``."""
-    parts = [f"{where} {_brief(exc)}" for where, exc in failures]
+    if len(failures) == 1 and failures[0][0] == shown:  # one attempt: name it once
+        parts = [_brief(failures[0][1])]
+    else:
+        parts = [f"{where} {_brief(exc)}" for where, exc in failures]
     if timed_out:
         parts.append("timed out")
     message = f"cannot connect to {shown}: " + ("; ".join(parts) or "no address to try")

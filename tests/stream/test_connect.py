@@ -90,6 +90,8 @@ def test_refused(api: str) -> None:
         exchange(api, f"127.0.0.1:{port}")
     assert len(info.value.attempts) == 1
     assert isinstance(info.value, socketkit.ConnectError)
+    # One attempt at the address asked for: named once, not "127.0.0.1:P: 127.0.0.1:P refused".
+    assert str(info.value) == f"cannot connect to 127.0.0.1:{port}: refused"
 
 
 def test_unknown_host(api: str) -> None:
