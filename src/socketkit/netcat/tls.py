@@ -362,6 +362,8 @@ class TlsSocket:
 
     def pending(self) -> int:
         """Decrypted (or decryptable) bytes that poll cannot announce."""
+        if self._eof:
+            return len(self._plain)  # after the peer's EOF nothing more is coming
         return len(self._plain) + int(self._more) + self.engine.ssl_object.pending()
 
     def wants_write(self) -> bool:
