@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -79,3 +80,19 @@ def test_status_for_maps_error_tree() -> None:
     assert status_for(sk.PermissionDenied("x")) == ExitStatus.PERMISSION
     assert status_for(OSError(28, "No space left on device")) == ExitStatus.IO
     assert status_for(ZeroDivisionError()) == ExitStatus.INTERNAL
+
+
+def test_an_unwritable_stderr_keeps_the_exit_code() -> None:
+    """With stderr closed or full, a refused connect still exits 4 and a usage error 2 (both
+    were Python's exit 1: the error line itself failed)."""
+    refused = [sys.executable, "-m", "socketkit", "connect", "127.0.0.1", "1"]
+    usage = [sys.executable, "-m", "socketkit", "connect", "127.0.0.1", "70000"]
+    with open("/dev/full", "w") as full:
+        for argv, status in ((refused, 4), (usage, 2)):
+            closed = subprocess.run(argv, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    timeout=60, preexec_fn=lambda: os.close(2))  # fmt: skip
+            assert closed.returncode == status
+            assert (
+                subprocess.run(argv, stdin=subprocess.DEVNULL, stderr=full, timeout=60).returncode
+                == status
+            )

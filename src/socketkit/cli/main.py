@@ -8,6 +8,7 @@ Every subcommand module has ``SUMMARY: str``, ``add_arguments(parser)`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -121,11 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except Exception as exc:
         if debug:  # the traceback as well as the line; the exit status stays the documented one
-            traceback.print_exc()
-        print(f"{PROG} {ns.command}: {_one_line(exc)}", file=sys.stderr)
+            with contextlib.suppress(Exception):
+                traceback.print_exc()
+        _say(f"{PROG} {ns.command}: {_one_line(exc)}")
         status = status_for(exc)
         if status is ExitStatus.INTERNAL:
-            print(f"{PROG}: this is a bug; run with --debug for the traceback", file=sys.stderr)
+            _say(f"{PROG}: this is a bug; run with --debug for the traceback")
         return status
 
 
@@ -135,6 +137,20 @@ def _command_index(args: list[str]) -> int:
         if not arg.startswith("-"):
             return index
     return len(args)
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr. A stderr that cannot be written (closed, a full disk) loses the
+    line, not the exit status: it would otherwise turn every error into Python's exit 1."""
+    if sys.stderr is None:  # started with fd 2 closed
+        return
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        # What is still buffered cannot be written either; a stand-in keeps the interpreter's
+        # own flush at exit from failing again (which would make the status 120).
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives until the process ends
 
 
 def _one_line(exc: BaseException) -> str:
