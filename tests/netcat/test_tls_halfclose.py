@@ -230,3 +230,69 @@ def test_unix_tls_verification_needs_sni(pki: dict[str, Path], tmp_path: Path) -
         assert "--sni" in lines[0] and "--tls-insecure" in lines[0], lines
         assert "check_hostname" not in proc.stderr.decode()
         assert not os.path.exists(path)
+
+
+def test_tls_socket_half_close_both_ways(pki: dict[str, Path]) -> None:
+    """TlsSocket over a socket pair: the server sends, sends close_notify and keeps reading;
+    the client reads to that EOF, then replies and sends its own close_notify. Nothing is
+    lost either way, and after the peer's EOF ``pending()`` is 0 (a poll loop that asks it
+    does not spin) and every further read says EOF."""
+    import socket
+    import threading
+
+    from socketkit.netcat.options import TlsOptions
+    from socketkit.netcat.tls import TlsSocket, client_wrap, make_server_context, server_wrap
+
+    ctx = make_server_context(TlsOptions(cert_file=str(pki["chain"]), key_file=str(pki["key"])))
+    a, b = socket.socketpair()
+    payload = os.urandom(3 << 20)
+    box: dict[str, object] = {}
+
+    def read_to_eof(tls: TlsSocket) -> bytes:
+        got = bytearray()
+        buf = memoryview(bytearray(1 << 16))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                n = tls.recv_into(buf)
+            except BlockingIOError:
+                time.sleep(0.001)
+                continue
+            if n == 0:
+                return bytes(got)
+            got += buf[:n]
+        raise AssertionError("no EOF within 20 s")
+
+    def serve() -> None:
+        try:
+            tls = server_wrap(b, ctx, 10.0, "pair")
+            tls.setblocking(False)
+            view = memoryview(payload)
+            while view:
+                try:
+                    view = view[tls.send(view) :]
+                except BlockingIOError:
+                    tls.drain(time.monotonic() + 10)
+            tls.send_eof(time.monotonic() + 10)
+            box["reply"] = read_to_eof(tls)
+        except BaseException as exc:  # reported by the main thread
+            box["error"] = exc
+        finally:
+            b.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        client = client_wrap(a, TlsOptions(insecure=True), None, 10.0, peer="pair")
+        client.setblocking(False)
+        got = read_to_eof(client)
+        client.send(memoryview(b"reply"))
+        client.send_eof(time.monotonic() + 10)  # after the peer's EOF
+        assert client.pending() == 0
+        assert client.recv_into(memoryview(bytearray(16))) == 0
+    finally:
+        thread.join(20)
+        a.close()
+    assert "error" not in box, box
+    assert got == payload
+    assert box["reply"] == b"reply"
