@@ -501,3 +501,39 @@ def test_sighup_removes_the_unix_socket_file_and_exits_129(tmp_path: Path) -> No
         for pipe in (proc.stdin, proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def test_a_repeated_sigterm_does_not_cut_the_closing_short() -> None:
+    """``timeout`` signals the command and then its whole process group: a second SIGTERM
+    arrived while the UDP server was ending its sessions and cut the rest short (their closed
+    lines went missing). Every session still ends and says so."""
+    port = free_port()
+    proc = subprocess.Popen(
+        # Programs that outlive SIGTERM and take 0.3 s to end after their input: the closing
+        # takes about 1.5 s, and the second signal comes in the middle of it.
+        [*SK, "listen", "-u", "-k", "-v", "-e", "sh -c 'trap \"\" TERM; cat; sleep 0.3'",
+         "127.0.0.1", str(port)],
+        stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    peers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(5)]
+    try:
+        assert proc.stderr is not None
+        wait_bound(port, "udp")
+        for number, peer in enumerate(peers):
+            peer.settimeout(20)
+            peer.sendto(b"hello %d\n" % number, ("127.0.0.1", port))
+            assert peer.recv(100) == b"hello %d\n" % number  # its program is running
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGTERM)  # as timeout(1) does: the group, us included
+        assert proc.wait(timeout=30) == 143
+        err = proc.stderr.read().decode()
+    finally:
+        for peer in peers:
+            peer.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert err.count("ended (listener closed)") == 5, err

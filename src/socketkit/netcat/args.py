@@ -32,6 +32,11 @@ def exit_cleanly_on_sigterm() -> None:
     import signal
 
     def _terminate(signum: int, _frame: object) -> None:
+        # Once: the unwinding (ending sessions, their programs, their closed lines) must not
+        # be cut short by the same signal again. ``timeout`` and a shell's job control send it
+        # to the whole process group as well as to us, so a second one often follows at once.
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _terminate)
