@@ -170,6 +170,10 @@ def resolve(
     try:
         infos = socket.getaddrinfo(address.host, address.port, family, type, 0, flags)
     except socket.gaierror as exc:
+        if numeric and exc.errno == socket.EAI_NONAME:
+            raise ResolutionError(
+                f"{address.host!r} is not a numeric address, and names are not looked up (-n)"
+            ) from exc
         raise ResolutionError(f"cannot resolve {address.host!r}: {exc.strerror}") from exc
     except UnicodeError as exc:
         raise ResolutionError(f"cannot resolve {address.host!r}: bad host name") from exc

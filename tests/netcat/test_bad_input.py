@@ -285,3 +285,15 @@ def test_option_combination_errors_end_with_the_help_pointer() -> None:
         "socketkit listen: --exec needs a command",
         "see 'socketkit listen --help'",
     ]
+
+
+def test_numeric_only_says_names_are_not_looked_up() -> None:
+    """connect -n localhost said "Name or service not known", as if localhost did not exist."""
+    proc = subprocess.run(
+        [*SK, "connect", "-n", "localhost", "9"], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 3
+    assert proc.stderr == (
+        "socketkit connect: 'localhost' is not a numeric address, and names are not looked "
+        "up (-n)\n"
+    )
