@@ -297,3 +297,14 @@ def test_numeric_only_says_names_are_not_looked_up() -> None:
         "socketkit connect: 'localhost' is not a numeric address, and names are not looked "
         "up (-n)\n"
     )
+
+
+def test_hex_dump_to_an_empty_name_is_a_usage_error() -> None:
+    proc = subprocess.run(
+        [*SK, "connect", "--hex-dump", "", "127.0.0.1", "9"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0] == (
+        "socketkit connect: argument --hex-dump: needs a FILE ('-' for stderr), not an empty name"
+    )

@@ -77,6 +77,8 @@ def _dump_file(text: str) -> str:
     import ipaddress
     import os
 
+    if not text:
+        raise argparse.ArgumentTypeError("needs a FILE ('-' for stderr), not an empty name")
     if text != "-" and not os.path.exists(text):
         try:
             ipaddress.ip_address(text.strip("[]"))
