@@ -7,7 +7,7 @@
   stream's :class:`ByteBuffer` tail, or, when a ``receive_into`` waits with nothing buffered,
   into the caller's own buffer (zero copies, like ``sock.recv_into``). It is the mode from the
   start on asyncio's own loop, where ``data_received`` costs a fresh 256 KiB object per read
-  (PERF-NOTES trap 2), and a connection switches to it (``use_buffered``) at its first
+  (docs/design.md, trap 2), and a connection switches to it (``use_buffered``) at its first
   ``receive_into``.
 
 Flow control bounds memory: reading pauses once ``high_water`` bytes wait unread (or more, if a
@@ -343,7 +343,7 @@ class BufferedStreamProtocol(StreamProtocol, asyncio.BufferedProtocol):
     buffer, or straight into the buffer a waiting ``receive_into`` lent (zero copies).
 
     Used from the start on asyncio's own loop, whose ``data_received`` path allocates a
-    256 KiB object per read (PERF-NOTES trap 2), and on uvloop from a connection's first
+    256 KiB object per read (docs/design.md, trap 2), and on uvloop from a connection's first
     ``receive_into`` on (``use_buffered``). On uvloop, ``data_received`` is the faster path
     for everything else: its reads land in uvloop's own buffer, and a bare BufferedProtocol
     echo server runs at 0.82-0.86x a bare Protocol one there (``benchmarks/bench_echo.py``).

@@ -35,7 +35,7 @@ from ..proto.tls import TLSEngine
 
 __all__ = ["DEFAULT_RECEIVE_SIZE", "Stream"]
 
-#: ``receive_some`` default: 64 KiB, below glibc's mmap threshold (PERF-NOTES trap 1).
+#: ``receive_some`` default: 64 KiB, below glibc's mmap threshold (design.md trap 1).
 DEFAULT_RECEIVE_SIZE = 64 * 1024
 #: "No timeout" — wait as long as it takes.
 _NO_TIMEOUT = None

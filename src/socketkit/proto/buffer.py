@@ -9,7 +9,7 @@ same-length slice assignment), so a memoryview handed out earlier never blocks i
 from __future__ import annotations
 
 #: Free space asked of the buffer before a read: large enough that bulk reads are few,
-#: small enough (< 128 KiB) that glibc serves it from the heap, not mmap (PERF-NOTES trap 1).
+#: small enough (< 128 KiB) that glibc serves it from the heap, not mmap (design.md trap 1).
 DEFAULT_CHUNK = 64 * 1024
 _EMPTY = bytearray()
 _EMPTY_VIEW = memoryview(_EMPTY)
