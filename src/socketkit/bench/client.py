@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from .. import __version__
 from .._errors import (
-    AccessDenied,
     ConnectError,
     RemoteProtocolError,
     ResolutionError,
@@ -33,7 +32,6 @@ from ..proto.iperf3 import (
     ClientConnection,
     ExchangeResults,
     JsonReceived,
-    ServerErrorReceived,
     State,
     StateReceived,
     StreamResult,
@@ -45,7 +43,6 @@ from .histogram import LatencyHistogram
 from .intervals import IntervalReporter
 from .latency import GREETING_WAIT, LatencyRequester, read_greeting
 from .results import BenchResult, IntervalReport, StreamSummary, Sum
-from .server_errors import describe_server_error
 from .sockopts import apply_stream_options
 from .streams import StreamStats
 from .udp_movers import enable_gro
@@ -231,23 +228,18 @@ class _ClientTest:
     def _dialogue(self, ch: ControlChannel, conn: ClientConnection) -> BenchResult:
         while True:
             event = ch.next(CONTROL_TIMEOUT, "message from the server")
-            if isinstance(event, ServerErrorReceived):
-                raise SocketkitError(
-                    f"the server reported an error: {describe_server_error(event.i_errno)}"
-                    + (f" (errno {event.errno})" if event.errno else "")
-                )
             if isinstance(event, JsonReceived):
                 if not isinstance(event.value, ExchangeResults):
                     raise unexpected(event, "results")
                 self.remote = event.value
                 continue
-            if not isinstance(event, StateReceived):
+            if not isinstance(event, StateReceived) or event.state in (
+                State.ACCESS_DENIED,
+                State.SERVER_TERMINATE,
+                State.CLIENT_TERMINATE,
+            ):
                 raise unexpected(event, "a state")
             state = event.state
-            if state is State.ACCESS_DENIED:
-                raise AccessDenied("the server is busy running a test (ACCESS_DENIED)")
-            if state in (State.SERVER_TERMINATE, State.CLIENT_TERMINATE):
-                raise SocketkitError("the server terminated the test")
             if state is State.PARAM_EXCHANGE:
                 ch.send(conn.send_params(self.params))
             elif state is State.CREATE_STREAMS:
@@ -383,11 +375,6 @@ class _ClientTest:
                 if ready:
                     event = ch.poll(0)
                     if event is not None:
-                        if isinstance(event, ServerErrorReceived):
-                            raise SocketkitError(
-                                "the server reported an error: "
-                                + describe_server_error(event.i_errno)
-                            )
                         raise unexpected(event, "the end of the test")
         finally:
             path.stop_senders()

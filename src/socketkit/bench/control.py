@@ -6,8 +6,26 @@ import select
 import socket
 import time
 
-from .._errors import RemoteProtocolError, SocketkitTimeout, translate_os_error
-from ..proto.iperf3 import NEED_DATA, ClientConnection, Event, ServerConnection
+from .._errors import (
+    AccessDenied,
+    RemoteProtocolError,
+    SocketkitError,
+    SocketkitTimeout,
+    translate_os_error,
+)
+from ..proto.iperf3 import (
+    NEED_DATA,
+    BenchParams,
+    ClientConnection,
+    CookieReceived,
+    Event,
+    JsonReceived,
+    ServerConnection,
+    ServerErrorReceived,
+    State,
+    StateReceived,
+)
+from .server_errors import describe_server_error
 
 __all__ = ["ControlChannel"]
 
@@ -58,5 +76,31 @@ class ControlChannel:
         self.sock.close()
 
 
-def unexpected(event: Event, waiting_for: str) -> RemoteProtocolError:
-    return RemoteProtocolError(f"iperf3 control: got {event!r} while waiting for {waiting_for}")
+def unexpected(event: Event, waiting_for: str) -> SocketkitError:
+    """The error for an event that is not the one awaited, in words (never a repr).
+
+    A peer that ends the test (SERVER_TERMINATE / CLIENT_TERMINATE, e.g. ``iperf3 -s`` on
+    Ctrl-C), refuses it or reports an error did not break the protocol: those are plain
+    failures (exit 1) or a refusal (exit 7), as iperf3 reports them.
+    """
+    if isinstance(event, StateReceived):
+        state = event.state
+        if state is State.SERVER_TERMINATE:
+            return SocketkitError("the server terminated the test")
+        if state is State.CLIENT_TERMINATE:
+            return SocketkitError("the client terminated the test")
+        if state is State.ACCESS_DENIED:
+            return AccessDenied("the server is busy running a test (ACCESS_DENIED)")
+        what = f"{state.name} ({int(state)})"
+    elif isinstance(event, ServerErrorReceived):
+        return SocketkitError(
+            f"the server reported an error: {describe_server_error(event.i_errno)}"
+            + (f" (errno {event.errno})" if event.errno else "")
+        )
+    elif isinstance(event, JsonReceived):
+        what = "parameters" if isinstance(event.value, BenchParams) else "results"
+    elif isinstance(event, CookieReceived):
+        what = "a cookie"
+    else:  # pragma: no cover - Event is a closed union
+        what = type(event).__name__
+    return RemoteProtocolError(f"iperf3 control: got {what} while waiting for {waiting_for}")

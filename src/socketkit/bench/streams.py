@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .._errors import translate_os_error
+from .._errors import SocketkitError, translate_os_error
 from ..proto.bench_udp import UdpReceiveStats
 
 __all__ = ["Limits", "Mover", "StreamStats"]
@@ -100,7 +100,12 @@ class Mover:
                 self.stats.error = str(translate_os_error(exc, f"stream {self.stats.id}"))
                 log.debug("stream %d: %s", self.stats.id, exc)
         except Exception as exc:  # a bug must not vanish with the thread
-            self.stats.error = f"stream {self.stats.id}: {exc!r}"
+            if isinstance(exc, SocketkitError):
+                self.stats.error = f"stream {self.stats.id}: {exc}"
+            else:
+                self.stats.error = (
+                    f"stream {self.stats.id}: {type(exc).__name__}: {exc} (a bug in socketkit)"
+                )
             log.exception("stream %d failed", self.stats.id)
         finally:
             self.stats.end_time = time.monotonic()
