@@ -296,3 +296,124 @@ def test_tls_socket_half_close_both_ways(pki: dict[str, Path]) -> None:
     assert "error" not in box, box
     assert got == payload
     assert box["reply"] == b"reply"
+
+
+def test_last_records_go_out_while_stdin_stays_open(pki: dict[str, Path]) -> None:
+    """A slow reader fills the socket; when stdin then pauses (still open), the last TLS
+    records still go out as the reader catches up, not at stdin's next byte or EOF."""
+    import socket
+    import ssl
+    import threading
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(pki["chain"]), str(pki["key"]))
+    size = 16 << 20
+    box: dict[str, object] = {}
+    ready = threading.Event()
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)  # inherited
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            try:
+                listener.settimeout(20)
+                raw, _ = listener.accept()
+                with ctx.wrap_socket(raw, server_side=True) as tls:
+                    tls.settimeout(20)
+                    got = 0
+                    deadline = time.monotonic() + 15
+                    while got < size and time.monotonic() < deadline:
+                        chunk = tls.recv(16384)
+                        if not chunk:
+                            break
+                        got += len(chunk)
+                        time.sleep(0.002)  # slower than the sender: its socket stays full
+                    box["got"] = got
+                    ready.set()
+            except BaseException as exc:  # reported by the main thread
+                box["error"] = exc
+                ready.set()
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        argv = [*SK, "connect", "--tls", "--tls-insecure", "127.0.0.1", str(port)]
+        with started(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        ) as client:
+            assert client.stdin is not None
+            client.stdin.write(os.urandom(size))
+            client.stdin.flush()  # and stdin stays open
+            ready.wait(30)
+            client.stdin.close()
+        thread.join(30)
+    assert "error" not in box, box
+    assert box["got"] == size
+
+
+def test_relay_flushes_tls_records_while_stdin_pauses(pki: dict[str, Path]) -> None:
+    """A TLS record the kernel took only part of (a small send buffer) is finished as soon
+    as there is room, while stdin stays open and silent; not at stdin's next byte or EOF."""
+    import socket
+    import threading
+
+    from socketkit.netcat.conn import Conn
+    from socketkit.netcat.eof import EofMachine, EofPolicy
+    from socketkit.netcat.options import TlsOptions
+    from socketkit.netcat.relay import Relay
+    from socketkit.netcat.tls import TlsSocket, client_wrap, make_server_context, server_wrap
+
+    ctx = make_server_context(TlsOptions(cert_file=str(pki["chain"]), key_file=str(pki["key"])))
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)  # records go out in pieces
+    size = 1 << 20
+    box: dict[str, object] = {"got": 0}
+    done = threading.Event()
+
+    def serve() -> None:
+        try:
+            tls = server_wrap(b, ctx, 10.0, "pair")
+            tls.setblocking(False)
+            buf = memoryview(bytearray(1 << 16))
+            deadline = time.monotonic() + 15
+            while int(box["got"]) < size and time.monotonic() < deadline:  # type: ignore[call-overload]
+                try:
+                    n = tls.recv_into(buf)
+                except BlockingIOError:
+                    time.sleep(0.001)
+                    continue
+                if n == 0:
+                    break
+                box["got"] = int(box["got"]) + n  # type: ignore[call-overload]
+        except BaseException as exc:  # reported by the main thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    server = threading.Thread(target=serve)
+    server.start()
+    rfd, wfd = os.pipe()
+    try:
+        tls: TlsSocket = client_wrap(a, TlsOptions(insecure=True), None, 10.0, peer="pair")
+        conn = Conn(tls, peer="pair")
+        machine = EofMachine(EofPolicy("shutdown", "stay"), send_only=True)
+        relay = Relay(conn, local_in=rfd, local_out=None, machine=machine)
+        runner = threading.Thread(target=relay.run)
+        runner.start()
+        view = memoryview(os.urandom(size))
+        while view:
+            view = view[os.write(wfd, view) :]
+        finished = done.wait(15)  # stdin is still open here
+        os.close(wfd)
+        wfd = -1
+        runner.join(15)
+        server.join(15)
+    finally:
+        if wfd >= 0:
+            os.close(wfd)
+        os.close(rfd)
+        a.close()
+        b.close()
+    assert "error" not in box, box
+    assert (finished, box["got"]) == (True, size)

@@ -129,6 +129,20 @@ class Conn:
                 ) from exc
             raise translate_os_error(exc, f"send to {self.peer}") from exc
 
+    def wants_write(self) -> bool:
+        """TLS records wait for room in the socket (see :meth:`flush`)."""
+        return self.tls_sock is not None and self.tls_sock.wants_write()
+
+    def flush(self) -> bool:
+        """Put queued TLS records on the wire without blocking; True when none are left
+        (always for a plain socket: the kernel took every byte :meth:`send` reported)."""
+        if self.tls_sock is None or not self.tls_sock.wants_write():
+            return True
+        try:
+            return self.tls_sock.flush()
+        except OSError as exc:
+            raise self._tls_error(exc, "send to") from exc
+
     def pending(self) -> int:
         """Bytes the TLS layer has already decrypted (poll cannot see them)."""
         return self.tls_sock.pending() if self.tls_sock is not None else 0

@@ -246,7 +246,7 @@ class Hub:
 
     def _set_events(self, client: _Client) -> None:
         events = 0 if client.read_done else selectors.EVENT_READ
-        if client.out:
+        if client.out or client.conn.wants_write():
             events |= selectors.EVENT_WRITE
         if events == 0:
             events = selectors.EVENT_READ  # poll must watch something; reads are ignored
@@ -279,6 +279,15 @@ class Hub:
             client.sent += n
             client.last = time.monotonic()
             del client.out[:n]
+        if not client.out and client.conn.wants_write():
+            try:  # TLS records the kernel took only in part: EVENT_WRITE finishes them
+                flushed = client.conn.flush()
+            except (SocketkitError, OSError) as exc:
+                self._drop(client, str(exc))
+                return
+            if not flushed:
+                self._set_events(client)
+                return
         if not client.out and not self.stdin_open and not self.relaying:
             if self.opts.policy.on_stdin_eof == "shutdown":
                 try:

@@ -365,6 +365,15 @@ class CopyPump(Pump):
                 else:
                     self._out = self._out[n:]
                 continue
+            if self.dst_conn is not None and self.dst_conn.wants_write():
+                # TLS records the kernel took only in part: finish them before reading on,
+                # or they would wait for the source's next byte (or its EOF).
+                if not self.dst_conn.flush():
+                    self.want = (self.dst_fd, POLLOUT)
+                    return moved
+                if self._src_blocking:  # woken for the socket: a read now could block
+                    self.want = (self.src_fd, POLLIN)
+                    return moved
             if self._src_blocking and reads:
                 self.want = (self.src_fd, POLLIN)
                 return moved

@@ -298,6 +298,10 @@ class TlsSocket:
         self._peer_fin = not chunk
         self._more = True
 
+    def flush(self) -> bool:
+        """Send queued ciphertext without blocking; True when nothing is left queued."""
+        return self._flush()
+
     def _flush(self) -> bool:
         """Send queued ciphertext without blocking; True when nothing is left queued."""
         self._out += self.engine.data_to_send()
