@@ -81,7 +81,14 @@ def test_client_range_checks_before_any_work(args: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["--max-tests", "-1"], ["--control-timeout", "0"], ["--control-timeout", "inf"]]
+    "args",
+    [
+        ["--max-tests", "-1"],
+        ["--max-tests", "0"],
+        ["--max-tests-per-host", "0"],
+        ["--control-timeout", "0"],
+        ["--control-timeout", "inf"],
+    ],
 )
 def test_server_range_checks(args: list[str]) -> None:
     _one_line_usage(_sk("bench", "server", *args), "socketkit bench server")
@@ -314,6 +321,9 @@ def test_latency_with_length_zero_is_still_a_latency_test(server_port: int) -> N
         (["--gso"], "--gso/--no-gso is a UDP option"),
         (["--udp-counters-64bit"], "--udp-counters-64bit is a UDP option"),
         (["-n", "1M", "-k", "5"], "-n and -k both end the test"),
+        (["-J", "--json-stream"], "-J and --json-stream"),
+        (["--bidir", "-R"], "cannot be both reverse and bidirectional"),
+        (["-R", "--bidir", "-u"], "cannot be both reverse and bidirectional"),
     ],
 )
 def test_options_that_cannot_apply_are_refused(args: list[str], expect: str) -> None:

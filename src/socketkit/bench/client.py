@@ -92,6 +92,9 @@ class ClientOptions:
     connect_timeout: float = 10.0
 
     def params(self) -> BenchParams:
+        if self.reverse and self.bidir:
+            # iperf3 refuses this too ("cannot be both reverse and bidirectional").
+            raise ValueError("cannot be both reverse and bidirectional; give -R or --bidir")
         proto = "udp" if self.udp else "tcp"
         length = self.length or (DEFAULT_UDP_LEN if self.udp else DEFAULT_TCP_LEN)
         rate = self.bandwidth if self.bandwidth is not None else (DEFAULT_UDP_RATE * self.udp)
@@ -102,7 +105,7 @@ class ClientOptions:
             num=self.num,
             blockcount=self.blockcount,
             parallel=self.parallel,
-            reverse=self.reverse and not self.bidir,
+            reverse=self.reverse,
             bidirectional=self.bidir,
             length=length,
             bandwidth=rate,

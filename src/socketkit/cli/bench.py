@@ -177,14 +177,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     srv.add_argument(
         "--max-tests",
-        type=_count(0, 1024),
+        type=_count(1, 1024),
         default=8,
         metavar="N",
         help="tests that may run at once; one more gets ACCESS_DENIED (default 8)",
     )
     srv.add_argument(
         "--max-tests-per-host",
-        type=_count(0, 1024),
+        type=_count(1, 1024),
         default=None,
         metavar="N",
         help="tests one client address may run at once (default: half of --max-tests, at least 1)",
@@ -468,6 +468,11 @@ def check_writable(path: str) -> str:
 
 def _conflict(args: argparse.Namespace) -> str:
     """Why these client options cannot go together, or "" if they can."""
+    if args.json and args.json_stream:
+        return "-J and --json-stream are two output formats; give one of them"
+    if args.reverse and args.bidir:
+        # iperf3: "cannot be both reverse and bidirectional"
+        return "cannot be both reverse and bidirectional; give -R or --bidir"
     if args.latency:
         if args.udp:
             return "--latency runs over TCP; drop -u"
