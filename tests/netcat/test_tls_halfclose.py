@@ -417,3 +417,29 @@ def test_relay_flushes_tls_records_while_stdin_pauses(pki: dict[str, Path]) -> N
         b.close()
     assert "error" not in box, box
     assert (finished, box["got"]) == (True, size)
+
+
+def test_session_end_sends_close_notify(pki: dict[str, Path]) -> None:
+    """`listen --tls` ends its session at the client's close_notify (the nc -N listener rule)
+    with its own close_notify, not a bare TCP FIN (a truncation to a strict peer): the
+    client's unwrap() completes."""
+    import socket
+    import ssl
+
+    port = free_port()
+    argv = [*SK, "listen", "--tls", "--tls-cert", str(pki["chain"]), "--tls-key",
+            str(pki["key"]), "127.0.0.1", str(port)]  # fmt: skip
+    ctx = ssl.create_default_context(cafile=str(pki["ca"]))
+    with started(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as srv:  # stdin stays open: the session ends at the client's EOF
+        out = Collector(srv.stdout)
+        wait_bound(port)
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=20) as raw,
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False) as tls,
+        ):
+            tls.sendall(b"strict\n")
+            tls.unwrap()  # our close_notify, then the server's (SSLEOFError without it)
+        assert finish(srv, 20) == 0
+        assert out.wait_for(7) == b"strict\n"

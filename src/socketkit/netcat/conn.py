@@ -203,9 +203,22 @@ class Conn:
         if self._closed:
             return
         self._closed = True
-        if self.tls_sock is not None and self.tls_sock.wants_write():
-            try:  # the last records of a session that ended without our close_notify
-                self.tls_sock.drain(time.monotonic() + 5.0)
+        tls = self.tls_sock
+        if tls is not None:
+            # A session that ends by policy (the peer's EOF, -q, an idle timeout) ends with
+            # our close_notify too: a bare TCP FIN is a truncation to a strict peer.
+            queued = tls.wants_write()
+            if not self._write_shut and not self.datagram:
+                self._write_shut = True
+                try:
+                    tls.engine.send_eof()
+                except TLSError:
+                    pass  # the TLS session already failed: nothing to close politely
+            try:
+                if queued:  # the last records of the session: worth a short wait
+                    tls.drain(time.monotonic() + 5.0)
+                else:
+                    tls.flush()
             except OSError:
                 pass
         try:
