@@ -258,7 +258,7 @@ class _ClientTest:
                 if self.reporter is not None:
                     # Up to the last byte received (or the senders' stop): what the
                     # receivers drained after TEST_END belongs to the last interval.
-                    last_rx = [st.last_rx for st in self.path.stats if not st.sender]
+                    last_rx = [self.path.rx_end(st) for st in self.path.stats if not st.sender]
                     self.reporter.finish(max([self.path.t_end, *last_rx]))
                     self.reporter = None
                 ch.send(conn.send_results(self.path.results()))
@@ -383,6 +383,15 @@ class _ClientTest:
             path.stop_senders()
             reporter.stop_ticking()  # the last interval is reported after the drain
             self.reporter = reporter
+        if not any(st.sender for st in path.stats):
+            # -R: nothing of ours for the peer to read, so no pause: TEST_END now stops its
+            # senders, and what is still in flight counts at this moment (iperf3 does so).
+            path.t_rx_end = time.monotonic()
+            self.pause = 0.0
+            ch.send(conn.send_test_end())
+            return
+        if receivers:
+            path.hold_receivers()  # --bidir: the pause below is not receiving time
         acking = time.monotonic()
         path.wait_acked()
         paused = time.monotonic()

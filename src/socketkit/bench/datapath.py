@@ -75,6 +75,9 @@ class DataPath:
         self.cpu_usage = CpuUsage(0.0, 0.0, 0.0)
         self.t_start = 0.0
         self.t_end = 0.0
+        #: When the receivers' test time ended (0 = at their last byte): the client sets it
+        #: when it sends TEST_END, or when it holds its TCP receivers (hold_receivers).
+        self.t_rx_end = 0.0
 
     def _mover(self, ds: DataStream, stats: StreamStats, *, gso: bool, gro: bool) -> Mover:
         p = self.params
@@ -148,6 +151,26 @@ class DataPath:
                 mover.join(STOP_GRACE)
         self.t_end = time.monotonic()
 
+    def hold_receivers(self) -> None:
+        """End the receivers' test time now: TCP receivers stop reading until the drain.
+
+        The client pauses between its senders' end and TEST_END so that the peer can read
+        what it sent (an iperf3 server stops counting at TEST_END); a peer that sends (--bidir)
+        goes on sending during that pause. Held receivers leave its data in the socket
+        buffers, where flow control stops it; the drain after TEST_END reads all of it, so no
+        byte is lost, and it counts as in flight at the end, as iperf3 counts it at TEST_END.
+        """
+        for mover in self.movers:
+            if isinstance(mover, TcpReceiver):
+                mover.hold()
+        self.t_rx_end = time.monotonic()
+
+    def rx_end(self, st: StreamStats) -> float:
+        """Monotonic end of a receiver's test time: its last byte, at most t_rx_end."""
+        if self.t_rx_end and st.last_rx > self.t_rx_end:
+            return self.t_rx_end
+        return st.last_rx
+
     def wait_acked(self) -> None:
         """Wait (bounded) until the peer acknowledged all TCP data we queued, so its count
         and ours agree when it reads the TEST_END that follows."""
@@ -187,6 +210,9 @@ class DataPath:
         peer counted them as sent (shutdown(SHUT_RD) ends the reads at the queue's end).
         """
         receivers = [m for m in self.movers if not m.stats.sender]
+        for mover in receivers:
+            if isinstance(mover, TcpReceiver):
+                mover.release()
         if receivers:
             deadline = time.monotonic() + DRAIN_MAX
             last = -1
@@ -242,7 +268,7 @@ class DataPath:
         """A receiver's time runs to its last byte (data drained after the end was in
         flight or queued during the test); a sender's to when the senders stopped."""
         if not st.sender and st.last_rx > self.t_start:
-            return max(st.last_rx - self.t_start, 1e-9)
+            return max(self.rx_end(st) - self.t_start, 1e-9)
         return self.seconds
 
     def results(self) -> ExchangeResults:

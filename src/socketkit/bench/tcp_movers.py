@@ -12,6 +12,7 @@ from __future__ import annotations
 import mmap
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -117,13 +118,30 @@ class TcpReceiver(Mover):
     def __init__(self, sock: socket.socket, stats: StreamStats, *, length: int) -> None:
         super().__init__(sock, stats)
         self.buffer = aligned_buffer(max(RECV_BUFFER, length))
+        #: Cleared by hold(): stop reading, so the peer's data waits in the socket buffers
+        #: (flow control stops the sender) until release(); see DataPath.hold_receivers.
+        self.may_read = threading.Event()
+        self.may_read.set()
+
+    def hold(self) -> None:
+        self.may_read.clear()
+
+    def release(self) -> None:
+        self.may_read.set()
+
+    def request_stop(self) -> None:
+        super().request_stop()
+        self.release()
 
     def run(self) -> None:
         stats = self.stats
         recv_into = self.sock.recv_into
         buf = self.buffer
         clock = time.monotonic
+        may_read = self.may_read
         while True:
+            if not may_read.is_set():
+                may_read.wait()
             n = recv_into(buf)
             if not n:
                 return
