@@ -328,7 +328,14 @@ class _ClientTest:
             raise
         del local
         use_gso = self.peer_gro and self.opts.gso is not False
-        self.path = DataPath(p, streams, role="client", gso=use_gso, gro=p.gro)
+        self.path = DataPath(
+            p,
+            streams,
+            role="client",
+            gso=use_gso,
+            gro=p.gro,
+            exact_blocks=bool(self.opts.length),  # -l given (0 = the default)
+        )
 
     def _check_echo_server(self) -> None:
         """--latency: every stream must carry the server's greeting (a socketkit server);

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..proto.iperf3 import BenchParams, ExchangeResults, StreamResult
+from ..proto.iperf3 import DEFAULT_TCP_LEN, BenchParams, ExchangeResults, StreamResult
 from .cpu import CpuMeter, CpuUsage
 from .latency import EchoResponder, LatencyRequester
 from .streams import Limits, Mover, StreamStats
@@ -60,8 +60,14 @@ class DataPath:
         role: str,
         gso: bool = False,
         gro: bool = False,
+        exact_blocks: bool | None = None,
     ) -> None:
         self.params = params
+        #: TCP senders write one -l block per call; None = unless the length is the default
+        #: (a server cannot tell whether the client gave -l: iperf3 always sends "len").
+        self.exact_blocks = (
+            params.length != DEFAULT_TCP_LEN if exact_blocks is None else exact_blocks
+        )
         self.role = role
         self.streams = list(streams)
         self.limits = Limits(total_bytes=params.num, total_blocks=params.blockcount)
@@ -113,6 +119,7 @@ class DataPath:
                 limits=self.limits,
                 rate=p.bandwidth,
                 zerocopy=p.zerocopy,
+                exact=self.exact_blocks,
             )
         return TcpReceiver(ds.sock, stats, length=p.length)
 

@@ -47,6 +47,9 @@ def payload_fd(length: int) -> int:
 class TcpSender(Mover):
     """Sends blocks of ``length`` bytes until stopped or the test's limits are reached.
 
+    Each send call moves one block (``exact``), or, for the default block size when ``-l``
+    was not given, up to SEND_CHUNK bytes of whole blocks at once.
+
     ``zerocopy`` (iperf3 ``-Z``): ``os.sendfile`` from an in-memory file instead of ``send``
     from a reused page-aligned buffer.
     """
@@ -60,12 +63,16 @@ class TcpSender(Mover):
         limits: Limits,
         rate: int,
         zerocopy: bool = False,
+        exact: bool = True,
     ) -> None:
         super().__init__(sock, stats)
         self.length = length
         self.limits = limits
         self.rate = rate
         self.zerocopy = zerocopy
+        #: One block per send call, as iperf3 (``-l``); False lets one call move up to
+        #: SEND_CHUNK bytes of whole blocks (the default block's fast path).
+        self.exact = exact
         # The payload holds several blocks so that one call moves up to SEND_CHUNK bytes;
         # block boundaries stay at multiples of ``length``.
         self.span = length * max(1, SEND_CHUNK // length)
@@ -90,8 +97,9 @@ class TcpSender(Mover):
         limits = self.limits
         check_limits = bool(limits.total_bytes or limits.total_blocks)
         pacer = Pacer(self.rate) if self.rate else None
-        # With a limit or a rate, move one block per call so neither overshoots.
-        step = length if (check_limits or pacer is not None) else span
+        # One block per call when asked (-l), and with a limit or a rate so that neither
+        # overshoots; otherwise as many whole blocks as fit in SEND_CHUNK.
+        step = length if (self.exact or check_limits or pacer is not None) else span
         offset = 0
         # Stop only between whole blocks: iperf3's receiver reads whole blocks with a blocking
         # loop (Nread), so a partial last block would leave it waiting for the rest.

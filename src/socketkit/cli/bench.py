@@ -234,8 +234,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_size,
         default=None,
         metavar="LEN",
-        help="block / datagram / request size, K/M = 2^10/20 (default: TCP 128K, UDP 1460, "
-        "--latency 64)",
+        help="block / datagram / request size, K/M = 2^10/20; TCP: one send call per block of "
+        "exactly LEN (default: TCP 128K blocks, 8 per send call; UDP 1460; --latency 64)",
     )
     cli.add_argument(
         "-t",
