@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 
-from ._rawargs import int_range, seconds
+from ._rawargs import int_range, seconds, usage_error
 from .exit_codes import ExitStatus
 
 SUMMARY = "send ICMP echo requests (like ping)"
@@ -97,9 +97,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..raw.ping import PingReport, iter_ping, resolve
+    from ..raw.ping import MAX_SIZE, PingReport, iter_ping, resolve
 
     family, address = resolve(args.host, args.family or 0)
+    if family == socket.AF_INET and args.size > MAX_SIZE:  # argparse allowed IPv6's limit
+        return usage_error(
+            "ping",
+            f"argument -s: {args.size}: out of range for IPv4 ({address}): "
+            f"0 <= value <= {MAX_SIZE}",
+        )
     report = PingReport(args.host, address, args.method)
     # Every check (values, permission, socket options) before the header, as iputils does.
     probes = iter_ping(
