@@ -267,13 +267,12 @@ def test_a_write_error_during_the_capture_is_one_line_then_the_statistics(
     out = tmp_path / "small.pcap"
     # prlimit (util-linux, in every Debian) sets RLIMIT_FSIZE; Python ignores SIGXFSZ, so the
     # write fails with EFBIG instead of killing the process.
-    proc = _start(
-        ["prlimit", "--fsize=100", *sk("sniff", "-i", "lo", "-c", "50", "-w", str(out),
-                                         f"udp port {port}")]
-    )  # fmt: skip
-    _wait_listening(proc)
-    _send_udp(port, 60)
-    _out, stderr = proc.communicate(timeout=30)
+    argv = ["prlimit", "--fsize=100",
+            *sk("sniff", "-i", "lo", "-c", "50", "-w", str(out), f"udp port {port}")]  # fmt: skip
+    with running(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        _wait_listening(proc)
+        _send_udp(port, 60)
+        _out, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 9
     lines = stderr.decode().strip().splitlines()
     assert len(lines) == 2, lines
