@@ -64,3 +64,19 @@ def test_bidir_tcp_receiver_time_is_the_test_time(server_port: int) -> None:
     # Nothing lost to the fix: what the server sent, the client received.
     rev = doc["end"]
     assert rev["sum_sent_bidir_reverse"]["bytes"] == rev["sum_received_bidir_reverse"]["bytes"]
+
+
+def test_bidir_udp_intervals_and_rates_match_the_test_time(server_port: int) -> None:
+    doc = _client(server_port, "-t", "1", "-u", "-b", "10M", "--bidir")
+    _assert_ends_at(
+        doc, 1.0, "sum_sent", "sum_received", "sum_sent_bidir_reverse", "sum_received_bidir_reverse"
+    )
+    end = doc["end"]
+    # Each direction moved 1 s at 10 Mbit/s: no pause at the peer's rate is counted as
+    # test time (rate too low) or as test bytes (rate too high). One datagram is 1460 bytes.
+    for key in ("sum_sent", "sum_received", "sum_sent_bidir_reverse", "sum_received_bidir_reverse"):
+        rate = end[key]["bits_per_second"]
+        assert 9.5e6 <= rate <= 10.5e6, (key, rate)
+    for iv in doc["intervals"]:
+        for s in iv["streams"]:
+            assert 9.5e6 <= s["bits_per_second"] <= 10.5e6, s

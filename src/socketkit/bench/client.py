@@ -390,9 +390,11 @@ class _ClientTest:
             path.stop_senders()
             reporter.stop_ticking()  # the last interval is reported after the drain
             self.reporter = reporter
-        if not any(st.sender for st in path.stats):
-            # -R: nothing of ours for the peer to read, so no pause: TEST_END now stops its
-            # senders, and what is still in flight counts at this moment (iperf3 does so).
+        if p.protocol == "udp" or not any(st.sender for st in path.stats):
+            # -R, or UDP: nothing of ours waits to be acknowledged and read, so no pause (the
+            # pause below is for TCP data the peer acknowledged but has not read): TEST_END
+            # now stops the peer's senders, and what is still in flight counts at this moment,
+            # as iperf3 counts it (a pause would be receiving time at the peer's rate).
             path.t_rx_end = time.monotonic()
             self.pause = 0.0
             ch.send(conn.send_test_end())

@@ -167,10 +167,11 @@ class DataPath:
         buffers, where flow control stops it; the drain after TEST_END reads all of it, so no
         byte is lost, and it counts as in flight at the end, as iperf3 counts it at TEST_END.
         """
-        for mover in self.movers:
-            if isinstance(mover, TcpReceiver):
-                mover.hold()
-        self.t_rx_end = time.monotonic()
+        held = [m for m in self.movers if isinstance(m, TcpReceiver)]
+        for mover in held:
+            mover.hold()
+        if held:
+            self.t_rx_end = time.monotonic()
 
     def rx_end(self, st: StreamStats) -> float:
         """Monotonic end of a receiver's test time: its last byte, at most t_rx_end."""
