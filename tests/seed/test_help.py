@@ -91,3 +91,23 @@ def test_help_texts_point_to_what_an_installed_user_has() -> None:
         assert text, name
         pointer = re.search(r"docs/[\w-]+\.md|[Ss]ee [\w/-]+\.md", text)
         assert not pointer, f"{name} --help points into a checkout ({pointer}): 'socketkit help'"
+
+
+def test_missing_pages_are_one_line_exit_9(tmp_path: Path) -> None:
+    """A copy of the package with neither socketkit/_docs nor a checkout's docs/ beside it."""
+    import shutil
+
+    site = tmp_path / "a" / "b"
+    shutil.copytree(REPO / "src" / "socketkit", site / "socketkit",
+                    ignore=shutil.ignore_patterns("_docs", "__pycache__", "*.so"))  # fmt: skip
+    child_env = env()
+    child_env["PYTHONPATH"] = str(site)
+    proc = subprocess.run(
+        [sys.executable, "-m", "socketkit", "help", "cli"],
+        capture_output=True, text=True, env=child_env, cwd="/", timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 9
+    assert proc.stderr == (
+        "socketkit help: the documentation pages are not installed with this copy of "
+        "socketkit; reinstall it with pip, or read docs/ in the source repository\n"
+    )
