@@ -364,6 +364,7 @@ class _ClientTest:
         omit_end = t0 + p.omit
         omitting = p.omit > 0
         deadline = omit_end + p.time if p.time else float("inf")
+        path.set_stop_at(deadline)
         receivers = [s for s in path.stats if not s.sender]
         try:
             while True:
@@ -396,6 +397,8 @@ class _ClientTest:
             # now stops the peer's senders, and what is still in flight counts at this moment,
             # as iperf3 counts it (a pause would be receiving time at the peer's rate).
             path.t_rx_end = time.monotonic()
+            if p.protocol == "tcp":
+                path.hold_receivers()  # they held at the deadline: their time ends there
             self.pause = 0.0
             ch.send(conn.send_test_end())
             return

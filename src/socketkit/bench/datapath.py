@@ -84,6 +84,7 @@ class DataPath:
         #: When the receivers' test time ended (0 = at their last byte): the client sets it
         #: when it sends TEST_END, or when it holds its TCP receivers (hold_receivers).
         self.t_rx_end = 0.0
+        self.stop_at = float("inf")  # see set_stop_at
 
     def _mover(self, ds: DataStream, stats: StreamStats, *, gso: bool, gro: bool) -> Mover:
         p = self.params
@@ -147,6 +148,15 @@ class DataPath:
     def errors(self) -> list[str]:
         return [m.stats.error for m in self.movers if m.stats.error]
 
+    def set_stop_at(self, when: float) -> None:
+        """A timed test ends at ``when`` (monotonic): senders stop by themselves then, and
+        their time ends there even if this side notices the end late (a loaded host)."""
+        self.stop_at = when
+        for mover in self.movers:
+            if mover.stats.sender or isinstance(mover, TcpReceiver):
+                # TCP receivers then hold (see hold_receivers) until the drain.
+                mover.stop_at = when
+
     def stop_senders(self) -> None:
         senders = [m for m in self.movers if m.stats.sender]
         for mover in senders:
@@ -156,7 +166,7 @@ class DataPath:
             if not mover.join(max(0.0, deadline - time.monotonic())):
                 mover.wake()
                 mover.join(STOP_GRACE)
-        self.t_end = time.monotonic()
+        self.t_end = min(time.monotonic(), self.stop_at)
 
     def hold_receivers(self) -> None:
         """End the receivers' test time now: TCP receivers stop reading until the drain.
@@ -171,7 +181,7 @@ class DataPath:
         for mover in held:
             mover.hold()
         if held:
-            self.t_rx_end = time.monotonic()
+            self.t_rx_end = min(time.monotonic(), self.stop_at)
 
     def rx_end(self, st: StreamStats) -> float:
         """Monotonic end of a receiver's test time: its last byte, at most t_rx_end."""

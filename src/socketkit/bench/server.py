@@ -318,9 +318,6 @@ class BenchServer:
         control_timeout: float = CONTROL_TIMEOUT,
         cookie_timeout: float = COOKIE_TIMEOUT,
     ) -> None:
-        if max_tests < 1 or (max_tests_per_host is not None and max_tests_per_host < 1):
-            # 0 would refuse every test: a server that never serves.
-            raise ValueError("max_tests and max_tests_per_host must be at least 1")
         self.host = host
         self.control_timeout = control_timeout
         self.cookie_timeout = cookie_timeout

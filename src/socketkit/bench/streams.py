@@ -84,6 +84,9 @@ class Mover:
         self.sock = sock
         self.stats = stats
         self.stop = False
+        #: Monotonic time at which a sender stops by itself (a timed test's end), so a
+        #: sender thread or a main thread that gets the CPU late does not send past it.
+        self.stop_at = float("inf")
         self._thread = threading.Thread(
             target=self._main, name=f"bench-stream-{stats.id}", daemon=True
         )

@@ -101,11 +101,14 @@ class TcpSender(Mover):
         # overshoots; otherwise as many whole blocks as fit in SEND_CHUNK.
         step = length if (self.exact or check_limits or pacer is not None) else span
         offset = 0
+        clock = time.monotonic
         # Stop only between whole blocks: iperf3's receiver reads whole blocks with a blocking
         # loop (Nread), so a partial last block would leave it waiting for the rest.
         while offset % length or not self.stop:
             if not offset % length:
                 if check_limits and limits.reached():
+                    break
+                if clock() >= self.stop_at:  # set after the start: read each time
                     break
                 if pacer is not None:
                     pacer.wait(stats.bytes)
@@ -130,12 +133,15 @@ class TcpReceiver(Mover):
         #: (flow control stops the sender) until release(); see DataPath.hold_receivers.
         self.may_read = threading.Event()
         self.may_read.set()
+        self._hold_lock = threading.Lock()
 
     def hold(self) -> None:
         self.may_read.clear()
 
     def release(self) -> None:
-        self.may_read.set()
+        with self._hold_lock:
+            self.stop_at = float("inf")
+            self.may_read.set()
 
     def request_stop(self) -> None:
         super().request_stop()
@@ -154,4 +160,11 @@ class TcpReceiver(Mover):
             if not n:
                 return
             stats.bytes += n
-            stats.last_rx = clock()
+            stats.last_rx = now = clock()
+            if now >= self.stop_at:
+                # The test's end: hold by itself (once), even if the main thread notices
+                # it late; the lock keeps a release() that came meanwhile from being undone.
+                with self._hold_lock:
+                    if now >= self.stop_at:
+                        self.stop_at = float("inf")
+                        may_read.clear()

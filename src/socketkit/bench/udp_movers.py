@@ -175,8 +175,11 @@ class UdpSender(Mover):
         stride = length // 4
         swap = sys.byteorder == "little"
         seq = 0
+        mono = time.monotonic
         while not self.stop:
             if check_limits and limits.reached():
+                break
+            if mono() >= self.stop_at:  # set after the start: read each time
                 break
             if pacer is not None:
                 pacer.wait(stats.bytes)
