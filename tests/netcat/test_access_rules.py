@@ -207,6 +207,9 @@ def test_udp_denied_peer_gets_no_byte_and_sends_none(rule: str) -> None:
             with pytest.raises(BlockingIOError):
                 denied.recv(100)
         assert b"secret" not in bytes(out.data)
+        # stderr is read by its own thread: the accepted event may still be on its way when
+        # stdout's line is already here (this raced once under load). Wait for it, then count.
+        _wait_event(err, "accepted")
         assert len(_events(err, "accepted")) == 1
 
 
