@@ -6,12 +6,12 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
 
 from .exit_codes import ExitStatus
+from .outputs import check_writable
 
 SUMMARY = "measure throughput, loss and latency (speaks iperf3)"
 DESCRIPTION = """\
@@ -450,22 +450,6 @@ def _run_server(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
-def check_writable(path: str) -> str:
-    """Why ``path`` cannot be written as a new or replaced file, or "" if it can."""
-    target = os.path.abspath(path)
-    parent = os.path.dirname(target)
-    if os.path.isdir(target):
-        return "it is a directory"
-    if not os.path.isdir(parent):
-        return f"the directory {parent} does not exist"
-    if os.path.exists(target):
-        if not os.access(target, os.W_OK):
-            return "permission denied"
-    elif not os.access(parent, os.W_OK | os.X_OK):
-        return f"permission denied in {parent}"
-    return ""
-
-
 def _conflict(args: argparse.Namespace) -> str:
     """Why these client options cannot go together, or "" if they can."""
     if args.json and args.json_stream:
@@ -546,10 +530,7 @@ def _run_client(args: argparse.Namespace) -> int:
         return _usage("client", str(exc))
     # Outputs are checked before the test, not after it has run (docs/cli.md).
     if args.plot:
-        why = check_writable(args.plot)
-        if why:
-            print(f"socketkit bench: cannot write --plot file {args.plot}: {why}", file=sys.stderr)
-            return ExitStatus.IO
+        check_writable(args.plot, "--plot file")  # OSError: one line, exit 9
     human = not (args.json or args.json_stream)
     view = LiveView(params.time + params.omit) if human else None
     seen: list[IntervalReport] = []

@@ -13,36 +13,38 @@ import os
 __all__ = ["cannot_write", "check_writable"]
 
 
-def cannot_write(path: str, exc: OSError) -> OSError:
-    """``cannot write PATH: reason`` for an error met while opening or writing ``path``."""
+def cannot_write(path: str, exc: OSError, what: str = "") -> OSError:
+    """``cannot write [WHAT ]PATH: reason`` for an error met opening or writing ``path``."""
     reason = (exc.strerror or str(exc)).lower()
     if exc.filename not in (None, path):  # the reason is about another path (its directory)
         reason = f"{reason}: {exc.filename}"
-    err = OSError(f"cannot write {path}: {reason}")
+    err = OSError(f"cannot write {what + ' ' if what else ''}{path}: {reason}")
     err.errno = exc.errno
     return err
 
 
-def check_writable(path: str) -> None:
+def check_writable(path: str, what: str = "") -> None:
     """Raise a one-line :class:`OSError` unless ``path`` can be opened for writing.
 
     ``-`` (stdout) always can. The file is opened without truncating it and, if the check
     created it, removed again: the check changes nothing. A full disk shows only when writing.
+    ``what`` names the file in the message (``"--plot file"``).
     """
     if path == "-":
         return
+    name = f"{what} {path}" if what else path
     if not path:
-        raise OSError("cannot write an empty file name: name a file, or - for stdout")
+        raise OSError(f"cannot write an empty {what or 'file'} name: name a file, or - for stdout")
     if os.path.isdir(path):
-        raise OSError(f"cannot write {path}: it is a directory")
+        raise OSError(f"cannot write {name}: it is a directory")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
-        raise OSError(f"cannot write {path}: no such directory {parent}")
+        raise OSError(f"cannot write {name}: no such directory {parent}")
     existed = os.path.lexists(path)
     try:
         with open(path, "ab"):
             pass
     except OSError as exc:
-        raise cannot_write(path, exc) from exc
+        raise cannot_write(path, exc, what) from exc
     if not existed:
         os.unlink(path)
