@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import IO, Any
 
 SK = [sys.executable, "-m", "socketkit"]
 
@@ -50,3 +50,13 @@ def run_json(argv: list[str], timeout: float = 60) -> tuple[int, dict[str, Any],
     except ValueError as exc:
         raise AssertionError(f"not JSON: {proc.stdout[:500]!r} / {proc.stderr[-500:]!r}") from exc
     return proc.returncode, doc, proc.stderr
+
+
+def wait_for_first_interval(stdout: IO[bytes] | None) -> None:
+    """Read a running client's output up to its first interval line; fail (not spin until
+    pytest's timeout) if the output ends before one."""
+    assert stdout is not None
+    for line in iter(stdout.readline, b""):
+        if b"sec" in line:
+            return
+    raise AssertionError("the client's output ended before its first interval line")

@@ -20,7 +20,7 @@ from socketkit.proto.iperf3 import BenchParams, State, encode_json, make_cookie
 from support.privilege import require_root, require_tool
 from support.procs import running
 
-from .helpers import SK, free_port, run_json, wait_listening
+from .helpers import SK, free_port, run_json, wait_for_first_interval, wait_listening
 
 
 def _server(port: int) -> list[str]:
@@ -144,8 +144,7 @@ def test_one_outcome_line_per_test() -> None:
             stderr=subprocess.DEVNULL,
         ) as cli:
             assert cli.stdout is not None
-            while b"sec" not in cli.stdout.readline():  # the first interval line: running
-                pass
+            wait_for_first_interval(cli.stdout)
             cli.send_signal(signal.SIGINT)
             cli.wait(15)
         _o, log = srv.communicate(timeout=15)
