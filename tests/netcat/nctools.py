@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -129,3 +130,30 @@ class Collector:
                     break
                 self.cond.wait(left)
             return bytes(self.data)
+
+
+def json_events(collector: Collector, name: str) -> list[dict[str, object]]:
+    """The ``--json`` events called ``name`` that ``collector`` has read so far."""
+    out = []
+    for line in bytes(collector.data).decode(errors="replace").splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record["event"] == name:
+                out.append(record)
+    return out
+
+
+def run_sk(*args: str, stdin: bytes = b"", timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """``socketkit ARGS`` to the end, output decoded."""
+    proc = subprocess.run([*SK, *args], input=stdin, capture_output=True, timeout=timeout)
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+    )
+
+
+def one_line(stderr: str) -> str:
+    """The one error line of ``stderr`` (and no traceback)."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "Traceback" not in stderr
+    return lines[0]

@@ -5,7 +5,6 @@ directions on TCP and UDP."""
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import subprocess
 import time
@@ -18,6 +17,7 @@ from socketkit._errors import AddressError
 from socketkit.netcat.access import AccessList
 
 from .nctools import SK, Collector, free_port, started, wait_bound
+from .nctools import json_events as _events
 
 
 def test_mapped_peer_matches_the_mapped_rule_and_the_ipv4_rule() -> None:
@@ -108,16 +108,6 @@ def test_unreadable_rule_file_exits_9(tmp_path: Path) -> None:
         f"socketkit listen: cannot read --deny file {tmp_path / 'missing.txt'}: "
         "No such file or directory"
     ]
-
-
-def _events(collector: Collector, name: str) -> list[dict[str, object]]:
-    out = []
-    for line in bytes(collector.data).decode(errors="replace").splitlines():
-        if line.startswith("{"):
-            record = json.loads(line)
-            if record["event"] == name:
-                out.append(record)
-    return out
 
 
 def _wait_event(collector: Collector, name: str, count: int = 1, timeout: float = 20) -> None:

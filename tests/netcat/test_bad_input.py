@@ -14,21 +14,8 @@ import pytest
 import socketkit
 from support.privilege import require_root
 
-from .nctools import SK, Collector, finish, free_port, started, wait_bound
-
-
-def run(*args: str, stdin: bytes = b"", timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*SK, *args], input=stdin, capture_output=True, timeout=timeout)
-    return subprocess.CompletedProcess(
-        proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode()
-    )
-
-
-def one_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, lines
-    assert "Traceback" not in stderr
-    return lines[0]
+from .nctools import SK, Collector, finish, free_port, one_line, started, wait_bound
+from .nctools import run_sk as run
 
 
 def test_unknown_host_exits_3() -> None:

@@ -20,22 +20,8 @@ from seed._run import socketkit_cli
 from support.netlab import Lab
 from support.privilege import require_root
 
-from .nctools import SK, Collector, finish, free_port, started, wait_bound
-
-
-def run(*args: str, stdin: bytes = b"", timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*SK, *args], input=stdin, capture_output=True, timeout=timeout)
-    return subprocess.CompletedProcess(
-        proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode()
-    )
-
-
-def one_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, lines
-    assert "Traceback" not in stderr
-    return lines[0]
-
+from .nctools import SK, Collector, finish, free_port, one_line, started, wait_bound
+from .nctools import run_sk as run
 
 # -- unreachable networks and hosts: exit 4 (docs/connect.md), made in a test namespace ------
 

@@ -3,23 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
 import subprocess
 import time
 
 from .nctools import SK, Collector, free_port, started, wait_bound
-
-
-def events(collector: Collector, name: str) -> list[dict[str, object]]:
-    out = []
-    for line in bytes(collector.data).decode(errors="replace").splitlines():
-        if line.startswith("{"):
-            record = json.loads(line)
-            if record["event"] == name:
-                out.append(record)
-    return out
+from .nctools import json_events as events
 
 
 def wait_events(collector: Collector, name: str, count: int, timeout: float = 20.0) -> None:

@@ -6,7 +6,6 @@ out of file descriptors) is reported and ends alone; the listener keeps serving.
 
 from __future__ import annotations
 
-import json
 import resource
 import socket
 import subprocess
@@ -19,16 +18,7 @@ import pytest
 from socketkit.netcat import hub as hub_module
 
 from .nctools import SK, Collector, free_port, started, wait_bound
-
-
-def _events(collector: Collector, name: str) -> list[dict[str, object]]:
-    out = []
-    for line in bytes(collector.data).decode(errors="replace").splitlines():
-        if line.startswith("{"):
-            record = json.loads(line)
-            if record["event"] == name:
-                out.append(record)
-    return out
+from .nctools import json_events as _events
 
 
 def _wait(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
