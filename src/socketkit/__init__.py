@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "ConnectError": "socketkit._errors",
     "ConnectionRefused": "socketkit._errors",
     "ConnectTimeout": "socketkit._errors",
+    "DatagramTooLarge": "socketkit._errors",
     "SocketkitTimeout": "socketkit._errors",
     "ReadTimeout": "socketkit._errors",
     "WriteTimeout": "socketkit._errors",
@@ -71,6 +72,10 @@ _EXPORTS: dict[str, str] = {
     "serve": "socketkit._sync.server",
     "Stream": "socketkit._sync.stream",
     "Server": "socketkit._sync.server",
+    # the datagram API (sync; asyncio twins in socketkit.aio)
+    "udp": "socketkit._sync.udp",
+    "DatagramSocket": "socketkit._sync.udp",
+    "Datagram": "socketkit._udp",
     # framing (sans-I/O)
     "LineFramer": "socketkit.proto.framing",
     "LengthPrefixFramer": "socketkit.proto.framing",
@@ -85,6 +90,10 @@ _EXPORTS: dict[str, str] = {
     "EofPolicy": "socketkit.netcat.eof",
     "EofMachine": "socketkit.netcat.eof",
     "NetcatOptions": "socketkit.netcat.options",
+    # per-peer datagram servers (sync; asyncio twin in socketkit.aio)
+    "serve_udp": "socketkit._sync.udp_server",
+    "UDPServer": "socketkit._sync.udp_server",
+    "Conversation": "socketkit._sync.udp_server",
 }
 
 # public name -> the name inside its module, where they differ
@@ -102,6 +111,7 @@ if TYPE_CHECKING:
         ConnectError,
         ConnectionRefused,
         ConnectTimeout,
+        DatagramTooLarge,
         DecodeError,
         IncompleteReadError,
         LocalProtocolError,
@@ -119,8 +129,10 @@ if TYPE_CHECKING:
     from ._sync.connect import connect
     from ._sync.server import Server, serve
     from ._sync.stream import Stream
+    from ._sync.udp import DatagramSocket, udp
     from ._tls import client_context, ephemeral_certificate, server_context
     from ._tls import describe as describe_tls
+    from ._udp import Datagram
     from .bench import BenchResult, BenchRun, BenchServer, IntervalReport
     from .netcat.eof import EofMachine, EofPolicy
     from .netcat.options import NetcatOptions
@@ -142,6 +154,7 @@ if TYPE_CHECKING:
     from .raw.capture import Capture, CapturedPacket, CaptureStats, capture
     from .raw.ping import PingReport, PingStats, Probe, ping
     from .raw.trace import Hop, HopProbe, TraceReport, traceroute
+    from ._sync.udp_server import Conversation, UDPServer, serve_udp
 
 
 def __getattr__(name: str) -> Any:

@@ -22,6 +22,7 @@ __all__ = [
     "ConnectError",
     "ConnectTimeout",
     "ConnectionRefused",
+    "DatagramTooLarge",
     "DecodeError",
     "IncompleteReadError",
     "LocalProtocolError",
@@ -133,6 +134,26 @@ class IncompleteReadError(SocketkitError, EOFError):
         super().__init__(f"peer closed the stream after {len(partial)} bytes, before {want}")
         self.partial = partial
         self.expected = expected
+
+
+# --- datagrams -------------------------------------------------------------------------------
+
+
+class DatagramTooLarge(SocketkitError):
+    """A datagram was larger than the kernel lets through (``EMSGSIZE``); nothing was sent.
+
+    ``size`` is the datagram's length and ``limit`` the largest that can go (the protocol's
+    maximum payload, the path MTU minus headers, or a Unix socket's send buffer); ``reason``
+    says which limit it is.
+    """
+
+    def __init__(self, size: int, limit: int, reason: str) -> None:
+        super().__init__(
+            f"send: datagram of {size} bytes is too large: the limit is {limit} bytes ({reason})"
+        )
+        self.size = size
+        self.limit = limit
+        self.reason = reason
 
 
 # --- protocol --------------------------------------------------------------------------------

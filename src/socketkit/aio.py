@@ -24,9 +24,11 @@ from typing import Any, TypeVar
 from ._async.connect import connect, tls_handshake
 from ._async.server import AsyncHandler, Server, serve
 from ._async.stream import Stream
+from ._async.udp import DatagramSocket, udp
 
 __all__ = [
     "AsyncHandler",
+    "DatagramSocket",
     "Server",
     "Stream",
     "connect",
@@ -34,6 +36,7 @@ __all__ = [
     "run",
     "serve",
     "tls_handshake",
+    "udp",
 ]
 
 T = TypeVar("T")
