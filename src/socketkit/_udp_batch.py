@@ -73,6 +73,7 @@ MSG_WAITFORONE = 0x10000
 _NAME_SIZE = 128  # sizeof(struct sockaddr_storage)
 _U16 = struct.Struct("=H")
 _INT = struct.Struct("=i")
+_U32 = struct.Struct("=I")
 #: Control space per received message: a UDP_GRO int and an SO_RXQ_OVFL u32.
 _CONTROL_SIZE = socket.CMSG_SPACE(4) * 2
 _SEND_CONTROL = socket.CMSG_SPACE(2)
@@ -568,6 +569,8 @@ def receive_many(
     if st.pending is not None:
         exc, st.pending = st.pending, None
         raise exc
+    if HAVE_MMSG and st.family in _MMSG_FAMILIES:
+        return _receive_mmsg(sock, st, max_count, max_size, drops)
     return _receive_plain(sock, st, max_count, max_size, drops)
 
 
@@ -605,6 +608,159 @@ def _receive_plain(
         dropped = drops.update(ancdata) if drops is not None else None
         truncated = bool(flags & socket.MSG_TRUNC)
         _split(out, data, segment, address, truncated=truncated, dropped=dropped, max_size=max_size)
+    return out
+
+
+_MMSG_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+_SIZE_T = "Q" if ctypes.sizeof(ctypes.c_size_t) == 8 else "I"
+_CMSG_HEADER = socket.CMSG_LEN(0)
+_CMSG = struct.Struct("@Nii")  # struct cmsghdr: cmsg_len (size_t), cmsg_level, cmsg_type
+_V4 = struct.Struct("!H4s")
+_V6 = struct.Struct("!HI16s")
+
+
+class _Receiver:
+    """Per-thread recvmmsg scratch: ``slots`` messages of ``slot_size`` bytes, each with room
+    for a socket address and the control messages."""
+
+    def __init__(self, slots: int, slot_size: int) -> None:
+        self.slots, self.slot_size = slots, slot_size
+        self.map = mmap.mmap(-1, slots * slot_size)  # pages are only touched when written
+        self.view = memoryview(self.map)
+        self.names = ctypes.create_string_buffer(slots * _NAME_SIZE)
+        self.control = ctypes.create_string_buffer(slots * _CONTROL_SIZE)
+        self.names_view = memoryview(self.names).cast("B")
+        self.control_view = memoryview(self.control).cast("B")
+        self.iov = (_IoVec * slots)()
+        self.msgs = (_MMsgHdr * slots)()
+        base = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
+        iov_base = ctypes.addressof(self.iov)
+        names_base = ctypes.addressof(self.names)
+        control_base = ctypes.addressof(self.control)
+        for i in range(slots):
+            self.iov[i].base = base + i * slot_size
+            self.iov[i].len = slot_size
+            hdr = self.msgs[i].hdr
+            hdr.iov = iov_base + i * ctypes.sizeof(_IoVec)
+            hdr.iovlen = 1
+            hdr.name = names_base + i * _NAME_SIZE
+            hdr.namelen = _NAME_SIZE
+            hdr.control = control_base + i * _CONTROL_SIZE
+            hdr.controllen = _CONTROL_SIZE
+        self.msgs_addr = ctypes.addressof(self.msgs)
+        #: The headers as the kernel must find them: copied back in before every call.
+        self.template = bytes(memoryview(self.msgs).cast("B"))
+        raw = memoryview(self.msgs).cast("B")
+        self.u32 = raw.cast("I")
+        self.words = raw.cast("Q") if _SIZE_T == "Q" else raw.cast("I")
+        self.step32 = _MMSG_SIZE // 4
+        self.step_words = _MMSG_SIZE // self.words.itemsize
+        self.len_at = _MMsgHdr.len.offset // 4
+        self.flags_at = (_MMsgHdr.hdr.offset + _MsgHdr.flags.offset) // 4
+        self.namelen_at = (_MMsgHdr.hdr.offset + _MsgHdr.namelen.offset) // 4
+        self.controllen_at = (_MMsgHdr.hdr.offset + _MsgHdr.controllen.offset) // (
+            self.words.itemsize
+        )
+        self.addresses: dict[bytes, Any] = {}
+
+    def receive(self, fd: int, count: int) -> int:
+        ctypes.memmove(self.msgs_addr, self.template, count * _MMSG_SIZE)
+        n = int(load().recvmmsg(fd, self.msgs_addr, count, socket.MSG_DONTWAIT, None))
+        if n < 0:
+            raise _errno_error()
+        return n
+
+
+def _decode_address(raw: bytes) -> Any:
+    """A kernel sockaddr as Python's socket module gives it (``recvfrom``)."""
+    if len(raw) < 2:
+        return None
+    family = _U16.unpack_from(raw)[0]
+    if family == socket.AF_INET:
+        port, packed = _V4.unpack_from(raw, 2)
+        return (socket.inet_ntop(socket.AF_INET, packed), port)
+    if family == socket.AF_INET6:
+        port, flow, packed = _V6.unpack_from(raw, 2)
+        scope = _U32.unpack_from(raw, 24)[0]
+        host = socket.inet_ntop(socket.AF_INET6, packed)
+        if scope:  # Python names the scope: "fe80::1%eth0" (getnameinfo)
+            host = socket.getnameinfo(
+                (host, port, flow, scope), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+            )[0]
+        return (host, port, flow, scope)
+    if family == socket.AF_UNIX:
+        path = raw[2:]
+        if path[:1] == b"\0":
+            return path
+        return os.fsdecode(path.split(b"\0", 1)[0])
+    return raw
+
+
+def _ancillary(control: memoryview) -> list[tuple[int, int, bytes]]:
+    """The control messages of one received message, as ``recvmsg`` lists them."""
+    out = []
+    offset, end = 0, len(control)
+    while offset + _CMSG.size <= end:
+        length, level, kind = _CMSG.unpack_from(control, offset)
+        if length < _CMSG_HEADER or offset + length > end:
+            break
+        out.append((level, kind, bytes(control[offset + _CMSG_HEADER : offset + length])))
+        offset += socket.CMSG_SPACE(length - _CMSG_HEADER)
+    return out
+
+
+def _receive_mmsg(
+    sock: socket.socket,
+    st: _State,
+    max_count: int,
+    max_size: int,
+    drops: DropCounter | None,
+) -> list[Datagram]:
+    gro = st.gro
+    slot = max(max_size, GRO_BUFFER) if gro else max(max_size, 1)
+    count = min(max_count, GRO_SLOTS if gro else BATCH)
+    rx: _Receiver | None = getattr(_local, "receiver", None)
+    if rx is None or rx.slot_size != slot or rx.slots < count:
+        rx = _local.receiver = _Receiver(max(count, BATCH if not gro else GRO_SLOTS), slot)
+    n = rx.receive(sock.fileno(), count)
+    out: list[Datagram] = []
+    u32, words = rx.u32, rx.words
+    s32, sw = rx.step32, rx.step_words
+    lengths = u32[rx.len_at : rx.len_at + n * s32 : s32].tolist()
+    flags = u32[rx.flags_at : rx.flags_at + n * s32 : s32].tolist()
+    namelens = u32[rx.namelen_at : rx.namelen_at + n * s32 : s32].tolist()
+    controllens = words[rx.controllen_at : rx.controllen_at + n * sw : sw].tolist()
+    view, names, control = rx.view, rx.names_view, rx.control_view
+    addresses = rx.addresses
+    for i in range(n):
+        start = i * slot
+        data = bytes(view[start : start + lengths[i]])
+        where = i * _NAME_SIZE
+        key = bytes(names[where : where + namelens[i]])
+        address = addresses.get(key, addresses)
+        if address is addresses:
+            if len(addresses) >= _NAME_CACHE:
+                addresses.clear()
+            address = addresses[key] = _decode_address(key)
+        segment = 0
+        ancdata: list[tuple[int, int, bytes]] = []
+        if controllens[i]:
+            where = i * _CONTROL_SIZE
+            ancdata = _ancillary(control[where : where + controllens[i]])
+            for level, kind, value in ancdata:
+                if level == SOL_UDP and kind == UDP_GRO and len(value) >= _INT.size:
+                    segment = _INT.unpack_from(value)[0]
+                    st.gro = True  # coalesced: someone turned GRO on behind our back
+        dropped = drops.update(ancdata) if drops is not None else None
+        _split(
+            out,
+            data,
+            segment,
+            address,
+            truncated=bool(flags[i] & socket.MSG_TRUNC),
+            dropped=dropped,
+            max_size=max_size,
+        )
     return out
 
 

@@ -369,3 +369,36 @@ def test_gso_refused_by_the_kernel_falls_back_to_plain(path: str) -> None:
         items = [b"r" * 100] * 5 + [b"s" * 100] * 3
         send_all(tx, items, rx.getsockname())
         assert [d.data for d in receive(rx, 8)] == items
+
+
+class _CountingLibc:
+    """libc with its sendmmsg/recvmmsg calls counted."""
+
+    def __init__(self, lib: Any) -> None:
+        self.lib = lib
+        self.calls: dict[str, list[int]] = {"sendmmsg": [], "recvmmsg": []}
+
+    def sendmmsg(self, fd: int, msgs: int, count: int, flags: int) -> int:
+        n: int = self.lib.sendmmsg(fd, msgs, count, flags)
+        self.calls["sendmmsg"].append(n)
+        return n
+
+    def recvmmsg(self, fd: int, msgs: int, count: int, flags: int, timeout: Any) -> int:
+        n: int = self.lib.recvmmsg(fd, msgs, count, flags, timeout)
+        self.calls["recvmmsg"].append(n)
+        return n
+
+
+def test_mmsg_path_is_one_system_call_per_batch(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tx, rx = pair
+    counting = _CountingLibc(batch.load())
+    monkeypatch.setattr(batch, "_libc", counting)
+    monkeypatch.setattr(batch, "HAVE_GSO", False)
+    items = [bytes([n]) * (10 + n) for n in range(40)]
+    assert batch.send_many(tx, items, rx.getsockname()) == 40
+    time.sleep(0.05)
+    got = batch.receive_many(rx, 64, 100)
+    assert [d.data for d in got] == items
+    assert counting.calls == {"sendmmsg": [40], "recvmmsg": [40]}
