@@ -130,6 +130,7 @@ if TYPE_CHECKING:
     from ._sync.server import Server, serve
     from ._sync.stream import Stream
     from ._sync.udp import DatagramSocket, udp
+    from ._sync.udp_server import Conversation, UDPServer, serve_udp
     from ._tls import client_context, ephemeral_certificate, server_context
     from ._tls import describe as describe_tls
     from ._udp import Datagram
@@ -154,7 +155,6 @@ if TYPE_CHECKING:
     from .raw.capture import Capture, CapturedPacket, CaptureStats, capture
     from .raw.ping import PingReport, PingStats, Probe, ping
     from .raw.trace import Hop, HopProbe, TraceReport, traceroute
-    from ._sync.udp_server import Conversation, UDPServer, serve_udp
 
 
 def __getattr__(name: str) -> Any:

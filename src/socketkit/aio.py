@@ -25,16 +25,20 @@ from ._async.connect import connect, tls_handshake
 from ._async.server import AsyncHandler, Server, serve
 from ._async.stream import Stream
 from ._async.udp import DatagramSocket, udp
+from ._async.udp_server import Conversation, UDPServer, serve_udp
 
 __all__ = [
     "AsyncHandler",
+    "Conversation",
     "DatagramSocket",
     "Server",
     "Stream",
+    "UDPServer",
     "connect",
     "loop_factory",
     "run",
     "serve",
+    "serve_udp",
     "tls_handshake",
     "udp",
 ]

@@ -1,0 +1,281 @@
+"""socketkit.aio.serve_udp on asyncio and uvloop: per-peer conversations over one socket.
+
+Clients are plain non-blocking ``socket`` datagram sockets read through the loop, so what is
+asserted is what the server put on the wire for each source address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable, Coroutine
+from contextlib import ExitStack
+from typing import Any, TypeVar
+
+import pytest
+import uvloop
+
+import socketkit.aio as skio
+from socketkit import ClosedResourceError, ReadTimeout
+
+T = TypeVar("T")
+PEERS = 200
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, T]], T]:
+    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
+
+    def runner(main: Coroutine[Any, Any, T]) -> T:
+        with asyncio.Runner(loop_factory=factory) as r:
+            return r.run(asyncio.wait_for(main, 60))
+
+    return runner
+
+
+def _clients(stack: ExitStack, count: int, host: str = "127.0.0.1") -> list[socket.socket]:
+    out = []
+    for _ in range(count):
+        s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        s.bind((host, 0))
+        s.setblocking(False)
+        out.append(s)
+    return out
+
+
+async def _recv(s: socket.socket) -> bytes:
+    return await asyncio.wait_for(asyncio.get_running_loop().sock_recv(s, 65535), 10)
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def _me(s: socket.socket) -> str:
+    return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_200_peers_at_once_each_get_only_their_own_replies(run: Any) -> None:
+    async def main() -> None:
+        everyone = asyncio.Event()
+        live: list[skio.Conversation] = []
+
+        async def handler(conv: skio.Conversation) -> None:
+            first = await conv.receive()
+            live.append(conv)
+            if len(live) == PEERS:
+                everyone.set()
+            await everyone.wait()  # every conversation is live at the same time
+            await conv.send(b"hello " + conv.peer.encode() + b" " + first)
+            async for data in conv:
+                await conv.send(conv.peer.encode() + b" " + data)
+
+        async with await skio.serve_udp(handler, "127.0.0.1:0") as server:
+            port = server.address.port
+            with ExitStack() as stack:
+                socks = _clients(stack, PEERS)
+                for i, s in enumerate(socks):
+                    s.sendto(b"first-%d" % i, ("127.0.0.1", port))
+                for i, s in enumerate(socks):
+                    assert await _recv(s) == f"hello {_me(s)} first-{i}".encode()
+                assert server.active_conversations == PEERS
+                for round_ in range(3):
+                    for i, s in enumerate(socks):
+                        s.sendto(b"%d.%d" % (i, round_), ("127.0.0.1", port))
+                    for i, s in enumerate(socks):
+                        assert await _recv(s) == f"{_me(s)} {i}.{round_}".encode()
+                assert server.peers_accepted == PEERS and server.peers_refused == 0
+
+    run(main())
+
+
+def test_a_flood_of_sources_is_bounded_by_max_peers(run: Any) -> None:
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def handler(conv: skio.Conversation) -> None:
+            await release.wait()
+
+        max_peers = 40
+        async with await skio.serve_udp(handler, "127.0.0.1:0", max_peers=max_peers) as server:
+            port = server.address.port
+            seen: set[object] = set()
+            for i in range(3000):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.bind((f"127.0.0.{i % 30 + 1}", 0))
+                    if s.getsockname() in seen:
+                        continue
+                    seen.add(s.getsockname())
+                    s.sendto(b"x", ("127.0.0.1", port))
+                if len(seen) % 200 == 0:
+                    n = len(seen)
+                    await _until(lambda n=n: server.peers_accepted + server.peers_refused >= n)
+            await _until(lambda: server.peers_accepted + server.peers_refused >= len(seen))
+            assert server.active_conversations == max_peers == server.peers_accepted
+            assert server.peers_refused == len(seen) - max_peers
+            assert len(server._table) == max_peers
+            release.set()
+
+    run(main())
+
+
+def test_an_idle_peer_ends_and_comes_back_as_a_new_conversation(run: Any) -> None:
+    async def main() -> None:
+        ended: list[tuple[str, float]] = []
+
+        async def handler(conv: skio.Conversation) -> None:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            async for data in conv:
+                await conv.send(data)
+            ended.append((conv.peer, loop.time() - start))
+
+        async with await skio.serve_udp(handler, "127.0.0.1:0", idle_timeout=0.3) as server:
+            with ExitStack() as stack:
+                (s,) = _clients(stack, 1)
+                s.sendto(b"one", ("127.0.0.1", server.address.port))
+                assert await _recv(s) == b"one"
+                await _until(lambda: bool(ended))
+                assert ended[0][0] == _me(s)
+                assert 0.3 <= ended[0][1] < 3.0
+                assert server.active_conversations == 0
+                s.sendto(b"two", ("127.0.0.1", server.address.port))
+                assert await _recv(s) == b"two"
+                assert server.peers_accepted == 2
+
+    run(main())
+
+
+def test_a_failing_handler_is_logged_and_others_go_on(
+    run: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        async def handler(conv: skio.Conversation) -> None:
+            data = await conv.receive()
+            if data == b"boom":
+                raise ValueError("handler bug")
+            async for more in conv:
+                await conv.send(b"ok " + more)
+
+        async with await skio.serve_udp(handler, "127.0.0.1:0") as server:
+            port = server.address.port
+            with ExitStack() as stack:
+                bad, good = _clients(stack, 2)
+                bad.sendto(b"boom", ("127.0.0.1", port))
+                await _until(lambda: server.peers_accepted == 1 == 1 + server.active_conversations)
+                good.sendto(b"hi", ("127.0.0.1", port))
+                good.sendto(b"1", ("127.0.0.1", port))
+                assert await _recv(good) == b"ok 1"
+                bad.sendto(b"x", ("127.0.0.1", port))
+                bad.sendto(b"again", ("127.0.0.1", port))
+                assert await _recv(bad) == b"ok again"
+                records = [
+                    r for r in caplog.records if r.getMessage() == f"handler for {_me(bad)} raised"
+                ]
+                assert len(records) == 1 and records[0].exc_info is not None
+                assert "ValueError: handler bug" in caplog.text
+
+    with caplog.at_level(logging.INFO, "socketkit.server"):
+        run(main())
+
+
+def test_a_full_queue_drops_the_newest_and_counts_them(run: Any) -> None:
+    async def main() -> None:
+        go = asyncio.Event()
+        got: list[bytes] = []
+        convs: list[skio.Conversation] = []
+
+        async def handler(conv: skio.Conversation) -> None:
+            convs.append(conv)
+            await go.wait()
+            for _ in range(8):
+                got.append(await conv.receive(timeout=5))
+
+        async with await skio.serve_udp(handler, "127.0.0.1:0", max_queue=8) as server:
+            with ExitStack() as stack:
+                (s,) = _clients(stack, 1)
+                for i in range(30):
+                    s.sendto(b"%d" % i, ("127.0.0.1", server.address.port))
+                await _until(lambda: bool(convs) and convs[0].received + convs[0].dropped == 30)
+                go.set()
+                await _until(lambda: len(got) == 8)
+                assert got == [b"%d" % i for i in range(8)]
+                assert convs[0].dropped == 22 == server.datagrams_dropped
+
+    run(main())
+
+
+def test_receive_timeout_close_and_a_last_reply(run: Any) -> None:
+    async def main() -> None:
+        outcome: list[str] = []
+
+        async def handler(conv: skio.Conversation) -> None:
+            await conv.receive()
+            try:
+                await conv.receive(timeout=0.1)
+            except ReadTimeout as exc:
+                outcome.append(str(exc))
+            conv.close()
+            try:
+                await conv.receive()
+            except ClosedResourceError as exc:
+                outcome.append(str(exc))
+            await conv.send(b"bye")
+
+        async with await skio.serve_udp(handler, "127.0.0.1:0") as server:
+            with ExitStack() as stack:
+                (s,) = _clients(stack, 1)
+                s.sendto(b"hi", ("127.0.0.1", server.address.port))
+                assert await _recv(s) == b"bye"
+                assert outcome == [
+                    f"receive from {_me(s)}: no datagram within 0.1 s",
+                    f"the conversation with {_me(s)} has ended",
+                ]
+
+    run(main())
+
+
+def test_close_ends_waiting_handlers(run: Any) -> None:
+    async def main() -> None:
+        ended = asyncio.Event()
+
+        async def handler(conv: skio.Conversation) -> None:
+            async for _ in conv:
+                pass
+            ended.set()
+
+        server = await skio.serve_udp(handler, "127.0.0.1:0")
+        with ExitStack() as stack:
+            (s,) = _clients(stack, 1)
+            s.sendto(b"x", ("127.0.0.1", server.address.port))
+            await _until(lambda: server.active_conversations == 1)
+            await asyncio.wait_for(server.aclose(), 2)
+            assert ended.is_set()
+            await server.aclose()  # idempotent
+
+    run(main())
+
+
+def test_a_handler_receiving_from_another_task(run: Any) -> None:
+    # Not the driven path: the receive waits on a future the protocol completes.
+    async def main() -> None:
+        async def handler(conv: skio.Conversation) -> None:
+            async def reader() -> bytes:
+                return await conv.receive()
+
+            data = await asyncio.create_task(reader())
+            data2 = await asyncio.create_task(reader())
+            await conv.send(data + data2)
+
+        async with await skio.serve_udp(handler, "127.0.0.1:0") as server:
+            with ExitStack() as stack:
+                (s,) = _clients(stack, 1)
+                s.sendto(b"a", ("127.0.0.1", server.address.port))
+                await asyncio.sleep(0.05)
+                s.sendto(b"b", ("127.0.0.1", server.address.port))
+                assert await _recv(s) == b"ab"
+
+    run(main())

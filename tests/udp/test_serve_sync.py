@@ -1,0 +1,268 @@
+"""socketkit.serve_udp (threads): per-peer conversations over one socket, with bounds.
+
+Clients are plain ``socket`` datagram sockets on loopback, so what is asserted is what the
+server put on the wire for each source address.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import pytest
+
+import socketkit
+from socketkit import ClosedResourceError, ReadTimeout
+from socketkit._sync.udp_server import Conversation
+
+PEERS = 200
+
+
+def _port(server: socketkit.UDPServer) -> int:
+    port = server.address.port
+    assert port is not None
+    return port
+
+
+@contextmanager
+def clients(count: int, host: str = "127.0.0.1") -> Iterator[list[socket.socket]]:
+    with ExitStack() as stack:
+        socks = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            s.bind((host, 0))
+            s.settimeout(10)
+            socks.append(s)
+        yield socks
+
+
+def _wait_for(condition: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_200_peers_at_once_each_get_only_their_own_replies() -> None:
+    barrier = threading.Barrier(PEERS, timeout=20)
+
+    def handler(conv: Conversation) -> None:
+        first = conv.receive(timeout=20)
+        barrier.wait()  # every conversation is live at the same time
+        conv.send(b"hello " + conv.peer.encode() + b" " + first)
+        for data in conv:
+            conv.send(conv.peer.encode() + b" " + data)
+
+    with socketkit.serve_udp(handler, "127.0.0.1:0") as server, clients(PEERS) as socks:
+        port = _port(server)
+        for i, s in enumerate(socks):
+            s.sendto(b"first-%d" % i, ("127.0.0.1", port))
+        for i, s in enumerate(socks):
+            me = f"127.0.0.1:{s.getsockname()[1]}"
+            data, src = s.recvfrom(65535)
+            assert src == ("127.0.0.1", port)
+            assert data == f"hello {me} first-{i}".encode()
+        assert server.active_conversations == PEERS
+        for round_ in range(3):
+            for i, s in enumerate(socks):
+                s.sendto(b"%d.%d" % (i, round_), ("127.0.0.1", port))
+            for i, s in enumerate(socks):
+                me = f"127.0.0.1:{s.getsockname()[1]}"
+                assert s.recvfrom(65535)[0] == f"{me} {i}.{round_}".encode()
+        assert server.peers_accepted == PEERS
+        assert server.peers_refused == 0
+
+
+def test_a_flood_of_sources_is_bounded_by_max_peers() -> None:
+    release = threading.Event()
+
+    def handler(conv: Conversation) -> None:
+        release.wait(30)
+
+    max_peers = 40
+    sources = 3000
+    server = socketkit.serve_udp(handler, "127.0.0.1:0", max_peers=max_peers)
+    try:
+        port = _port(server)
+        seen = set()
+        # Thousands of source addresses: one fresh socket (a fresh port) per datagram, spread
+        # over 127.0.0.1-127.0.0.30 so the per-IP bound is not what stops them.
+        for i in range(sources):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((f"127.0.0.{i % 30 + 1}", 0))
+                if s.getsockname() in seen:
+                    continue  # the kernel gave a port out again: one datagram per source
+                seen.add(s.getsockname())
+                s.sendto(b"x", ("127.0.0.1", port))
+            if len(seen) % 200 == 0:
+                # Let the receiver keep up (the kernel's queue is not under test here).
+                n = len(seen)
+                _wait_for(lambda n=n: server.peers_accepted + server.peers_refused >= n)
+        _wait_for(lambda: server.peers_accepted + server.peers_refused >= len(seen))
+        assert server.active_conversations == max_peers
+        assert server.peers_accepted == max_peers
+        assert server.peers_refused == len(seen) - max_peers
+        assert len(server._table) == max_peers
+        assert len(server._threads) <= max_peers  # one thread per admitted peer, no more
+        assert threading.active_count() < max_peers + 20
+    finally:
+        release.set()
+        server.close()
+
+
+def test_max_peers_per_ip_counts_one_source() -> None:
+    release = threading.Event()
+    server = socketkit.serve_udp(
+        lambda conv: release.wait(30), "127.0.0.1:0", max_peers=100, max_peers_per_ip=3
+    )
+    try:
+        with clients(5) as socks, clients(2, "127.0.0.2") as others:
+            for s in socks + others:
+                s.sendto(b"x", ("127.0.0.1", _port(server)))
+            _wait_for(lambda: server.peers_accepted + server.peers_refused == 7)
+            assert server.peers_accepted == 5  # 3 from 127.0.0.1, 2 from 127.0.0.2
+            assert server.peers_refused == 2
+    finally:
+        release.set()
+        server.close()
+
+
+def test_an_idle_peer_ends_and_comes_back_as_a_new_conversation() -> None:
+    ended: list[tuple[str, float]] = []
+
+    def handler(conv: Conversation) -> None:
+        start = time.monotonic()
+        for data in conv:
+            conv.send(data)
+        ended.append((conv.peer, time.monotonic() - start))  # iteration stopped: it expired
+
+    with (
+        socketkit.serve_udp(handler, "127.0.0.1:0", idle_timeout=0.3) as server,
+        clients(1) as (s,),
+    ):
+        s.sendto(b"one", ("127.0.0.1", _port(server)))
+        assert s.recv(100) == b"one"
+        _wait_for(lambda: bool(ended))
+        assert ended[0][0] == f"127.0.0.1:{s.getsockname()[1]}"
+        assert 0.3 <= ended[0][1] < 3.0
+        _wait_for(lambda: server.active_conversations == 0)
+        s.sendto(b"two", ("127.0.0.1", _port(server)))
+        assert s.recv(100) == b"two"
+        assert server.peers_accepted == 2
+
+
+def test_a_failing_handler_is_logged_and_others_go_on(caplog: pytest.LogCaptureFixture) -> None:
+    def handler(conv: Conversation) -> None:
+        data = conv.receive()
+        if data == b"boom":
+            raise ValueError("handler bug")
+        conv.send(b"ok " + data)
+        for more in conv:
+            conv.send(b"ok " + more)
+
+    with (
+        caplog.at_level(logging.INFO, "socketkit.server"),
+        socketkit.serve_udp(handler, "127.0.0.1:0") as server,
+        clients(2) as (bad, good),
+    ):
+        port = _port(server)
+        bad_peer = f"127.0.0.1:{bad.getsockname()[1]}"
+        bad.sendto(b"boom", ("127.0.0.1", port))
+        _wait_for(lambda: server.peers_accepted == 1 and server.active_conversations == 0)
+        good.sendto(b"1", ("127.0.0.1", port))
+        assert good.recv(100) == b"ok 1"
+        bad.sendto(b"again", ("127.0.0.1", port))  # a new conversation for it
+        assert bad.recv(100) == b"ok again"
+    records = [r for r in caplog.records if r.getMessage() == f"handler for {bad_peer} raised"]
+    assert len(records) == 1 and records[0].exc_info is not None
+    assert "ValueError: handler bug" in caplog.text
+
+
+def test_a_full_queue_drops_the_newest_and_counts_them() -> None:
+    go = threading.Event()
+    got: list[bytes] = []
+    convs: list[Conversation] = []
+
+    def handler(conv: Conversation) -> None:
+        convs.append(conv)
+        go.wait(30)
+        got.extend(conv.receive(timeout=5) for _ in range(8))
+
+    with socketkit.serve_udp(handler, "127.0.0.1:0", max_queue=8) as server, clients(1) as (s,):
+        for i in range(30):
+            s.sendto(b"%d" % i, ("127.0.0.1", _port(server)))
+        _wait_for(lambda: bool(convs) and convs[0].received + convs[0].dropped == 30)
+        go.set()
+        _wait_for(lambda: len(got) == 8)
+        assert got == [b"%d" % i for i in range(8)]
+        assert convs[0].dropped == 22
+        assert server.datagrams_dropped == 22
+
+
+def test_receive_timeout_and_closed_conversation() -> None:
+    outcome: list[str] = []
+
+    def handler(conv: Conversation) -> None:
+        conv.receive()
+        try:
+            conv.receive(timeout=0.1)
+        except ReadTimeout as exc:
+            outcome.append(str(exc))
+        conv.close()
+        try:
+            conv.receive()
+        except ClosedResourceError as exc:
+            outcome.append(str(exc))
+        conv.send(b"bye")  # a last reply after the end still goes out
+
+    with socketkit.serve_udp(handler, "127.0.0.1:0") as server, clients(1) as (s,):
+        s.sendto(b"hi", ("127.0.0.1", _port(server)))
+        assert s.recv(100) == b"bye"
+        me = f"127.0.0.1:{s.getsockname()[1]}"
+        assert outcome == [
+            f"receive from {me}: no datagram within 0.1 s",
+            f"the conversation with {me} has ended",
+        ]
+
+
+def test_unix_datagram_peers(tmp_path: object) -> None:
+    path = f"{tmp_path}/srv.sock"
+
+    def handler(conv: Conversation) -> None:
+        for data in conv:
+            conv.send(data.upper())
+
+    with socketkit.serve_udp(handler, f"unix:{path}") as server:
+        assert server.address.path == path
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as c:
+            c.bind(f"{tmp_path}/c.sock")
+            c.settimeout(10)
+            c.sendto(b"abc", path)
+            assert c.recv(100) == b"ABC"
+    import os
+
+    assert not os.path.exists(path)  # the server's socket file is removed on close
+
+
+def test_close_ends_waiting_handlers_and_the_server_stays_closed() -> None:
+    ended = threading.Event()
+
+    def handler(conv: Conversation) -> None:
+        for _ in conv:
+            pass
+        ended.set()
+
+    server = socketkit.serve_udp(handler, "127.0.0.1:0")
+    with clients(1) as (s,):
+        s.sendto(b"x", ("127.0.0.1", _port(server)))
+        _wait_for(lambda: server.active_conversations == 1)
+        t0 = time.monotonic()
+        server.close()
+        assert ended.is_set() and time.monotonic() - t0 < 2.0
+        server.close()  # idempotent
+    with pytest.raises(ValueError, match="max_queue must be a positive int"):
+        socketkit.serve_udp(handler, "127.0.0.1:0", max_queue=0)
