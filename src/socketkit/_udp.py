@@ -13,9 +13,9 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from ._addr import Address, AddressLike, format_sockaddr, parse_address, resolve
 from ._errors import (
@@ -64,6 +64,10 @@ ANCILLARY_SIZE = socket.CMSG_SPACE(4)
 #: Resolved destinations kept per socket (``send(to="name:port")``): bounded, so a program
 #: sending to many addresses does not grow memory; the oldest entry is dropped first.
 _DESTINATION_CACHE = 256
+
+
+#: A datagram payload as ``send`` takes it.
+Buffer: TypeAlias = "bytes | bytearray | memoryview"
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,3 +468,36 @@ class Destinations:
         raise AddressError(
             f"cannot send to {address}: no {have} address for it on this {have} socket"
         )
+
+
+def payload_size(item: Any) -> int:
+    """The length in bytes of a batch item (a payload or a ``(payload, address)`` pair)."""
+    data = item[0] if type(item) is tuple else item
+    return len(memoryview(data).cast("B"))
+
+
+def prepare_batch(
+    destinations: Destinations, items: Sequence[Any], to: Any, connected: bool
+) -> tuple[Sequence[Any], Any]:
+    """``send_many``'s items and ``to`` with every address resolved to a kernel sockaddr.
+
+    Items without an address of their own are passed through untouched (no copy); they need
+    ``to`` or a connected socket.
+    """
+    if not items:
+        raise ValueError("send_many needs at least one datagram")
+    default = None if to is None else destinations.lookup(to)
+    if not any(type(item) is tuple for item in items):
+        if default is None and not connected:
+            raise AddressError("send_many: no destination: give to=, or open with remote=")
+        return items, default
+    out: list[Any] = []
+    for item in items:
+        if type(item) is tuple:
+            data, address = item
+            out.append((data, destinations.lookup(address)))
+        elif default is None and not connected:
+            raise AddressError("send_many: no destination: give to=, or open with remote=")
+        else:
+            out.append(item)
+    return out, default

@@ -261,3 +261,47 @@ def test_name_lookup_runs_in_the_executor(loop: str, plain4: socket.socket) -> N
         ]
 
     run(loop, main())
+
+
+def test_send_many_and_receive_many(loop: str) -> None:
+    async def main() -> None:
+        rx = await skio.udp("127.0.0.1:0")
+        async with rx, await skio.udp(remote=rx.local) as tx:
+            sizes = [5, 1400, 1400, 0, 3]
+            assert await tx.send_many([b"y" * n for n in sizes]) == 5
+            got: list[socketkit.Datagram] = []
+            while len(got) < len(sizes):
+                got += await rx.receive_many(timeout=10)
+            assert [len(d.data) for d in got] == sizes
+            with pytest.raises(socketkit.ReadTimeout):
+                await rx.receive_many(timeout=0.05)
+            # a cancelled receive_many took nothing
+            task = asyncio.ensure_future(rx.receive_many())
+            await asyncio.sleep(0.05)
+            await tx.send(b"kept")
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert [d.data for d in await rx.receive_many(timeout=10)] == [b"kept"]
+
+    run(loop, main())
+
+
+def test_join_and_leave_on_loopback(loop: str) -> None:
+    group = "239.255.42.98"
+
+    async def main() -> None:
+        member = await skio.udp(":0", family=socket.AF_INET)
+        async with member, await skio.udp("127.0.0.1:0") as sender:
+            port = member.socket.getsockname()[1]
+            await member.join(group, interface="lo")
+            await sender.set_multicast(loopback=True, interface="lo")
+            await sender.send(b"group", f"{group}:{port}")
+            assert (await member.receive(timeout=10)).data == b"group"
+            await member.leave(group, interface="lo")
+            await sender.send(b"gone", f"{group}:{port}")
+            with pytest.raises(socketkit.ReadTimeout):
+                await member.receive(timeout=0.3)
+
+    run(loop, main())

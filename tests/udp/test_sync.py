@@ -350,3 +350,98 @@ def test_wrapping_a_socket_of_your_own(plain4: socket.socket) -> None:
     assert raw.fileno() == -1
     with socket.socket() as tcp, pytest.raises(ValueError, match="not a datagram socket"):
         DatagramSocket(tcp)
+
+
+# -- many datagrams per call (over socketkit/_udp_batch.py) -------------------------------------
+
+
+def test_send_many_and_receive_many_keep_boundaries(plain4: socket.socket) -> None:
+    sizes = [1, 2, 3, 1400, 1400, 1400, 5, 0, 9000]
+    with socketkit.udp("127.0.0.1:0", receive_buffer=1 << 20) as rx:
+        with socketkit.udp(remote=rx.local) as tx:
+            assert tx.send_many([bytes([n]) * size for n, size in enumerate(sizes)]) == 9
+            got: list[Datagram] = []
+            while len(got) < len(sizes):
+                got += rx.receive_many(timeout=10)
+            assert [len(d.data) for d in got] == sizes
+            assert [d.data[:1] for d in got if d.data] == [
+                bytes([n]) for n, size in enumerate(sizes) if size
+            ]
+            assert {d.peer for d in got} == {tx.local}
+            assert all(d.dropped_before == 0 and not d.truncated for d in got)
+        # per-item addresses in the address syntax, and to= for the rest
+        target = f"127.0.0.1:{plain4.getsockname()[1]}"
+        assert rx.send_many([(b"own", target), b"default"], to=target) == 2
+        assert [plain4.recv(100), plain4.recv(100)] == [b"own", b"default"]
+        with pytest.raises(socketkit.AddressError, match="no destination"):
+            rx.send_many([b"x"])
+        with pytest.raises(socketkit.ReadTimeout, match="receive_many timed out"):
+            rx.receive_many(timeout=0.05)
+
+
+def test_receive_many_max_and_truncation(plain4: socket.socket) -> None:
+    with socketkit.udp("127.0.0.1:0", max_size=4) as rx:
+        for n in range(5):
+            plain4.sendto(b"%d-long" % n, rx.socket.getsockname())
+        first = rx.receive_many(2, timeout=10)
+        assert [d.data for d in first] == [b"0-lo", b"1-lo"]
+        assert all(d.truncated for d in first)
+        rest: list[Datagram] = []
+        while len(rest) < 3:
+            rest += rx.receive_many(timeout=10)
+        assert [d.data for d in rest] == [b"2-lo", b"3-lo", b"4-lo"]
+        with pytest.raises(ValueError, match="max must be at least 1"):
+            rx.receive_many(0)
+
+
+def test_send_many_too_large_says_which_and_the_limit(plain4: socket.socket) -> None:
+    with socketkit.udp(remote=f"127.0.0.1:{plain4.getsockname()[1]}") as tx:
+        with pytest.raises(socketkit.DatagramTooLarge) as info:
+            tx.send_many([b"ok", b"x" * 65508, b"never"])
+        assert (info.value.size, info.value.limit) == (65508, 65507)
+        assert plain4.recv(100) == b"ok"  # the items before it went
+
+
+def test_receive_many_woken_by_close() -> None:
+    sock = socketkit.udp("127.0.0.1:0")
+    outcome: list[object] = []
+
+    def receiver() -> None:
+        try:
+            outcome.append(sock.receive_many())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=receiver)
+    thread.start()
+    time.sleep(0.2)
+    sock.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], socketkit.ClosedResourceError)
+
+
+# -- multicast methods (over socketkit/_multicast.py; docs/multicast.md tests the rest) ------------
+
+
+def test_join_leave_and_sending_options_on_loopback() -> None:
+    group = "239.255.42.99"
+    with socketkit.udp(":0", family=socket.AF_INET) as member:
+        port = member.socket.getsockname()[1]
+        member.join(group, interface="lo")
+        with socketkit.udp("127.0.0.1:0") as sender:
+            sender.set_multicast(ttl=1, loopback=True, interface="lo")
+            raw = sender.socket
+            assert raw.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL) == 1
+            assert raw.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP) == 1
+            sender.send(b"to the group", f"{group}:{port}")
+            got = member.receive(timeout=10)
+            assert got.data == b"to the group" and got.peer == sender.local
+            member.leave(group, interface="lo")
+            sender.send(b"after leave", f"{group}:{port}")
+            with pytest.raises(socketkit.ReadTimeout):
+                member.receive(timeout=0.3)
+        with pytest.raises(socketkit.AddressError, match="not a multicast address"):
+            member.join("10.0.0.1")
+    with pytest.raises(socketkit.ClosedResourceError):
+        member.join(group)

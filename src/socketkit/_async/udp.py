@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any
 
+from .. import _udp_batch as _batch
 from .._addr import AddressLike, format_sockaddr
 from .._errors import (
     AddressError,
@@ -27,6 +28,7 @@ from .._errors import (
 from .._udp import (
     ANCILLARY_SIZE,
     DEFAULT_MAX_SIZE,
+    Buffer,
     Datagram,
     Destinations,
     DropCounter,
@@ -35,6 +37,8 @@ from .._udp import (
     enable_drop_counter,
     needs_lookup,
     open_udp_socket,
+    payload_size,
+    prepare_batch,
 )
 
 __all__ = ["DatagramSocket", "udp"]
@@ -350,6 +354,114 @@ class DatagramSocket:
                 await self._wait(True, left)
             except TimeoutError as exc:
                 raise WriteTimeout("send timed out: the send buffer stayed full", sent=0) from exc
+
+    # -- batches (socketkit/_udp_batch.py) ----------------------------------------------------
+
+    async def send_many(
+        self,
+        datagrams: Sequence[Buffer | tuple[Buffer, Any]],
+        *,
+        to: Any = None,
+        timeout: float = _UNSET,
+    ) -> int:
+        """Send each item as one datagram, many per system call. As the sync
+        :meth:`~socketkit.DatagramSocket.send_many` (a cancelled call may have sent the first
+        items; ``WriteTimeout.sent`` counts datagrams)."""
+        if self._closed:
+            raise ClosedResourceError("the datagram socket is closed")
+        items, target = prepare_batch(self._destinations, datagrams, to, self._remote is not None)
+        sent = 0
+        deadline: float | None = None
+        started = False
+        while sent < len(items):
+            try:
+                sent += _batch.send_many(self._sock, items[sent:], target)
+                continue
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise self._error(exc, "send_many", payload_size(items[sent])) from exc
+            loop = asyncio.get_running_loop()
+            if not started:
+                started = True
+                limit = self._timeout(timeout)
+                deadline = None if limit is None else loop.time() + limit
+            left = None if deadline is None else deadline - loop.time()
+            message = f"send_many timed out after {sent} of {len(items)} datagrams"
+            if left is not None and left <= 0:
+                raise WriteTimeout(message, sent=sent)
+            try:
+                await self._wait(True, left)
+            except TimeoutError as exc:
+                raise WriteTimeout(message, sent=sent) from exc
+        return sent
+
+    async def receive_many(self, max: int = 64, *, timeout: float = _UNSET) -> list[Datagram]:
+        """Wait for at least one datagram, then return every one queued (up to ``max`` kernel
+        messages). As the sync :meth:`~socketkit.DatagramSocket.receive_many`; a cancelled or
+        timed-out call took nothing."""
+        if self._closed:
+            raise ClosedResourceError("the datagram socket is closed")
+        if max < 1:
+            raise ValueError(f"max must be at least 1, not {max}")
+        deadline: float | None = None
+        started = False
+        while True:
+            try:
+                return _batch.receive_many(self._sock, max, self._max_size, drops=self._drops)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise self._error(exc, "receive_many") from exc
+            loop = asyncio.get_running_loop()
+            if not started:
+                started = True
+                limit = self._timeout(timeout)
+                deadline = None if limit is None else loop.time() + limit
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                raise ReadTimeout("receive_many timed out")
+            try:
+                await self._wait(False, left)
+            except TimeoutError as exc:
+                raise ReadTimeout("receive_many timed out") from exc
+
+    # -- multicast (socketkit/_multicast.py) --------------------------------------------------
+
+    async def join(
+        self, group: str, *, interface: str | int | None = None, source: str | None = None
+    ) -> None:
+        """Join multicast ``group``; as the sync :meth:`~socketkit.DatagramSocket.join`."""
+        if self._closed:
+            raise ClosedResourceError("the datagram socket is closed")
+        from .. import _multicast
+
+        _multicast.join(self._sock, group, interface=interface, source=source)
+
+    async def leave(
+        self, group: str, *, interface: str | int | None = None, source: str | None = None
+    ) -> None:
+        """Leave a group joined with :meth:`join` (the same arguments)."""
+        if self._closed:
+            raise ClosedResourceError("the datagram socket is closed")
+        from .. import _multicast
+
+        _multicast.leave(self._sock, group, interface=interface, source=source)
+
+    async def set_multicast(
+        self,
+        *,
+        ttl: int | None = None,
+        loopback: bool | None = None,
+        interface: str | int | None = None,
+    ) -> None:
+        """Multicast sending options; as the sync
+        :meth:`~socketkit.DatagramSocket.set_multicast`."""
+        if self._closed:
+            raise ClosedResourceError("the datagram socket is closed")
+        from .. import _multicast
+
+        _multicast.set_options(self._sock, ttl=ttl, loopback=loopback, interface=interface)
 
     # -- closing ------------------------------------------------------------------------------
 

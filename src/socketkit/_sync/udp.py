@@ -15,10 +15,11 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
+from .. import _udp_batch as _batch
 from .._addr import AddressLike, format_sockaddr
 from .._errors import (
     AddressError,
@@ -30,6 +31,7 @@ from .._errors import (
 from .._udp import (
     ANCILLARY_SIZE,
     DEFAULT_MAX_SIZE,
+    Buffer,
     Datagram,
     Destinations,
     DropCounter,
@@ -37,6 +39,8 @@ from .._udp import (
     datagram_error,
     enable_drop_counter,
     open_udp_socket,
+    payload_size,
+    prepare_batch,
 )
 
 __all__ = ["DatagramSocket", "udp"]
@@ -360,6 +364,125 @@ class DatagramSocket:
             raise WriteTimeout("send timed out: the send buffer stayed full", sent=0) from exc
         except OSError as exc:
             raise self._error(exc, "send", len(memoryview(data).cast("B"))) from exc
+
+    # -- batches (sendmmsg/recvmmsg, GSO/GRO: socketkit/_udp_batch.py) -----------------------
+
+    def send_many(
+        self,
+        datagrams: Sequence[Buffer | tuple[Buffer, Any]],
+        *,
+        to: Any = None,
+        timeout: float = _UNSET,
+    ) -> int:
+        """Send each item as one datagram, many per system call (``sendmmsg``, with GSO where
+        the kernel has it), waiting for room in the send buffer as needed.
+
+        Args:
+            datagrams: bytes-like payloads, or ``(payload, address)`` pairs (an address as
+                for :meth:`send`); boundaries are kept: the peer receives exactly these.
+            to: the destination of the items without their own (``None``: the connected
+                remote).
+
+        Returns:
+            ``len(datagrams)``: every datagram went, in order.
+
+        Raises:
+            DatagramTooLarge: an item is over the limit; the items before it went, it and
+                those after did not (``str(exc)`` says which size).
+            WriteTimeout: the send buffer stayed full; ``sent`` is the number of *datagrams*
+                that went (the first ``sent`` items).
+            ConnectionRefused, AddressError, ClosedResourceError: as :meth:`send`.
+        """
+        self._check_open()
+        items, target = prepare_batch(self._destinations, datagrams, to, self._remote is not None)
+        deadline = self._deadline(timeout)
+        sent = 0
+        try:
+            while sent < len(items):
+                try:
+                    sent += _batch.send_many(self._sock, items[sent:], target)
+                except BlockingIOError:
+                    self._wait_ready(_POLLOUT, deadline)
+        except TimeoutError as exc:
+            raise WriteTimeout(
+                f"send_many timed out after {sent} of {len(items)} datagrams", sent=sent
+            ) from exc
+        except OSError as exc:
+            raise self._error(exc, "send_many", payload_size(items[sent])) from exc
+        return sent
+
+    def receive_many(self, max: int = 64, *, timeout: float = _UNSET) -> list[Datagram]:
+        """Wait for at least one datagram, then return every one queued, up to ``max`` kernel
+        messages per call (``recvmmsg``; with GRO on, one message may carry several datagrams
+        from one sender, split back here, so the list may be longer than ``max``).
+
+        Returns:
+            One or more :class:`Datagram` in arrival order (``truncated`` and
+            ``dropped_before`` per datagram, as :meth:`receive`).
+
+        Raises:
+            ReadTimeout, ConnectionRefused, ClosedResourceError: as :meth:`receive`.
+        """
+        self._check_open()
+        if max < 1:
+            raise ValueError(f"max must be at least 1, not {max}")
+        deadline = self._deadline(timeout)
+        try:
+            while True:
+                try:
+                    got = _batch.receive_many(self._sock, max, self._max_size, drops=self._drops)
+                except BlockingIOError:
+                    self._wait_ready(_POLLIN, deadline)
+                    continue
+                if self._closed and not any(d.data for d in got):
+                    raise ClosedResourceError("receive_many: the datagram socket was closed")
+                return got
+        except TimeoutError as exc:
+            raise ReadTimeout("receive_many timed out") from exc
+        except OSError as exc:
+            raise self._error(exc, "receive_many") from exc
+
+    # -- multicast (socketkit/_multicast.py) ------------------------------------------------
+
+    def join(
+        self, group: str, *, interface: str | int | None = None, source: str | None = None
+    ) -> None:
+        """Join multicast ``group`` (IPv4 or IPv6) on ``interface`` (a name such as ``"lo"``,
+        an index, or a local address; ``None``: the kernel's choice); with ``source``, only
+        that sender's datagrams (source-specific multicast). docs/multicast.md has the rest.
+
+        Raises:
+            AddressError: not a multicast group, a bad interface or source.
+            SocketkitError: the kernel refused (one line, with the reason).
+        """
+        self._check_open()
+        from .. import _multicast
+
+        _multicast.join(self._sock, group, interface=interface, source=source)
+
+    def leave(
+        self, group: str, *, interface: str | int | None = None, source: str | None = None
+    ) -> None:
+        """Leave a group joined with :meth:`join` (the same arguments)."""
+        self._check_open()
+        from .. import _multicast
+
+        _multicast.leave(self._sock, group, interface=interface, source=source)
+
+    def set_multicast(
+        self,
+        *,
+        ttl: int | None = None,
+        loopback: bool | None = None,
+        interface: str | int | None = None,
+    ) -> None:
+        """Options of the multicast datagrams this socket sends: ``ttl`` (hop limit for IPv6),
+        ``loopback`` (whether our own host's members get them), the outgoing ``interface``.
+        ``None`` leaves an option as it is."""
+        self._check_open()
+        from .. import _multicast
+
+        _multicast.set_options(self._sock, ttl=ttl, loopback=loopback, interface=interface)
 
     # -- closing ----------------------------------------------------------------------------
 
