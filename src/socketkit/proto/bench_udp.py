@@ -3,19 +3,24 @@
 Header (iperf_udp.c): ``sec`` u32 BE, ``usec`` u32 BE, then the sequence number as u32 BE,
 or u64 BE when ``udp_counters_64bit`` was negotiated. Sequence numbers start at 1.
 
-Loss accounting copies ``iperf_udp_recv`` so both tools agree on the numbers: a jump forward
-counts the gap as lost; a late datagram counts as out of order and takes one back from the
-lost count. Jitter is RFC 1889 style, ``J += (|D| - J) / 16``, in seconds.
+Loss accounting follows ``iperf_udp_recv`` so both tools agree on the numbers: a jump forward
+counts the gap as lost; a datagram at or below the highest sequence number seen counts as out
+of order (iperf3's ``out_of_order``, unchanged), and a late one takes one back from the lost
+count. Unlike iperf3, a *duplicate* (a datagram that already arrived) does not take one back:
+the receiver remembers which sequence numbers are still missing, so it tells the two apart
+and counts duplicates exactly (iperf3 reports ``lost - duplicates`` as lost on a path that
+duplicates). Jitter is RFC 1889 style, ``J += (|D| - J) / 16``, in seconds.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 __all__ = [
     "CONNECT_MSG",
+    "MAX_MISSING",
     "CONNECT_REPLIES",
     "CONNECT_REPLY",
     "GRO_REPLY",
@@ -36,6 +41,11 @@ LEGACY_REPLY_BE: Final = struct.pack(">I", 987654321)
 #: CONNECT_REPLY, but only to a client that asked with ``socketkit_gro`` in its params.
 GRO_REPLY: Final = b"SKGR"
 CONNECT_REPLIES: Final = frozenset({CONNECT_REPLY, LEGACY_REPLY, LEGACY_REPLY_BE, GRO_REPLY})
+
+#: How many missing sequence numbers a receiver remembers (to tell a late datagram from a
+#: duplicate); bounds the memory a stream with heavy loss, or a forged huge sequence number,
+#: can take. Older ones fall back to iperf3's rule (out of order, one fewer lost).
+MAX_MISSING: Final = 1 << 16
 
 _H32 = struct.Struct("!III")
 _H64 = struct.Struct("!IIQ")
@@ -73,7 +83,10 @@ class UdpReceiveStats:
     """Loss, reordering, duplicates and jitter of one received UDP stream (iperf3 rules).
 
     ``packet_count`` is the highest sequence number seen (what iperf3 reports as the
-    receiver's ``packets``); ``received`` is how many datagrams actually arrived.
+    receiver's ``packets``); ``received`` is how many datagrams actually arrived, duplicates
+    included. ``errors`` is the number of sequence numbers below ``packet_count`` that never
+    arrived; ``out_of_order`` counts arrivals at or below the highest number seen (late and
+    duplicate datagrams, as iperf3 counts them); ``duplicates`` those that had arrived before.
     """
 
     packet_count: int = 0
@@ -83,22 +96,41 @@ class UdpReceiveStats:
     duplicates: int = 0
     jitter: float = 0.0
     _prev_transit: float | None = None
+    #: Sequence numbers not (yet) arrived, oldest first; at most MAX_MISSING of them.
+    _missing: dict[int, None] = field(default_factory=dict)
+    #: Below this sequence number, whether a datagram arrived is no longer known.
+    _horizon: int = 1
+
+    def _gap(self, first: int, end: int) -> None:
+        """Sequence numbers ``first`` .. ``end - 1`` are missing."""
+        missing = self._missing
+        if end - first >= MAX_MISSING:
+            missing.clear()
+            first = end - MAX_MISSING
+            self._horizon = first
+        missing.update(dict.fromkeys(range(first, end)))
+        while len(missing) > MAX_MISSING:
+            oldest = next(iter(missing))
+            del missing[oldest]
+            self._horizon = oldest + 1
 
     def record(self, seq: int, sent: float, arrived: float) -> None:
         """Account one datagram: sequence ``seq`` sent at ``sent``, received at ``arrived``."""
         self.received += 1
-        if seq >= self.packet_count + 1:
+        if seq > self.packet_count:
             if seq > self.packet_count + 1:
                 self.errors += seq - 1 - self.packet_count
+                self._gap(self.packet_count + 1, seq)
             self.packet_count = seq
         else:
-            # Late or repeated. iperf3 cannot tell the two apart; we count both as iperf3
-            # does (out of order, one fewer lost) and keep a duplicate estimate beside it:
-            # more arrivals than the highest sequence number means some came twice.
-            self.out_of_order += 1
-            if self.errors > 0:
+            self.out_of_order += 1  # late or repeated: iperf3 counts both as out of order
+            if seq in self._missing:  # late: no longer lost
+                del self._missing[seq]
                 self.errors -= 1
-            self.duplicates = max(0, self.received - self.packet_count)
+            elif seq >= self._horizon:  # it had arrived: a duplicate, not a late datagram
+                self.duplicates += 1
+            elif self.errors > 0:  # too old to tell: iperf3's rule
+                self.errors -= 1
         transit = arrived - sent
         if self._prev_transit is not None:
             delta = abs(transit - self._prev_transit)
@@ -111,7 +143,9 @@ class UdpReceiveStats:
         the run does not simply continue the sequence; then record them one by one."""
         if first <= self.packet_count:
             return False
-        self.errors += first - 1 - self.packet_count
+        if first > self.packet_count + 1:
+            self.errors += first - 1 - self.packet_count
+            self._gap(self.packet_count + 1, first)
         self.packet_count = first + count - 1
         self.received += count
         transit = arrived - sent
@@ -122,6 +156,22 @@ class UdpReceiveStats:
             self.jitter *= (15.0 / 16.0) ** (count - 1)
         self._prev_transit = transit
         return True
+
+    @property
+    def late(self) -> int:
+        """Datagrams that arrived after one with a higher sequence number (first copies)."""
+        return self.out_of_order - self.duplicates
+
+    @property
+    def unique(self) -> int:
+        """Distinct datagrams that arrived."""
+        return self.received - self.duplicates
+
+    def trailing(self, sent: int) -> int:
+        """Datagrams lost after the last one that arrived, when the sender's highest
+        sequence number is ``sent``: no later arrival showed their gap, so ``errors``
+        cannot include them (iperf3's receiver does not count them either)."""
+        return max(0, sent - self.packet_count)
 
     @property
     def lost_percent(self) -> float:
