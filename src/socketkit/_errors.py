@@ -144,12 +144,15 @@ class DatagramTooLarge(SocketkitError):
 
     ``size`` is the datagram's length and ``limit`` the largest that can go (the protocol's
     maximum payload, the path MTU minus headers, or a Unix socket's send buffer); ``reason``
-    says which limit it is.
+    says which limit it is. Raised by a receive, it reports an earlier datagram that the
+    path turned back (ICMP "fragmentation needed" on a connected socket): ``size`` is then 0
+    (the kernel does not say which datagram).
     """
 
-    def __init__(self, size: int, limit: int, reason: str) -> None:
+    def __init__(self, size: int, limit: int, reason: str, message: str | None = None) -> None:
         super().__init__(
-            f"send: datagram of {size} bytes is too large: the limit is {limit} bytes ({reason})"
+            message
+            or f"send: datagram of {size} bytes is too large: the limit is {limit} bytes ({reason})"
         )
         self.size = size
         self.limit = limit

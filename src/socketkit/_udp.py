@@ -53,6 +53,12 @@ SO_RXQ_OVFL = 40
 #: knows for a connected socket. Not exported by Python's ``socket`` module.
 IP_MTU = 14
 IPV6_MTU = 24
+#: Linux ``IP_MTU_DISCOVER``/``IPV6_MTU_DISCOVER`` and their ``*_PMTUDISC_DO`` value: set the
+#: don't-fragment bit and never fragment locally, so a datagram over the path MTU fails with
+#: EMSGSIZE instead of going out in fragments (ip(7), ipv6(7)). Not exported by Python 3.11.
+IP_MTU_DISCOVER = 10
+IPV6_MTU_DISCOVER = 23
+PMTUDISC_DO = 2
 #: Bytes of IP + UDP header under the path MTU: 20 + 8 (IPv4), 40 + 8 (IPv6).
 _IPV4_OVERHEAD = 28
 _IPV6_OVERHEAD = 48
@@ -108,6 +114,7 @@ def open_udp_socket(
     broadcast: bool,
     receive_buffer: int | None,
     send_buffer: int | None,
+    dont_fragment: bool = False,
 ) -> tuple[socket.socket, bool]:
     """A bound (and, with ``remote``, connected) blocking datagram socket.
 
@@ -136,6 +143,8 @@ def open_udp_socket(
             )
         if family not in (None, socket.AF_UNIX):
             raise AddressError(f"a unix: address needs family AF_UNIX, not {family!r}")
+        if dont_fragment:
+            raise AddressError("dont_fragment is for UDP over IP, not Unix datagram sockets")
         return _open_unix(here, there, send_buffer, receive_buffer)
     want = socket.AF_UNSPEC if family is None else int(family)
     if want not in (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6):
@@ -162,7 +171,7 @@ def open_udp_socket(
     try:
         return _open_inet(
             want, bind_to, target, dual=dual, reuse_port=reuse_port, broadcast=broadcast,
-            send_buffer=send_buffer, receive_buffer=receive_buffer,
+            send_buffer=send_buffer, receive_buffer=receive_buffer, dont_fragment=dont_fragment,
         ), False  # fmt: skip
     except SocketkitError:
         if not dual:
@@ -171,6 +180,7 @@ def open_udp_socket(
     return _open_inet(
         socket.AF_INET, ("0.0.0.0", port), target, dual=False, reuse_port=reuse_port,
         broadcast=broadcast, send_buffer=send_buffer, receive_buffer=receive_buffer,
+        dont_fragment=dont_fragment,
     ), False  # fmt: skip
 
 
@@ -196,6 +206,7 @@ def _open_inet(
     broadcast: bool,
     send_buffer: int | None,
     receive_buffer: int | None,
+    dont_fragment: bool,
 ) -> socket.socket:
     where = format_sockaddr(bind_to)
     try:
@@ -212,6 +223,11 @@ def _open_inet(
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             _set_buffers(sock, send_buffer, receive_buffer)
             enable_drop_counter(sock)
+            if dont_fragment:
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, PMTUDISC_DO)
+                if family == socket.AF_INET or dual:  # (IPv4 on a dual-stack socket too)
+                    sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, PMTUDISC_DO)
         except OSError as exc:
             raise translate_os_error(exc, f"set up the UDP socket for {where}") from exc
         try:
@@ -330,7 +346,7 @@ class DropCounter:
         return 0
 
 
-def too_large(sock: socket.socket, size: int) -> DatagramTooLarge:
+def too_large(sock: socket.socket, size: int, action: str = "send") -> DatagramTooLarge:
     """The :class:`DatagramTooLarge` for an ``EMSGSIZE`` on ``sock`` sending ``size`` bytes:
     the limit is the protocol's maximum payload when ``size`` is above it, else the path MTU
     the kernel knows for a connected socket (``IP_MTU``/``IPV6_MTU``) minus the headers."""
@@ -343,7 +359,7 @@ def too_large(sock: socket.socket, size: int) -> DatagramTooLarge:
         return DatagramTooLarge(size, limit, "the socket's send buffer (SO_SNDBUF - 32)")
     v6 = family == socket.AF_INET6
     maximum = IPV6_MAX_PAYLOAD if v6 else IPV4_MAX_PAYLOAD
-    if size > maximum:
+    if size > maximum and action.startswith("send"):
         over = "IPv6" if v6 else "IPv4"
         return DatagramTooLarge(size, maximum, f"the largest UDP payload over {over}")
     try:
@@ -354,26 +370,57 @@ def too_large(sock: socket.socket, size: int) -> DatagramTooLarge:
     except OSError:  # not connected: the kernel keeps no path MTU for "any destination"
         return DatagramTooLarge(size, maximum, "the kernel refused it (EMSGSIZE)")
     limit = mtu - (_IPV6_OVERHEAD if v6 else _IPV4_OVERHEAD)
-    return DatagramTooLarge(size, limit, f"the path MTU ({mtu}) minus the IP and UDP headers")
-
-
-def datagram_error(sock: socket.socket, exc: OSError, action: str, size: int = 0) -> SocketkitError:
-    """Translate an ``OSError`` of a datagram socket (one place): EMSGSIZE with its limit,
-    EBADF as closed, the rest as for streams (ICMP port unreachable → ConnectionRefused)."""
-    if exc.errno == errno.EMSGSIZE:
-        return too_large(sock, size)
-    if exc.errno == errno.EBADF or sock.fileno() < 0:
-        return ClosedResourceError(f"{action}: the datagram socket is closed")
-    if exc.errno == errno.ECONNREFUSED:
-        try:
-            there = format_sockaddr(sock.getpeername())
-        except OSError:
-            there = "the remote"
-        return ConnectionRefused(
-            f"{action}: {there} refused an earlier datagram: nothing is listening there "
-            "(ICMP port unreachable)"
+    reason = f"the path MTU ({mtu}) minus the IP and UDP headers"
+    if not action.startswith("send"):  # a pending ICMP "fragmentation needed", reported late
+        return DatagramTooLarge(
+            0,
+            limit,
+            reason,
+            f"{action}: an earlier datagram was too large for the path: the limit is {limit} "
+            f"bytes ({reason})",
         )
-    return translate_os_error(exc, action)
+    return DatagramTooLarge(size, limit, reason)
+
+
+def datagram_error(
+    sock: socket.socket,
+    exc: OSError,
+    action: str,
+    size: int = 0,
+    *,
+    to: Any = None,
+    remote: str | None = None,
+) -> SocketkitError:
+    """Translate an ``OSError`` of a datagram socket (one place): EMSGSIZE with its limit,
+    EBADF as closed, ICMP port unreachable on a connected socket and dead Unix destinations
+    as ConnectionRefused, a missing Unix destination as AddressError, the rest as for streams.
+    ``to`` is the kernel address a send went to (``None``: the connected remote, formatted
+    in ``remote``: the kernel forgets it when a Unix peer closes)."""
+    code = exc.errno
+    if code == errno.EMSGSIZE:
+        return too_large(sock, size, action)
+    if code == errno.EBADF or sock.fileno() < 0:
+        return ClosedResourceError(f"{action}: the datagram socket is closed")
+    unix = sock.family == socket.AF_UNIX
+    there = remote
+    if to is not None:
+        there = format_sockaddr(to)
+    if unix and code == errno.ENOENT and there is not None:
+        return AddressError(f"{action}: no socket at {there}")
+    if code == errno.ECONNREFUSED:
+        if unix and to is not None:
+            return ConnectionRefused(f"{action}: nothing is bound at {there} (a stale socket file)")
+        if unix:
+            return ConnectionRefused(
+                f"{action}: {there or 'the peer'} is closed (nothing receives there)"
+            )
+        return ConnectionRefused(
+            f"{action}: {there} refused an earlier datagram: nothing is "
+            "listening there (ICMP port unreachable)"
+        )
+    if code == errno.ENOTCONN and unix:
+        return ClosedResourceError(f"{action}: the Unix datagram peer went away")
+    return translate_os_error(exc, action if there is None else f"{action} ({there})")
 
 
 def _is_numeric(host: str) -> bool:

@@ -58,6 +58,7 @@ async def udp(
     send_buffer: int | None = None,
     max_size: int = DEFAULT_MAX_SIZE,
     default_timeout: float | None = None,
+    dont_fragment: bool = False,
 ) -> DatagramSocket:
     """Open a datagram socket on the running loop. Parameters, result and errors as the sync
     :func:`socketkit.udp`; a host name is looked up in the loop's executor (as asyncio's own
@@ -69,6 +70,7 @@ async def udp(
         return open_udp_socket(
             local, remote, family=family, reuse_port=reuse_port, broadcast=broadcast,
             receive_buffer=receive_buffer, send_buffer=send_buffer,
+            dont_fragment=dont_fragment,
         )  # fmt: skip
 
     if needs_lookup(local) or needs_lookup(remote):
@@ -212,10 +214,10 @@ class DatagramSocket:
                     else:
                         loop.remove_reader(self._fd)
 
-    def _error(self, exc: OSError, action: str, size: int = 0) -> SocketkitError:
+    def _error(self, exc: OSError, action: str, size: int = 0, to: Any = None) -> SocketkitError:
         if self._closed:
             return ClosedResourceError(f"{action}: the datagram socket was closed")
-        return datagram_error(self._sock, exc, action, size)
+        return datagram_error(self._sock, exc, action, size=size, to=to, remote=self._remote)
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -341,7 +343,7 @@ class DatagramSocket:
             except BlockingIOError:
                 pass
             except OSError as exc:
-                raise self._error(exc, "send", len(memoryview(data).cast("B"))) from exc
+                raise self._error(exc, "send", len(memoryview(data).cast("B")), target) from exc
             loop = asyncio.get_running_loop()
             if not started:
                 started = True

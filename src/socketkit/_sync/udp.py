@@ -63,6 +63,7 @@ def udp(
     send_buffer: int | None = None,
     max_size: int = DEFAULT_MAX_SIZE,
     default_timeout: float | None = None,
+    dont_fragment: bool = False,
 ) -> DatagramSocket:
     """Open a datagram socket (UDP over IPv4/IPv6, or a Unix datagram socket).
 
@@ -83,6 +84,11 @@ def udp(
         max_size: the longest datagram ``receive`` returns whole; a longer one comes back cut
             to this size with ``truncated=True``.
         default_timeout: timeout of every call not given its own (``None``: wait forever).
+        dont_fragment: set the IP don't-fragment bit and never fragment locally
+            (``IP_PMTUDISC_DO``): a datagram over the path MTU then fails with
+            :class:`DatagramTooLarge` naming the MTU-based limit, instead of leaving in
+            fragments. Without it the limit is only the protocol's (65507 bytes over IPv4,
+            65527 over IPv6) and the kernel fragments what the path cannot carry whole.
 
     Returns:
         A :class:`DatagramSocket`; close it (or use ``with``).
@@ -97,7 +103,7 @@ def udp(
         raise ValueError(f"max_size must be at least 1, not {max_size}")
     sock, owns_path = open_udp_socket(
         local, remote, family=family, reuse_port=reuse_port, broadcast=broadcast,
-        receive_buffer=receive_buffer, send_buffer=send_buffer,
+        receive_buffer=receive_buffer, send_buffer=send_buffer, dont_fragment=dont_fragment,
     )  # fmt: skip
     return DatagramSocket(
         sock, max_size=max_size, default_timeout=default_timeout, _owns_path=owns_path
@@ -217,10 +223,10 @@ class DatagramSocket:
             if poller.poll(wait):
                 return
 
-    def _error(self, exc: OSError, action: str, size: int = 0) -> SocketkitError:
+    def _error(self, exc: OSError, action: str, size: int = 0, to: Any = None) -> SocketkitError:
         if self._closed:
             return ClosedResourceError(f"{action}: the datagram socket was closed")
-        return datagram_error(self._sock, exc, action, size)
+        return datagram_error(self._sock, exc, action, size=size, to=to, remote=self._remote)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -363,7 +369,7 @@ class DatagramSocket:
         except TimeoutError as exc:
             raise WriteTimeout("send timed out: the send buffer stayed full", sent=0) from exc
         except OSError as exc:
-            raise self._error(exc, "send", len(memoryview(data).cast("B"))) from exc
+            raise self._error(exc, "send", len(memoryview(data).cast("B")), target) from exc
 
     # -- batches (sendmmsg/recvmmsg, GSO/GRO: socketkit/_udp_batch.py) -----------------------
 
