@@ -140,7 +140,8 @@ def test_an_idle_peer_ends_and_comes_back_as_a_new_conversation(run: Any) -> Non
                 assert await _recv(s) == b"one"
                 await _until(lambda: bool(ended))
                 assert ended[0][0] == _me(s)
-                assert 0.3 <= ended[0][1] < 3.0
+                # 1 ms under 0.3 s is float rounding of uvloop's millisecond clock.
+                assert 0.299 <= ended[0][1] < 3.0
                 assert server.active_conversations == 0
                 s.sendto(b"two", ("127.0.0.1", server.address.port))
                 assert await _recv(s) == b"two"

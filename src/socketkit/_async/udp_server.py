@@ -18,7 +18,7 @@ import contextvars
 import logging
 import socket
 import types
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any
 
@@ -55,6 +55,11 @@ DEFAULT_MAX_PEERS_AIO = 5_000
 DEFAULT_MAX_PEERS_PER_IP_AIO = 1_000
 
 _UNSET: Any = object()
+
+
+#: ``_read_waiter`` of a handler waiting in ``async for`` (driven as DRIVEN; its end is
+#: StopAsyncIteration, not ClosedResourceError).
+_ITER = object()
 
 
 @types.coroutine
@@ -171,7 +176,7 @@ class Conversation:
         """A datagram from the peer (called by the protocol)."""
         self.received += 1
         waiter = self._read_waiter
-        if waiter is DRIVEN:
+        if waiter is DRIVEN or waiter is _ITER:
             self._read_waiter = None
             self._driver._step(data, None)  # type: ignore[union-attr]
             return
@@ -203,13 +208,16 @@ class Conversation:
             self._driver.throw(  # type: ignore[union-attr]
                 ClosedResourceError(f"the conversation with {self.peer} has ended")
             )
+        elif waiter is _ITER:
+            self._read_waiter = None
+            self._driver.throw(StopAsyncIteration())  # type: ignore[union-attr]
         elif isinstance(waiter, asyncio.Future) and not waiter.done():
             waiter.set_result(None)
             self._wake(waiter)
 
     # The driver's owner interface (see driver.py).
     def cancel_driven_read(self) -> None:
-        if self._read_waiter is DRIVEN:
+        if self._read_waiter is DRIVEN or self._read_waiter is _ITER:
             self._read_waiter = None
 
     def handler_done(self, driver: HandlerDriver) -> None:
@@ -257,12 +265,23 @@ class Conversation:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
-    async def __anext__(self) -> bytes:
-        queue = self._queue
-        if queue:
-            data = queue.popleft()
-            self._server._queued_bytes -= len(data)
-            return data
+    def __anext__(self) -> Awaitable[bytes]:
+        # Not a coroutine function: on the hot path (the handler itself waits, nothing
+        # queued) the awaitable is the one ``_driven`` generator; at the end the protocol
+        # throws StopAsyncIteration straight into it (_ITER).
+        driver = self._driver
+        if (
+            not self._queue
+            and not self.closed
+            and driver is not None
+            and driver._waiting is RUNNING
+            and self._read_waiter is None
+        ):
+            self._read_waiter = _ITER
+            return _driven()
+        return self._anext_slow()
+
+    async def _anext_slow(self) -> bytes:
         try:
             return await self.receive()
         except ClosedResourceError:
@@ -282,6 +301,10 @@ class _Protocol(asyncio.DatagramProtocol):
 
     def __init__(self, server: UDPServer, max_payload: int) -> None:
         self.server = server
+        table = server._table
+        self._peers = table._peers
+        self._by_activity = table._by_activity
+        self._time = server._loop.time
         self.transport: asyncio.DatagramTransport | None = None
         self.max_payload = max_payload
         self.paused = False
@@ -291,13 +314,24 @@ class _Protocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        server = self.server
-        peer = server._table.get(addr)
+        # Once per datagram: the lookup, the touch and the hand-over to a handler waiting in
+        # ``receive``/``async for`` are inlined (PeerTable.touch and Conversation._feed say
+        # the same at length).
+        peer = self._peers.get(addr)
         if peer is None:
-            server._new_peer(addr, data)
+            self.server._new_peer(addr, data)
             return
-        server._table.touch(peer, server._loop.time())
-        peer.value._feed(data)  # type: ignore[union-attr]
+        if not peer.expired:
+            peer.last = self._time()
+            self._by_activity.move_to_end(addr)
+        conv: Conversation = peer.value  # type: ignore[assignment]
+        waiter = conv._read_waiter
+        if waiter is DRIVEN or waiter is _ITER:
+            conv._read_waiter = None
+            conv.received += 1
+            conv._driver._step(data, None)  # type: ignore[union-attr]
+            return
+        conv._feed(data)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors about earlier replies (port unreachable): not one conversation's to act
