@@ -44,6 +44,7 @@ __all__ = [
     "MmsgBatch",
     "enable_gro",
     "enable_gso",
+    "gro_segment",
     "gso_segments",
     "receive_many",
     "send_many",
@@ -243,6 +244,15 @@ def enable_gro(sock: socket.socket) -> bool:
         return False
     _state(sock).gro = True
     return True
+
+
+def gro_segment(ancdata: list[tuple[int, int, bytes]]) -> int:
+    """The segment size of a GRO-coalesced read (its ``UDP_GRO`` control message), 0 when the
+    read is one datagram."""
+    for level, kind, value in ancdata:
+        if level == SOL_UDP and kind == UDP_GRO and len(value) >= _INT.size:
+            return int(_INT.unpack_from(value)[0])
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -600,11 +610,9 @@ def _receive_plain(
                 st.pending = exc
                 break
             raise
-        segment = 0
-        for level, kind, value in ancdata:
-            if level == SOL_UDP and kind == UDP_GRO and len(value) >= _INT.size:
-                segment = _INT.unpack_from(value)[0]
-                st.gro = True  # coalesced: someone turned GRO on behind our back
+        segment = gro_segment(ancdata)
+        if segment:
+            st.gro = True  # coalesced: someone turned GRO on behind our back
         dropped = drops.update(ancdata) if drops is not None else None
         truncated = bool(flags & socket.MSG_TRUNC)
         _split(out, data, segment, address, truncated=truncated, dropped=dropped, max_size=max_size)
@@ -747,10 +755,9 @@ def _receive_mmsg(
         if controllens[i]:
             where = i * _CONTROL_SIZE
             ancdata = _ancillary(control[where : where + controllens[i]])
-            for level, kind, value in ancdata:
-                if level == SOL_UDP and kind == UDP_GRO and len(value) >= _INT.size:
-                    segment = _INT.unpack_from(value)[0]
-                    st.gro = True  # coalesced: someone turned GRO on behind our back
+            segment = gro_segment(ancdata)
+            if segment:
+                st.gro = True  # coalesced: someone turned GRO on behind our back
         dropped = drops.update(ancdata) if drops is not None else None
         _split(
             out,

@@ -2,9 +2,10 @@
 
 GSO (``UDP_SEGMENT``, Linux 4.18) lets one ``send`` carry up to 64 datagrams, each with its own
 iperf3 header; GRO (``UDP_GRO``, Linux 5.0) hands the receiver up to 64 at once with the
-segment size in a control message. Python 3.11 has no ``sendmmsg``/``recvmmsg``, so this is
-the only way to batch UDP from pure Python. Both are detected at run
-time; without them, one datagram per system call.
+segment size in a control message. Without them, up to 64 ordinary datagrams per
+``sendmmsg``/``recvmmsg`` call, else one per system call. The batching itself (the mmsg slots,
+the GSO/GRO options and the GRO control message) is the library's (``socketkit._udp_batch``);
+here the iperf3 headers are written and read in place in its buffers.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import sys
 import time
 from array import array
 
+from .._udp_batch import MmsgBatch, enable_gro, enable_gso, gro_segment, gso_segments
 from ..proto.bench_udp import UdpReceiveStats, header_size, unpack_header
 from .pacing import Pacer
 from .streams import Limits, Mover, StreamStats
 from .tcp_movers import aligned_buffer
-from .udp_mmsg import MmsgBatch
 
 __all__ = [
     "UdpReceiver",
@@ -32,14 +33,6 @@ __all__ = [
     "kernel_drops",
 ]
 
-SOL_UDP = 17
-UDP_SEGMENT = 103  # include/uapi/linux/udp.h
-UDP_GRO = 104
-#: UDP_MAX_SEGMENTS in include/linux/udp.h.
-MAX_SEGMENTS = 64
-#: Largest IPv4 UDP payload; a GSO super-datagram must fit in one (65535 - 20 - 8).
-MAX_GSO_BYTES = 65507
-_INT = struct.Struct("i")
 _H32 = struct.Struct("!III")  # iperf3 header: sec, usec, 32-bit sequence number
 _H64 = struct.Struct("!IIQ")  # ... with --udp-counters-64bit
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
@@ -49,31 +42,8 @@ UDP_SNDBUF = 4 * 1024 * 1024
 #: Receive queue asked for on UDP data sockets unless -w says otherwise (8 MiB: about
 #: 20 ms of 3 Gbit/s).
 UDP_RCVBUF = 8 * 1024 * 1024
-
-
-def gso_segments(length: int) -> int:
-    """How many ``length``-byte datagrams one GSO send may carry."""
-    return max(1, min(MAX_SEGMENTS, MAX_GSO_BYTES // length))
-
-
-def enable_gso(sock: socket.socket, length: int) -> bool:
-    """Set UDP_SEGMENT on ``sock``; False when the kernel or platform lacks it."""
-    if gso_segments(length) < 2:
-        return False
-    try:
-        sock.setsockopt(SOL_UDP, UDP_SEGMENT, length)
-    except OSError:
-        return False
-    return True
-
-
-def enable_gro(sock: socket.socket) -> bool:
-    """Set UDP_GRO on ``sock``; False when the kernel or platform lacks it."""
-    try:
-        sock.setsockopt(SOL_UDP, UDP_GRO, 1)
-    except OSError:
-        return False
-    return True
+#: Control space for one GRO read: the UDP_GRO segment size (an int).
+_GRO_CONTROL = socket.CMSG_SPACE(4)
 
 
 def grow_buffer(sock: socket.socket, force: int, plain: int, size: int) -> None:
@@ -340,17 +310,14 @@ class UdpReceiver(Mover):
             self.c64,
             self.min_len,
         )
-        ancsize = socket.CMSG_SPACE(_INT.size)
+        ancsize = _GRO_CONTROL
         clock, mono = time.time, time.monotonic
         record, record_run = udp.record, udp.record_run
         while not self.stop:
             n, anc, _flags, _addr = recvmsg_into([buf], ancsize)
             if not n:
                 return
-            seg = n
-            for level, kind, data in anc:
-                if level == SOL_UDP and kind == UDP_GRO and len(data) >= _INT.size:
-                    seg = _INT.unpack_from(data)[0] or n
+            seg = gro_segment(anc) or n
             now = clock()
             stats.last_rx = mono()
             count = -(-n // seg)
