@@ -63,6 +63,7 @@ __all__ = [
     "ServerRead",
     "ServerWrite",
     "TftpError",
+    "TftpRefusal",
     "TransferTimeout",
     "decode",
     "encode",
@@ -156,6 +157,15 @@ class MalformedPacket(TftpError, RemoteProtocolError):
     """
 
     def __init__(self, message: str, code: ErrorCode = ErrorCode.ILLEGAL_OPERATION) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TftpRefusal(TftpError):
+    """A request or a transfer refused by this side (a name outside the served directory,
+    writes not allowed, no room); ``code`` is the TFTP error to answer with."""
+
+    def __init__(self, message: str, code: ErrorCode) -> None:
         super().__init__(message)
         self.code = code
 
