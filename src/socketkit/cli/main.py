@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ping": ("socketkit.cli.ping", "send ICMP echo requests (like ping)"),
     "traceroute": ("socketkit.cli.traceroute", "trace the route to a host (like traceroute)"),
     "bench": ("socketkit.cli.bench", "measure throughput, loss and latency (speaks iperf3)"),
+    "tftp": ("socketkit.cli.tftp", "get and put files over TFTP, or serve a directory"),
     "help": ("socketkit.cli.help", "show a documentation page (cli, connect, sniff, design, ...)"),
 }
 
