@@ -1,12 +1,15 @@
 """How many sessions a ``listen -k`` server admits: at most ``--max-conns`` at once (default
 100, as ncat's ``--max-conns``) and at most ``--max-conns-per-source`` from one address
-(default 32, so one host cannot take every slot). Every accepted client, UDP peer and
-``--exec`` program holds one slot until its session ends."""
+(default 32, so one host cannot take every slot). Every accepted client and
+``--exec`` program holds one slot until its session ends (UDP peers: the same limits, kept by
+the peer table in :mod:`socketkit.proto.peers`)."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+
+from ..proto.peers import source_of
 
 __all__ = ["DEFAULT_MAX_CONNS", "DEFAULT_MAX_PER_SOURCE", "Slots", "source_of"]
 
@@ -14,17 +17,6 @@ __all__ = ["DEFAULT_MAX_CONNS", "DEFAULT_MAX_PER_SOURCE", "Slots", "source_of"]
 DEFAULT_MAX_CONNS = 100
 #: Sessions one source address may hold at once.
 DEFAULT_MAX_PER_SOURCE = 32
-
-
-def source_of(addr: object) -> str | None:
-    """The source address a peer is counted under: its IP (IPv4-mapped IPv6 as IPv4, so the
-    two spellings are one source); ``None`` for Unix peers, which have no address."""
-    if not isinstance(addr, tuple) or not addr:
-        return None
-    host = str(addr[0]).split("%", 1)[0]
-    if host.startswith("::ffff:") and host.count(".") == 3:
-        host = host[7:]
-    return host
 
 
 class Slots:

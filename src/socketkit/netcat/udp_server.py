@@ -6,6 +6,13 @@ owns the listener (later peers are ignored, as with nc/ncat). With ``-k`` any nu
 are served at once: stdin goes to every live peer, and with ``-e``/``-c`` each peer gets its
 own program whose output goes back to that peer only. A peer silent for
 ``--udp-session-idle`` seconds is forgotten (its program sees EOF).
+
+Who is a peer, the limits (``--max-conns``, ``--max-conns-per-source``) and idle expiry are
+the library's :class:`~socketkit.proto.peers.PeerTable`, the table behind
+``socketkit.serve_udp``; this module adds what a netcat needs around it in one poll loop
+(stdin to every peer, a program per peer, access rules, events). It does not run on
+``serve_udp`` itself: that one gives each peer a thread, and here every peer shares stdin,
+stdout and one loop.
 """
 
 from __future__ import annotations
@@ -17,10 +24,10 @@ import subprocess
 import time
 
 from .._errors import SocketkitError, SocketkitTimeout
+from ..proto.peers import FULL, Peer, PeerTable
 from .access import AccessList
 from .conn import shown as show
 from .endpoints import write_all
-from .limits import Slots, source_of
 from .options import NetcatOptions
 from .report import Reporter
 from .session import end_reason
@@ -41,20 +48,18 @@ class _Session:
     __slots__ = (
         "addr",
         "child",
-        "last",
+        "peer",
         "received",
         "sent",
         "shown",
-        "source",
         "started",
         "warned",
     )
 
-    def __init__(self, addr: object, now: float) -> None:
-        self.addr = addr
-        self.source = source_of(addr)
-        self.shown = show(addr)
-        self.last = now
+    def __init__(self, peer: Peer[_Session], now: float) -> None:
+        self.peer = peer
+        self.addr = peer.address
+        self.shown = show(self.addr)
         self.started = now
         self.received = 0
         self.sent = 0
@@ -77,11 +82,15 @@ class UdpServer:
         self.access = access
         self.tap = tap if tap.active else None
         # Keyed by the peer's address: a (host, port, ...) tuple for UDP; a path, an abstract
-        # name (bytes) or None (a sender with no address) for Unix datagram sockets.
-        self.sessions: dict[object, _Session] = {}
+        # name (bytes) or None (a sender with no address) for Unix datagram sockets. The
+        # limits hold with -k only: without it the first peer owns the listener.
+        self.table: PeerTable[_Session] = PeerTable(
+            max_peers=opts.max_conns if opts.keep_open else None,
+            max_peers_per_ip=opts.max_per_source if opts.keep_open else None,
+            idle_timeout=opts.udp_session_idle,
+        )
         self.by_child_fd: dict[int, _Session] = {}
         self.denied: set[object] = set()
-        self.slots = Slots(opts.max_conns, opts.max_per_source)
         self.locked = False  # without -k: a peer has taken the listener
         self.stdin_open = not opts.recv_only
         self.quit_deadline: float | None = None
@@ -92,10 +101,16 @@ class UdpServer:
         self._view = memoryview(self._buf)
 
     # -- sessions -------------------------------------------------------------------------
+    @property
+    def sessions(self) -> list[_Session]:
+        return [peer.value for peer in self.table if peer.value is not None]
+
     def _session_for(self, addr: object, now: float) -> _Session | None:
-        session = self.sessions.get(addr)
-        if session is not None:
-            return session
+        assert isinstance(addr, (tuple, str, bytes)) or addr is None
+        peer = self.table.get(addr)
+        if peer is not None:
+            self.table.touch(peer, now)
+            return peer.value
         if addr in self.denied:
             return None
         shown = show(addr)
@@ -107,14 +122,20 @@ class UdpServer:
             return None
         if not self.opts.keep_open and self.locked:
             return None  # nc/ncat: the first peer owns a listener without -k
-        session = _Session(addr, now)
-        refused = self.slots.take(session.source) if self.opts.keep_open else None
-        if refused is not None:
+        got = self.table.admit(addr, now)
+        if not isinstance(got, Peer):
+            if got == FULL:
+                refused = f"--max-conns {self.table.max_peers} reached"
+            else:
+                refused = (
+                    f"--max-conns-per-source {self.table.max_peers_per_ip} reached for "
+                    f"{self.table.source_key(addr)}"
+                )
             self.reporter.event(
                 "rejected", f"rejected {shown}: {refused}", remote=shown, reason=refused
             )
             return None
-        self.sessions[addr] = session
+        session = got.value = _Session(got, now)
         self.locked = True
         self.reporter.event(
             "accepted",
@@ -146,8 +167,7 @@ class UdpServer:
         return session
 
     def _end(self, session: _Session, reason: str, *, error: str | None = None) -> None:
-        if self.sessions.pop(session.addr, None) is not None and self.opts.keep_open:
-            self.slots.give(session.source)
+        self.table.remove(session.peer)
         child = session.child
         if child is not None:
             assert child.stdin is not None and child.stdout is not None
@@ -212,7 +232,6 @@ class UdpServer:
                     f"{self._max}: it is dropped"
                 )
                 continue
-            session.last = now
             session.received += n
             chunk = self._view[:n]
             if session.child is not None:
@@ -248,7 +267,7 @@ class UdpServer:
             return False
         if self.tap is not None:
             self.tap.sent(memoryview(data))
-        for session in list(self.sessions.values()):
+        for session in self.sessions:
             self._send(session, data)
         return True
 
@@ -261,13 +280,13 @@ class UdpServer:
         try:
             while True:
                 now = time.monotonic()
-                for session in list(self.sessions.values()):
-                    if now - session.last >= opts.udp_session_idle:
-                        self._end(session, "idle")
-                        if not opts.keep_open:
-                            return 0
+                for peer in self.table.expire(now):
+                    assert peer.value is not None
+                    self._end(peer.value, "idle")
+                    if not opts.keep_open:
+                        return 0
                 fds = {self.sock.fileno(): select.POLLIN}
-                read_stdin = self.stdin_open and bool(self.sessions) and not opts.executes
+                read_stdin = self.stdin_open and len(self.table) > 0 and not opts.executes
                 if read_stdin:
                     fds[0] = select.POLLIN
                 for fd in self.by_child_fd:
@@ -275,7 +294,8 @@ class UdpServer:
                 poller = select.poll()
                 for fd, ev in fds.items():
                     poller.register(fd, ev)
-                deadlines = [s.last + opts.udp_session_idle for s in self.sessions.values()]
+                expiry = self.table.next_expiry()
+                deadlines = [] if expiry is None else [expiry]
                 if opts.idle_timeout is not None:
                     deadlines.append(last_activity + opts.idle_timeout)
                 if self.quit_deadline is not None:
@@ -296,7 +316,7 @@ class UdpServer:
                                 self.quit_deadline = now + opts.policy.quit_after
                     else:
                         self._on_child_output(fd)
-                if not opts.keep_open and self.locked and not self.sessions:
+                if not opts.keep_open and self.locked and not len(self.table):
                     return 0  # the one session ended (its program exited)
                 if self.quit_deadline is not None and now >= self.quit_deadline:
                     return 0
@@ -308,5 +328,5 @@ class UdpServer:
             stopped_by = end_reason(exc)
             raise
         finally:
-            for session in list(self.sessions.values()):
+            for session in self.sessions:
                 self._end(session, "listener closed", error=stopped_by)

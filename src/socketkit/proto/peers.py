@@ -120,6 +120,11 @@ class PeerTable(Generic[T]):
         """The peer at ``address``, or ``None``."""
         return self._peers.get(address)
 
+    @staticmethod
+    def source_key(address: object) -> str | None:
+        """The IP address ``address`` is counted under (:func:`source_of`)."""
+        return source_of(address)
+
     def count_for(self, source: str | None) -> int:
         """Peers held by one IP address (as :func:`source_of` spells it)."""
         return 0 if source is None else self._per_ip.get(source, 0)
