@@ -74,6 +74,7 @@ class _Interface:
 
     index: int = 0
     address: bytes = b"\0\0\0\0"  # IPv4 only: packed local address (ip_mreqn.imr_address)
+    family: int = 0  # given as an address: its family (0: by name or index, either family)
 
     @property
     def by_address(self) -> bool:
@@ -162,38 +163,58 @@ def set_options(
         SocketkitError: ``ttl`` out of range.
         ClosedResourceError: the socket is closed.
     """
-    family = _family(sock, _OPTIONS)
-    v4 = family == socket.AF_INET
+    families = _families(sock, _OPTIONS)
     if ttl is not None:
         if isinstance(ttl, bool) or not isinstance(ttl, int):
             raise SocketkitError(f"{_OPTIONS}: ttl must be an int, not {type(ttl).__name__}")
         if not 0 <= ttl <= MAX_TTL:
             raise SocketkitError(f"{_OPTIONS}: ttl {ttl} out of range: expected 0-{MAX_TTL}")
-    resolved = None if interface is None else _interface(sock, family, interface, _OPTIONS)
+    resolved = None
+    if interface is not None:
+        against = f"the socket is {_kind(families)}"
+        resolved = _interface(sock, families, interface, _OPTIONS, against)
+        if resolved.family:
+            # A dual-stack socket given an address: that address's family only.
+            families = (resolved.family,)
     try:
-        if ttl is not None:
-            if v4:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
-            else:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
-        if loopback is not None:
-            if v4:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, int(bool(loopback)))
-            else:
-                sock.setsockopt(
-                    socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, int(bool(loopback))
-                )
-        if resolved is not None:
-            if v4:
-                mreqn = struct.pack("4s4si", b"\0" * 4, resolved.address, resolved.index)
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
-            else:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, resolved.index)
+        for family in families:
+            _send_options(sock, family, ttl, loopback, resolved)
     except OSError as exc:
         raise _translate(exc, _OPTIONS, interface, resolved) from exc
 
 
 # --- the work ----------------------------------------------------------------------------------
+
+
+def _send_options(
+    sock: socket.socket,
+    family: int,
+    ttl: int | None,
+    loopback: bool | None,
+    resolved: _Interface | None,
+) -> None:
+    if family == socket.AF_INET:
+        level, ttl_option, loop_option = (
+            socket.IPPROTO_IP,
+            socket.IP_MULTICAST_TTL,
+            socket.IP_MULTICAST_LOOP,
+        )
+    else:
+        level, ttl_option, loop_option = (
+            socket.IPPROTO_IPV6,
+            socket.IPV6_MULTICAST_HOPS,
+            socket.IPV6_MULTICAST_LOOP,
+        )
+    if ttl is not None:
+        sock.setsockopt(level, ttl_option, ttl)
+    if loopback is not None:
+        sock.setsockopt(level, loop_option, int(bool(loopback)))
+    if resolved is not None:
+        if family == socket.AF_INET:
+            mreqn = struct.pack("4s4si", b"\0" * 4, resolved.address, resolved.index)
+            sock.setsockopt(level, socket.IP_MULTICAST_IF, mreqn)
+        else:
+            sock.setsockopt(level, socket.IPV6_MULTICAST_IF, resolved.index)
 
 
 def _membership(
@@ -208,7 +229,7 @@ def _membership(
         action += f" from {source}"
     if interface is not None:
         action += f" on {interface}"
-    family = _family(sock, action)
+    families = _families(sock, action)
     group_ip = _ip(group, action, "")
     if not group_ip.is_multicast:
         where = (
@@ -217,11 +238,15 @@ def _membership(
             else ("IPv6 groups are in ff00::/8")
         )
         raise AddressError(f"{action}: not a multicast address ({where})")
-    want = 4 if family == socket.AF_INET else 6
-    if group_ip.version != want:
+    want = group_ip.version
+    family = socket.AF_INET if want == 4 else socket.AF_INET6
+    if family not in families:
+        # An IPv4 group on a dual-stack IPv6 socket is fine: Linux takes the IPv4 options
+        # there (net/ipv6/ipv6_sockglue.c hands SOL_IP to the IPv4 code) and delivers the
+        # group's datagrams as IPv4-mapped.
+        needs = "an IPv4 or dual-stack socket" if want == 4 else "an IPv6 socket"
         raise AddressError(
-            f"{action}: an IPv{group_ip.version} group needs an IPv{group_ip.version} socket"
-            f" (this one is IPv{want})"
+            f"{action}: an IPv{want} group needs {needs} (this one is {_kind(families)})"
         )
     source_ip = None
     if source is not None:
@@ -235,13 +260,17 @@ def _membership(
                 f"{action}: a source is a sender's unicast address, not a multicast address"
             )
     scope = getattr(group_ip, "scope_id", None)
+    against = f"the group is IPv{want}"
     if scope:
-        from_scope = _interface(sock, family, scope, action)
-        if interface is not None and _interface(sock, family, interface, action) != from_scope:
+        from_scope = _interface(sock, (family,), scope, action, against)
+        if (
+            interface is not None
+            and _interface(sock, (family,), interface, action, against).index != from_scope.index
+        ):
             raise AddressError(f"{action}: the group's scope names another interface")
         resolved = from_scope
     elif interface is not None:
-        resolved = _interface(sock, family, interface, action)
+        resolved = _interface(sock, (family,), interface, action, against)
     else:
         resolved = _Interface()
     joining = verb == "join"
@@ -330,14 +359,27 @@ def _receive_joined_groups_only(sock: socket.socket, family: int) -> None:
 # --- checking and resolving input ----------------------------------------------------------
 
 
-def _family(sock: socket.socket, action: str) -> int:
+def _families(sock: socket.socket, action: str) -> tuple[int, ...]:
+    """The IP families ``sock`` sends and receives: a dual-stack IPv6 socket has both."""
     if sock.fileno() < 0:
         raise ClosedResourceError(f"{action}: the socket is closed")
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         raise AddressError(f"{action}: multicast needs an IPv4 or IPv6 socket")
     if sock.type not in (socket.SOCK_DGRAM, socket.SOCK_RAW):
         raise SocketkitError(f"{action}: multicast needs a datagram (UDP) socket")
-    return int(sock.family)
+    if sock.family == socket.AF_INET:
+        return (socket.AF_INET,)
+    try:
+        v6only = sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+    except OSError as exc:
+        raise translate_os_error(exc, action) from exc
+    return (socket.AF_INET6,) if v6only else (socket.AF_INET6, socket.AF_INET)
+
+
+def _kind(families: tuple[int, ...]) -> str:
+    if len(families) == 2:
+        return "dual-stack"
+    return "IPv4" if families == (socket.AF_INET,) else "IPv6 only"
 
 
 def _ip(text: str, action: str, what: str) -> _IPAddress:
@@ -350,8 +392,13 @@ def _ip(text: str, action: str, what: str) -> _IPAddress:
 
 
 def _interface(
-    sock: socket.socket, family: int, interface: InterfaceLike, action: str
+    sock: socket.socket,
+    families: tuple[int, ...],
+    interface: InterfaceLike,
+    action: str,
+    against: str,
 ) -> _Interface:
+    """Resolve ``interface``; an address must be of one of ``families`` (else: ``against``)."""
     if isinstance(interface, bool) or not isinstance(interface, (int, str)):
         raise AddressError(f"{action}: interface must be a name, an index or an address")
     if isinstance(interface, str) and interface.isascii() and interface.isdigit():
@@ -365,18 +412,19 @@ def _interface(
         address = ipaddress.ip_address(text)
     except ValueError:
         return _Interface(index=_index_of_name(sock, text, action))
-    want = 4 if family == socket.AF_INET else 6
-    if address.version != want:
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    if family not in families:
         raise AddressError(
-            f"{action}: interface {text} is an IPv{address.version} address but the socket is"
-            f" IPv{want}"
+            f"{action}: interface {text} is an IPv{address.version} address but {against}"
         )
     if isinstance(address, ipaddress.IPv4Address):
         # ip_mreqn and ip_mreq_source take the address itself; the kernel finds the device.
-        return _Interface(address=address.packed)
+        return _Interface(address=address.packed, family=family)
     if address.scope_id:
-        return _interface(sock, family, address.scope_id, action)
-    return _Interface(index=_index_of_ipv6(sock, address, action))
+        index = _interface(sock, families, address.scope_id, action, against).index
+    else:
+        index = _index_of_ipv6(sock, address, action)
+    return _Interface(index=index, family=family)
 
 
 def _index_of_name(sock: socket.socket, name: str, action: str) -> int:
