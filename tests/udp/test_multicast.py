@@ -200,7 +200,11 @@ def test_loopback_off_and_on(net: Net, family: socket.AddressFamily) -> None:
     with local, remote, tx:
         join(local, group, interface=net.r_if)
         join(remote, group, interface=net.s_to_r)
-        set_options(tx, interface=net.r_if, loopback=False)
+        set_options(tx, interface=net.r_if)
+        tx.sendto(b"by default", (group, PORT))
+        assert receive(remote)[0] == b"by default"
+        assert receive(local)[0] == b"by default"
+        set_options(tx, loopback=False)
         tx.sendto(b"not looped", (group, PORT))
         assert receive(remote)[0] == b"not looped"
         assert queued(local) == []
@@ -208,10 +212,19 @@ def test_loopback_off_and_on(net: Net, family: socket.AddressFamily) -> None:
         tx.sendto(b"looped", (group, PORT))
         assert receive(remote)[0] == b"looped"
         assert receive(local)[0] == b"looped"
+        # TTL 0: this host only (the looped copy), nothing on the wire
+        set_options(tx, ttl=0)
+        tx.sendto(b"host only", (group, PORT))
+        assert receive(local)[0] == b"host only"
+        set_options(tx, ttl=1)
+        tx.sendto(b"wire again", (group, PORT))
+        assert receive(remote)[0] == b"wire again"
+        assert receive(local)[0] == b"wire again"
+        assert queued(remote, 0) == []  # "host only" never reached s
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("how", ["name", "index", "address"])
+@pytest.mark.parametrize("how", ["name", "index", "index-text", "address"])
 def test_outgoing_interface(net: Net, family: socket.AddressFamily, how: str) -> None:
     group = GROUP[family]
     addrs = net.family_addrs(family)
@@ -225,6 +238,7 @@ def test_outgoing_interface(net: Net, family: socket.AddressFamily, how: str) ->
     choice = {
         "name": (net.s_to_q, net.s_to_r),
         "index": (index[net.s_to_q], index[net.s_to_r]),
+        "index-text": (str(index[net.s_to_q]), str(index[net.s_to_r])),
         "address": (addrs["sq"], addrs["s"]),
     }[how]
     with on_r, on_q, tx:
@@ -412,6 +426,24 @@ def test_membership_state_errors(net: Net, family: socket.AddressFamily) -> None
         assert str(info.value) == (
             f"leave {ssm} from {other} on {net.r_if}: not a member of this group there"
         )
+
+
+def test_membership_limit(net: Net) -> None:
+    # net.ipv4.igmp_max_memberships (20 by default) per socket
+    with inside(net.r):
+        sock = bound(V4, "0.0.0.0", PORT)
+        limit = int(net.r.run(["sysctl", "-n", "net.ipv4.igmp_max_memberships"]).stdout)
+    with sock:
+        for i in range(limit):
+            join(sock, f"239.9.0.{i + 1}", interface=net.r_if)
+        with pytest.raises(SocketkitError) as info:
+            join(sock, "239.9.1.1", interface=net.r_if)
+        assert str(info.value) == (
+            f"join 239.9.1.1 on {net.r_if}: the kernel's limit of memberships or sources per"
+            " socket is reached (net.ipv4.igmp_max_memberships, igmp_max_msf;"
+            " net.ipv6.mld_max_msf)"
+        )
+        assert isinstance(info.value.__cause__, OSError)
 
 
 def test_option_values_checked() -> None:
