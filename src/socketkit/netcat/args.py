@@ -12,7 +12,14 @@ from .eof import EofPolicy, preset
 from .limits import DEFAULT_MAX_CONNS, DEFAULT_MAX_PER_SOURCE
 from .options import NetcatOptions, TlsOptions
 
-__all__ = ["add_common_arguments", "build_options", "positive_int", "seconds"]
+__all__ = [
+    "add_common_arguments",
+    "add_multicast_arguments",
+    "build_options",
+    "multicast_group",
+    "positive_int",
+    "seconds",
+]
 
 EOF_TABLE = """\
 end-of-file behaviour (defaults = OpenBSD nc -N; the full table: socketkit help connect):
@@ -91,6 +98,80 @@ def _dump_file(text: str) -> str:
                 f"write --hex-dump - {text} ..."
             )
     return text
+
+
+def multicast_group(text: str) -> str:
+    """argparse ``type=`` for ``--multicast``: an IPv4 or IPv6 multicast address (an IPv6
+    one may carry its interface as a scope, ``ff02::1%eth0``)."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an IP address: {text!r} (a multicast group is an address such as "
+            "239.1.2.3 or ff15::1)"
+        ) from None
+    if not address.is_multicast:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a multicast address (IPv4 224.0.0.0/4, IPv6 ff00::/8)"
+        )
+    return text.strip("[]")
+
+
+def _ttl(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 255:
+        raise argparse.ArgumentTypeError(f"expected a TTL from 0 to 255: {text!r}")
+    return int(text)
+
+
+def add_multicast_arguments(parser: argparse.ArgumentParser, *, listening: bool) -> None:
+    """``--multicast`` options, named after socat's ``ip-add-membership`` family (OpenBSD nc
+    and ncat have none)."""
+    group = parser.add_argument_group("UDP multicast (with -u)")
+    if listening:
+        group.add_argument(
+            "--multicast",
+            dest="multicast_group",
+            type=multicast_group,
+            metavar="GROUP",
+            help="join the multicast GROUP and receive its datagrams to PORT; HOST defaults "
+            "to GROUP (socat ip-add-membership) (default: no group)",
+        )
+        group.add_argument(
+            "--multicast-source",
+            dest="multicast_sources",
+            action="append",
+            metavar="ADDR",
+            help="only ADDR's datagrams to GROUP, source-specific (RFC 4607; socat "
+            "ip-add-source-membership); repeatable (default: every sender)",
+        )
+        group.add_argument(
+            "--multicast-interface",
+            metavar="IFACE",
+            help="join on IFACE: a name (eth0), an index or a local address (default: the "
+            "interface of the route to GROUP)",
+        )
+        return
+    group.add_argument(
+        "--multicast-ttl",
+        type=_ttl,
+        metavar="N",
+        help="TTL (IPv6: hop limit) of datagrams to a multicast HOST (socat "
+        "ip-multicast-ttl) (default 1: this link only)",
+    )
+    group.add_argument(
+        "--multicast-interface",
+        metavar="IFACE",
+        help="send multicast datagrams out of IFACE: a name, an index or a local address "
+        "(socat ip-multicast-if) (default: the route's)",
+    )
+    group.add_argument(
+        "--multicast-loop",
+        choices=["on", "off"],
+        help="whether members on this host get our multicast datagrams too (socat "
+        "ip-multicast-loop) (default on)",
+    )
 
 
 def positive_int(text: str) -> int:
@@ -290,6 +371,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
             help="source port to connect from (default: the OS picks)",
         )
     add("--force-copy", action="store_true", help=argparse.SUPPRESS)
+    add_multicast_arguments(parser, listening=listening)
 
 
 def build_options(
@@ -350,6 +432,28 @@ def build_options(
             "--allow/--deny filter IP addresses, and Unix socket peers have none: limit who "
             "may connect with the socket file's permissions (or an abstract name's namespace)"
         )
+    group = getattr(args, "multicast_group", None)
+    sources = tuple(getattr(args, "multicast_sources", None) or ())
+    ttl = getattr(args, "multicast_ttl", None)
+    loop = getattr(args, "multicast_loop", None)
+    interface = getattr(args, "multicast_interface", None)
+    given = [
+        name
+        for name, value in (
+            ("--multicast", group),
+            ("--multicast-source", sources),
+            ("--multicast-interface", interface),
+            ("--multicast-ttl", ttl),
+            ("--multicast-loop", loop),
+        )
+        if value is not None and value != ()
+    ]
+    if given and (not args.udp or unix_path is not None):
+        raise ValueError(f"{given[0]} needs -u with HOST PORT: multicast is UDP over IP")
+    if listening and (sources or interface) and group is None:
+        raise ValueError(f"{given[0]} needs --multicast GROUP")
+    if group is not None and host is None:
+        host = group  # bound to the group: only its datagrams to PORT, not unicast ones
     return NetcatOptions(
         host=host,
         port=port,
@@ -380,5 +484,10 @@ def build_options(
         verbose=args.verbose,
         json=args.json,
         udp_session_idle=getattr(args, "udp_session_idle", 60.0),
+        multicast_group=group,
+        multicast_sources=sources,
+        multicast_interface=interface,
+        multicast_ttl=ttl,
+        multicast_loop=None if loop is None else loop == "on",
         force_copy=args.force_copy,
     )

@@ -41,6 +41,8 @@ def run_listen(opts: NetcatOptions, reporter: Reporter) -> int:
 
             sock = open_udp_listener(opts)
             try:
+                if opts.multicast_group is not None:
+                    _join(sock, opts)
                 _announce_listening(reporter, [sock], "unixgram" if opts.unix_path else "udp")
                 return UdpServer(sock, opts, reporter, access, tap).run()
             finally:
@@ -65,6 +67,16 @@ def run_listen(opts: NetcatOptions, reporter: Reporter) -> int:
                 sock.close()
     finally:
         tap.close()
+
+
+def _join(sock: socket.socket, opts: NetcatOptions) -> None:
+    """``--multicast``: make the listening socket a member of the group (for each
+    ``--multicast-source``, or for any source)."""
+    from .._multicast import join
+
+    assert opts.multicast_group is not None
+    for source in opts.multicast_sources or (None,):
+        join(sock, opts.multicast_group, interface=opts.multicast_interface, source=source)
 
 
 def _server_context(opts: NetcatOptions, reporter: Reporter) -> ssl.SSLContext | None:

@@ -68,6 +68,8 @@ def dial(
         sock = socket.socket(family, kind)
         try:
             _bind_source(sock, opts, family)
+            if kind == socket.SOCK_DGRAM:
+                _multicast_options(sock, opts)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 sock.close()
@@ -111,6 +113,21 @@ def _dial_unix(path: str, kind: int, timeout: float | None) -> socket.socket:
             raise ConnectionRefused(f"cannot connect to {where}: {exc.strerror}") from exc
         raise translate_os_error(exc, f"connect to {where}") from exc
     return sock
+
+
+def _multicast_options(sock: socket.socket, opts: NetcatOptions) -> None:
+    """``connect -u --multicast-*``: set before connect(), so the interface named also picks
+    the route to the group (a host with no route for it can still send out of IFACE)."""
+    if (opts.multicast_ttl, opts.multicast_loop, opts.multicast_interface) == (None, None, None):
+        return
+    from .._multicast import set_options
+
+    set_options(
+        sock,
+        ttl=opts.multicast_ttl,
+        loopback=opts.multicast_loop,
+        interface=opts.multicast_interface,
+    )
 
 
 def _bind_source(sock: socket.socket, opts: NetcatOptions, family: int) -> None:

@@ -62,6 +62,15 @@ class NetcatOptions:
     json: bool = False
     #: UDP listen: a peer's session ends after this many idle seconds.
     udp_session_idle: float = 60.0
+    #: listen -u: the multicast group to join, the senders to accept (source-specific; empty:
+    #: any), the interface to join on (a name, an index or a local address).
+    multicast_group: str | None = None
+    multicast_sources: tuple[str, ...] = ()
+    multicast_interface: str | None = None
+    #: connect -u: TTL / hop limit of multicast datagrams, and whether this host's own
+    #: members get them too (``None``: the kernel's defaults, 1 and on).
+    multicast_ttl: int | None = None
+    multicast_loop: bool | None = None
     force_copy: bool = False
 
     @property
