@@ -7,6 +7,7 @@ after a barrier: another receiver has already got a later datagram from the same
 
 from __future__ import annotations
 
+import itertools
 import socket
 from collections.abc import Iterator
 
@@ -97,6 +98,40 @@ def test_leave_stops_delivery_to_that_receiver_only(net: Net, family: socket.Add
         tx.sendto(b"again", (group, PORT))
         assert receive(r1)[0] == b"again"
         assert receive(r2)[0] == b"again"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bound_to_the_group_gets_only_that_group(net: Net, family: socket.AddressFamily) -> None:
+    group, other_group = GROUP[family], SSM_GROUP[family]
+    addrs = net.family_addrs(family)
+    with inside(net.r):
+        on_group = bound(family, group, PORT)
+        on_any = bound(family, any_addr(family), PORT)
+    with on_group, on_any, _sender(net, family) as tx:
+        join(on_group, group, interface=net.r_if)
+        join(on_any, other_group, interface=net.r_if)
+        tx.sendto(b"to the other group", (other_group, PORT))
+        tx.sendto(b"to the group", (group, PORT))
+        tx.sendto(b"unicast", (addrs["r"], PORT))
+        assert receive_n(on_any, 2) == [b"to the other group", b"unicast"]
+        assert receive(on_group)[0] == b"to the group"
+        assert queued(on_group) == [] and queued(on_any, 0) == []
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_closing_leaves_the_group(net: Net, family: socket.AddressFamily) -> None:
+    group = GROUP[family]
+    (rx,) = _receivers(net, family, group, 1)
+    word = "inet" if family == V4 else "inet6"
+
+    def joined() -> bool:
+        shown = net.r.run(["ip", "maddr", "show", "dev", net.r_if]).stdout.split()
+        return any(a == word and b == group for a, b in itertools.pairwise(shown))
+
+    with rx:
+        join(rx, group, interface=net.r_if)
+        assert joined()
+    assert not joined()
 
 
 @pytest.mark.parametrize("family", FAMILIES)
