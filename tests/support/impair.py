@@ -123,7 +123,9 @@ class NftImpairment:
             rule = item.get("rule")
             if not rule or "comment" not in rule:
                 continue
-            kind, name = rule["comment"].split()
+            kind, _, name = rule["comment"].partition(" ")
+            if kind not in kinds or name not in out:
+                continue  # a rule a test added itself
             packets = [e["counter"]["packets"] for e in rule["expr"] if "counter" in e]
             out[name][kinds[kind]] = int(packets[0])
         return out

@@ -432,6 +432,16 @@ class _ClientTest:
             return r.end_time
         return max(r.end_time - self.pause, 1e-9)
 
+    @staticmethod
+    def _trailing(r: StreamResult, sent: int) -> int:
+        """Datagrams a socketkit receiver never saw after its last arrival (``sent`` is our
+        highest sequence number, ``packets + omitted_packets`` its): a receiver that counts
+        gaps cannot see them. An iperf3 receiver stops reading at TEST_END and leaves what is
+        still queued unread, so for it the gap-count alone stays, as iperf3 reports it."""
+        if r.received < 0:
+            return 0
+        return max(0, sent - r.packets - r.omitted_packets)
+
     def _count_reached(self, receivers: list[StreamStats]) -> bool:
         p = self.params
         if p.num and sum(s.bytes for s in receivers) >= p.num:
@@ -465,11 +475,11 @@ class _ClientTest:
                         seconds=seconds,
                         retransmits=st.retransmits,
                         jitter_ms=(r.jitter * 1000) if r else 0.0,
-                        lost_packets=r.errors if r else 0,
+                        lost_packets=(r.errors + self._trailing(r, st.packets)) if r else 0,
                         packets_sent=st.packets - st.base_packets,
                         packets_received=r.received if r and r.received >= 0 else 0,
                         out_of_order=max(r.out_of_order, 0) if r else 0,
-                        duplicates=0,
+                        duplicates=max(r.duplicates, 0) if r else 0,
                         kernel_drops=r.kernel_drops if r else -1,
                         rtt_us=st.rtt_us,
                         gso=st.gso,
@@ -487,7 +497,13 @@ class _ClientTest:
                         seconds=seconds,
                         retransmits=r.retransmits,
                         jitter_ms=(udp.jitter * 1000) if udp else 0.0,
-                        lost_packets=(udp.errors - st.base_errors) if udp else 0,
+                        lost_packets=(
+                            udp.errors
+                            - st.base_errors
+                            + udp.trailing(r.packets + r.omitted_packets)
+                        )
+                        if udp
+                        else 0,
                         packets_sent=r.packets,
                         packets_received=udp.received if udp else 0,
                         out_of_order=udp.out_of_order if udp else 0,

@@ -311,6 +311,7 @@ class DataPath:
                     start_time=0.0,
                     end_time=self.stream_seconds(st),
                     out_of_order=udp.out_of_order if udp else -1,
+                    duplicates=udp.duplicates if udp else -1,
                     received=udp.received if udp else -1,
                     kernel_drops=st.kernel_drops,
                     rtt_us=st.rtt_us if self.params.protocol == "tcp" else -1,

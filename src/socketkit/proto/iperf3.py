@@ -323,6 +323,7 @@ class StreamResult:
     received: int = -1
     kernel_drops: int = -1
     rtt_us: int = -1
+    duplicates: int = -1
 
     def to_json(self) -> dict[str, Any]:
         ext = {
@@ -332,6 +333,7 @@ class StreamResult:
                 ("received", self.received),
                 ("kernel_drops", self.kernel_drops),
                 ("rtt_us", self.rtt_us),
+                ("duplicates", self.duplicates),
             )
             if v >= 0
         }
@@ -367,6 +369,7 @@ class StreamResult:
             received=_int(obj, "socketkit_received", -1),
             kernel_drops=_int(obj, "socketkit_kernel_drops", -1),
             rtt_us=_int(obj, "socketkit_rtt_us", -1),
+            duplicates=_int(obj, "socketkit_duplicates", -1),
         )
 
 
