@@ -107,6 +107,60 @@ def test_connect_sends_to_the_group_with_the_ttl_asked_for(net: Net) -> None:
         receiver.close()
 
 
+def test_with_a_host_the_listener_gets_unicast_too_and_replies_by_unicast(net: Net) -> None:
+    argv = [*SK, "listen", "-u", "-k", "--json", "--multicast", GROUP]
+    argv += ["--multicast-interface", net.r_if, "-e", "cat", "0.0.0.0", str(PORT)]
+    proc = net.r.popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out = Collector(proc.stdout)
+    try:
+        assert proc.stderr is not None
+        assert json.loads(proc.stderr.readline())["local"] == f"0.0.0.0:{PORT}"
+        with inside(net.s):
+            sender = bound(socket.AF_INET, "198.18.1.1", 0, reuse=False)
+        with sender:
+            sender.settimeout(10)
+            sender.setsockopt(
+                socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("198.18.1.1")
+            )
+            sender.sendto(b"via the group", (GROUP, PORT))
+            data, source = sender.recvfrom(100)  # -e cat's echo, from r's own address
+            assert (data, source) == (b"via the group", ("198.18.1.2", PORT))
+            sender.sendto(b"unicast", ("198.18.1.2", PORT))
+            assert sender.recvfrom(100) == (b"unicast", ("198.18.1.2", PORT))
+    finally:
+        _stop(proc, out)
+
+
+@pytest.mark.parametrize("loop", ["on", "off", None])
+def test_connect_multicast_loop(net: Net, loop: str | None) -> None:
+    # A member on the sending host itself gets the datagram unless --multicast-loop off.
+    with inside(net.s):
+        local = bound(socket.AF_INET, GROUP, PORT)
+    with inside(net.r):
+        remote = bound(socket.AF_INET, GROUP, PORT)
+    try:
+        join(local, GROUP, interface=net.s_to_r)
+        join(remote, GROUP, interface=net.r_if)
+        argv = [*SK, "connect", "-u", "--multicast-interface", net.s_to_r, "-q", "0"]
+        if loop is not None:
+            argv += ["--multicast-loop", loop]
+        proc = net.s.run([*argv, GROUP, str(PORT)], input="x\n", timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        remote.settimeout(10)
+        assert remote.recv(100) == b"x\n"  # the datagram went out: now look at home
+        local.setblocking(False)
+        if loop == "off":
+            with pytest.raises(BlockingIOError):
+                local.recv(100)
+        else:
+            assert local.recv(100) == b"x\n"
+    finally:
+        local.close()
+        remote.close()
+
+
 @pytest.mark.parametrize(
     ("argv", "line"),
     [
