@@ -18,6 +18,10 @@
  *   aio   StreamProtocol.data_received   bytes handed straight to a DRIVEN reader
  *   aio   HandlerDriver._step   resume the handler coroutine (PyIter_Send in its context)
  *
+ * And, called directly by socketkit/_udp_batch.py (which keeps the same in Python, and the
+ * ctypes fallback): udp_send_many / udp_receive_many, sendmmsg/recvmmsg batches with GSO runs
+ * and GRO buffers split back into Datagram objects.
+ *
  * Set SOCKETKIT_PURE=1 to run without this module (socketkit/_accel.py).
  */
 #define PY_SSIZE_T_CLEAN
@@ -1081,6 +1085,576 @@ static PyTypeObject FastMethodType = {
     .tp_new = fm_new,
 };
 
+/* ---- batched datagrams (socketkit/_udp_batch.py) ----------------------------------------- */
+
+/* send_many / receive_many with sendmmsg(2) / recvmmsg(2): the same plan as the Python code
+ * in _udp_batch.py (which stays the definition, and the fallback), without the interpreter
+ * per datagram. GSO runs go as one message with a UDP_SEGMENT control message and one iovec
+ * per datagram, straight from the callers' buffers; received GRO buffers are split back. A
+ * case this code does not take (a host name to resolve, an unusual buffer or address) makes
+ * udp_send_many return None, and the Python code does it. */
+#define UDP_BATCH 64                 /* messages per call (BATCH in _udp_batch.py) */
+#define UDP_MAX_IOV 1024             /* datagrams per sendmmsg call (UIO_MAXIOV) */
+#define UDP_MAX_SEGMENTS_ 64         /* UDP_MAX_SEGMENTS in include/linux/udp.h */
+#define UDP_MAX_GSO_BYTES 65507      /* the largest IPv4 UDP payload */
+#define UDP_GRO_BUFFER 65536         /* receive slot while GRO is on */
+#define UDP_RECEIVE_SCRATCH (8 << 20) /* at most this many bytes of receive slots */
+#define SOL_UDP_ 17
+#define UDP_SEGMENT_ 103
+#define UDP_GRO_ 104
+#define SO_RXQ_OVFL_ 40
+#define UDP_NAME 128 /* sizeof(struct sockaddr_storage) */
+#define UDP_CONTROL 64
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/un.h>
+
+typedef struct {
+    struct mmsghdr msgs[UDP_BATCH];
+    struct iovec iov[UDP_MAX_IOV];
+    Py_buffer views[UDP_MAX_IOV];
+    int segments[UDP_BATCH];
+    char names[UDP_BATCH][UDP_NAME];
+    char control[UDP_BATCH][UDP_CONTROL];
+    char *buf; /* receive slots */
+    size_t cap;
+} UdpScratch;
+
+static pthread_key_t udp_key; /* the thread's UdpScratch, freed when the thread ends */
+
+static void
+udp_scratch_free(void *p)
+{
+    UdpScratch *sc = p;
+    free(sc->buf);
+    free(sc);
+}
+
+static UdpScratch *
+udp_scratch(void)
+{
+    UdpScratch *sc = pthread_getspecific(udp_key);
+    if (sc == NULL) {
+        sc = calloc(1, sizeof(UdpScratch));
+        if (sc == NULL || pthread_setspecific(udp_key, sc) != 0) {
+            free(sc);
+            PyErr_NoMemory();
+            return NULL;
+        }
+    }
+    return sc;
+}
+
+/* Datagram (socketkit/_udp.py) and where its slots live; configure_udp. */
+static PyTypeObject *DATAGRAM_T;
+static Py_ssize_t o_dg_data, o_dg_address, o_dg_truncated, o_dg_dropped;
+static PyObject *DECODE_ADDRESS; /* _udp_batch._decode_address, for the rare families */
+static PyObject *s_enabled, *s_total;
+
+/* `dest` as a kernel sockaddr in `out`: its length, 0 when only Python can say (a name to
+ * resolve, a scoped IPv6 name, a bad value: sendto resolves or raises). -1 with an error. */
+static int
+udp_encode(int family, PyObject *dest, char *out)
+{
+    memset(out, 0, UDP_NAME);
+    if (family == AF_INET || family == AF_INET6) {
+        Py_ssize_t n = PyTuple_Check(dest) ? PyTuple_GET_SIZE(dest) : 0;
+        if (n < 2 || n > (family == AF_INET ? 2 : 4) || !PyUnicode_Check(PyTuple_GET_ITEM(dest, 0))
+            || !PyLong_Check(PyTuple_GET_ITEM(dest, 1)))
+            return 0;
+        const char *host = PyUnicode_AsUTF8(PyTuple_GET_ITEM(dest, 0));
+        if (host == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        long port = PyLong_AsLong(PyTuple_GET_ITEM(dest, 1));
+        if (port < 0 || port > 65535) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)out;
+            a->sin_family = AF_INET;
+            a->sin_port = htons((uint16_t)port);
+            return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? (int)sizeof(*a) : 0;
+        }
+        unsigned long flow = 0, scope = 0;
+        if (n > 2) {
+            if (!PyLong_Check(PyTuple_GET_ITEM(dest, 2)))
+                return 0;
+            flow = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(dest, 2));
+        }
+        if (n > 3) {
+            if (!PyLong_Check(PyTuple_GET_ITEM(dest, 3)))
+                return 0;
+            scope = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(dest, 3));
+        }
+        if (PyErr_Occurred() || flow > 0xfffff || scope > 0xffffffffUL) {
+            PyErr_Clear();
+            return 0;
+        }
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)out;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        a->sin6_flowinfo = htonl((uint32_t)flow);
+        a->sin6_scope_id = (uint32_t)scope;
+        return inet_pton(AF_INET6, host, &a->sin6_addr) == 1 ? (int)sizeof(*a) : 0;
+    }
+    if (family == AF_UNIX) {
+        PyObject *raw = NULL;
+        if (PyUnicode_Check(dest)) {
+            if ((raw = PyUnicode_EncodeFSDefault(dest)) == NULL) {
+                PyErr_Clear();
+                return 0;
+            }
+        } else if (PyBytes_Check(dest)) {
+            raw = Py_NewRef(dest);
+        } else {
+            return 0;
+        }
+        Py_ssize_t len = PyBytes_GET_SIZE(raw);
+        const char *path = PyBytes_AS_STRING(raw);
+        struct sockaddr_un *a = (struct sockaddr_un *)out;
+        int abstract = len > 0 && path[0] == 0;
+        int result = 0;
+        if (len > 0 && (size_t)len + !abstract <= sizeof(a->sun_path)) {
+            a->sun_family = AF_UNIX;
+            memcpy(a->sun_path, path, (size_t)len);
+            result = (int)(offsetof(struct sockaddr_un, sun_path) + (size_t)len + !abstract);
+        }
+        Py_DECREF(raw);
+        return result;
+    }
+    return 0;
+}
+
+/* An int argument (PyLong_AsInt is 3.13+). */
+static int
+udp_as_int(PyObject *v)
+{
+    long x = PyLong_AsLong(v);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    if (x < INT_MIN || x > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "int out of range");
+        return -1;
+    }
+    return (int)x;
+}
+
+static void
+udp_release(UdpScratch *sc, int views)
+{
+    for (int i = 0; i < views; i++)
+        PyBuffer_Release(&sc->views[i]);
+}
+
+/* udp_send_many(fd, family, items, to, gso) -> int datagrams sent, or None (Python's turn). */
+static PyObject *
+udp_send_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "udp_send_many(fd, family, items, to, gso)");
+        return NULL;
+    }
+    int fd = udp_as_int(args[0]);
+    int family = udp_as_int(args[1]);
+    if ((fd == -1 || family == -1) && PyErr_Occurred())
+        return NULL;
+    PyObject *items = args[2], *to = args[3];
+    int gso = PyObject_IsTrue(args[4]);
+    if (gso < 0)
+        return NULL;
+    if (!PyList_CheckExact(items) && !PyTuple_CheckExact(items))
+        Py_RETURN_NONE;
+    UdpScratch *sc = udp_scratch();
+    if (sc == NULL)
+        return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    PyObject **item_v = PySequence_Fast_ITEMS(items);
+    int m = -1, v = 0;        /* current message, views taken */
+    PyObject *run_to = NULL;  /* borrowed: the current message's destination */
+    Py_ssize_t size = 0, total = 0;
+    int closed = 1;
+    PyObject *last_dest = NULL; /* borrowed: the last encoded destination */
+    int last_len = 0, last_m = -1;
+    for (Py_ssize_t i = 0; i < count && v < UDP_MAX_IOV; i++) {
+        PyObject *item = item_v[i], *data = item, *dest = to;
+        if (PyTuple_CheckExact(item)) {
+            if (PyTuple_GET_SIZE(item) != 2)
+                goto python;
+            data = PyTuple_GET_ITEM(item, 0);
+            dest = PyTuple_GET_ITEM(item, 1);
+        }
+        if (PyObject_GetBuffer(data, &sc->views[v], PyBUF_SIMPLE) < 0) {
+            PyErr_Clear();
+            goto python;
+        }
+        Py_ssize_t len = sc->views[v].len;
+        int same = 0;
+        if (gso && !closed && len > 0 && len <= size && total + len <= UDP_MAX_GSO_BYTES &&
+            sc->segments[m] < UDP_MAX_SEGMENTS_) {
+            if (dest == run_to)
+                same = 1;
+            else if (dest != Py_None && run_to != Py_None) {
+                same = PyObject_RichCompareBool(dest, run_to, Py_EQ);
+                if (same < 0) {
+                    PyErr_Clear();
+                    same = 0;
+                }
+            }
+        }
+        if (same) {
+            sc->iov[v].iov_base = sc->views[v].buf;
+            sc->iov[v].iov_len = (size_t)len;
+            v++;
+            sc->segments[m]++;
+            sc->msgs[m].msg_hdr.msg_iovlen++;
+            total += len;
+            closed = len < size;
+            continue;
+        }
+        if (m + 1 == UDP_BATCH) {
+            PyBuffer_Release(&sc->views[v]);
+            break;
+        }
+        m++;
+        struct msghdr *h = &sc->msgs[m].msg_hdr;
+        memset(h, 0, sizeof(*h));
+        if (dest != Py_None) {
+            int n;
+            if (dest == last_dest) {
+                memcpy(sc->names[m], sc->names[last_m], (size_t)last_len);
+                n = last_len;
+            } else {
+                n = udp_encode(family, dest, sc->names[m]);
+                if (n <= 0) {
+                    v++;
+                    goto python;
+                }
+                last_dest = dest;
+                last_len = n;
+            }
+            last_m = m;
+            h->msg_name = sc->names[m];
+            h->msg_namelen = (socklen_t)n;
+        }
+        h->msg_iov = &sc->iov[v];
+        h->msg_iovlen = 1;
+        sc->iov[v].iov_base = sc->views[v].buf;
+        sc->iov[v].iov_len = (size_t)len;
+        v++;
+        sc->segments[m] = 1;
+        run_to = dest;
+        size = total = len;
+        closed = len == 0;
+    }
+    int messages = m + 1;
+    for (int i = 0; i < messages; i++) {
+        struct msghdr *h = &sc->msgs[i].msg_hdr;
+        if (sc->segments[i] > 1) {
+            memset(sc->control[i], 0, UDP_CONTROL);
+            h->msg_control = sc->control[i];
+            h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+            struct cmsghdr *c = CMSG_FIRSTHDR(h);
+            c->cmsg_level = SOL_UDP_;
+            c->cmsg_type = UDP_SEGMENT_;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            uint16_t segment = (uint16_t)h->msg_iov[0].iov_len;
+            memcpy(CMSG_DATA(c), &segment, sizeof(segment));
+        }
+    }
+    int n, err;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        n = sendmmsg(fd, sc->msgs, (unsigned int)messages, MSG_DONTWAIT);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (n >= 0 || err != EINTR)
+            break;
+        if (PyErr_CheckSignals() < 0) {
+            udp_release(sc, v);
+            return NULL;
+        }
+    }
+    udp_release(sc, v);
+    if (n < 0) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    long sent = 0;
+    for (int i = 0; i < n; i++)
+        sent += sc->segments[i];
+    return PyLong_FromLong(sent);
+python:
+    udp_release(sc, v);
+    Py_RETURN_NONE;
+}
+
+/* A received sockaddr as the socket module gives it (recvfrom). */
+static PyObject *
+udp_decode(const char *raw, socklen_t len)
+{
+    if (len == 0)
+        Py_RETURN_NONE;
+    sa_family_t family = ((const struct sockaddr *)raw)->sa_family;
+    char host[INET6_ADDRSTRLEN];
+    if (family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)raw;
+        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(si)", host, (int)ntohs(a->sin_port));
+    }
+    if (family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)raw;
+        if (a->sin6_scope_id == 0) {
+            if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)) == NULL)
+                return PyErr_SetFromErrno(PyExc_OSError);
+            return Py_BuildValue("(siII)", host, (int)ntohs(a->sin6_port),
+                                 (unsigned int)ntohl(a->sin6_flowinfo), 0u);
+        }
+    } else if (family == AF_UNIX) {
+        const struct sockaddr_un *a = (const struct sockaddr_un *)raw;
+        size_t path = len - offsetof(struct sockaddr_un, sun_path);
+        if (path > 0 && a->sun_path[0] == 0)
+            return PyBytes_FromStringAndSize(a->sun_path, (Py_ssize_t)path);
+        return PyUnicode_DecodeFSDefaultAndSize(a->sun_path, (Py_ssize_t)strnlen(a->sun_path, path));
+    }
+    /* A scoped IPv6 address (named like getnameinfo does) or another family: Python's. */
+    return PyObject_CallFunction(DECODE_ADDRESS, "y#", raw, (Py_ssize_t)len);
+}
+
+static PyObject *
+udp_datagram(PyObject *data, PyObject *address, int truncated, PyObject *dropped)
+{
+    PyObject *d = DATAGRAM_T->tp_alloc(DATAGRAM_T, 0);
+    if (d == NULL)
+        return NULL;
+    *(PyObject **)((char *)d + o_dg_data) = Py_NewRef(data);
+    *(PyObject **)((char *)d + o_dg_address) = Py_NewRef(address);
+    *(PyObject **)((char *)d + o_dg_truncated) = Py_NewRef(truncated ? Py_True : Py_False);
+    *(PyObject **)((char *)d + o_dg_dropped) = Py_NewRef(dropped);
+    return d;
+}
+
+/* Append a datagram of `len` bytes at `p` (cut to max_size) to `out`. */
+static int
+udp_append(PyObject *out, const char *p, Py_ssize_t len, Py_ssize_t max_size, int truncated,
+           PyObject *address, PyObject *dropped)
+{
+    if (len > max_size) {
+        len = max_size;
+        truncated = 1;
+    }
+    PyObject *data = PyBytes_FromStringAndSize(p, len);
+    if (data == NULL)
+        return -1;
+    PyObject *d = udp_datagram(data, address, truncated, dropped);
+    Py_DECREF(data);
+    if (d == NULL)
+        return -1;
+    int r = PyList_Append(out, d);
+    Py_DECREF(d);
+    return r;
+}
+
+/* udp_receive_many(fd, max_count, max_size, gro, drops) -> (datagrams, gro_seen). */
+static PyObject *
+udp_receive_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "udp_receive_many(fd, max_count, max_size, gro, drops)");
+        return NULL;
+    }
+    if (DATAGRAM_T == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure_udp was not called");
+        return NULL;
+    }
+    int fd = udp_as_int(args[0]);
+    Py_ssize_t max_count = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t max_size = PyLong_AsSsize_t(args[2]);
+    if ((fd == -1 || max_count == -1 || max_size == -1) && PyErr_Occurred())
+        return NULL;
+    int gro = PyObject_IsTrue(args[3]);
+    if (gro < 0)
+        return NULL;
+    PyObject *drops = args[4];
+    int counting = 0;
+    unsigned long total = 0;
+    if (drops != Py_None) {
+        PyObject *e = PyObject_GetAttr(drops, s_enabled);
+        if (e == NULL)
+            return NULL;
+        counting = PyObject_IsTrue(e);
+        Py_DECREF(e);
+        if (counting < 0)
+            return NULL;
+        if (counting) {
+            PyObject *t = PyObject_GetAttr(drops, s_total);
+            if (t == NULL)
+                return NULL;
+            total = PyLong_AsUnsignedLong(t);
+            Py_DECREF(t);
+            if (PyErr_Occurred())
+                return NULL;
+        }
+    }
+    UdpScratch *sc = udp_scratch();
+    if (sc == NULL)
+        return NULL;
+    size_t slot = (size_t)(max_size > 0 ? max_size : 1);
+    if (gro && slot < UDP_GRO_BUFFER)
+        slot = UDP_GRO_BUFFER;
+    size_t count = max_count < UDP_BATCH ? (size_t)(max_count > 0 ? max_count : 1) : UDP_BATCH;
+    if (count * slot > UDP_RECEIVE_SCRATCH)
+        count = slot >= UDP_RECEIVE_SCRATCH ? 1 : UDP_RECEIVE_SCRATCH / slot;
+    if (sc->cap < count * slot) {
+        char *buf = realloc(sc->buf, count * slot);
+        if (buf == NULL)
+            return PyErr_NoMemory();
+        sc->buf = buf;
+        sc->cap = count * slot;
+    }
+    for (size_t i = 0; i < count; i++) {
+        struct msghdr *h = &sc->msgs[i].msg_hdr;
+        sc->iov[i].iov_base = sc->buf + i * slot;
+        sc->iov[i].iov_len = slot;
+        h->msg_name = sc->names[i];
+        h->msg_namelen = UDP_NAME;
+        h->msg_iov = &sc->iov[i];
+        h->msg_iovlen = 1;
+        h->msg_control = sc->control[i];
+        h->msg_controllen = UDP_CONTROL;
+        h->msg_flags = 0;
+    }
+    int n, err;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        n = recvmmsg(fd, sc->msgs, (unsigned int)count, MSG_DONTWAIT, NULL);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (n >= 0 || err != EINTR)
+            break;
+        if (PyErr_CheckSignals() < 0)
+            return NULL;
+    }
+    if (n < 0) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    PyObject *address = NULL, *zero = NULL;
+    int gro_seen = 0, prev = -1;
+    unsigned long start_total = total;
+    for (int i = 0; i < n; i++) {
+        struct msghdr *h = &sc->msgs[i].msg_hdr;
+        const char *p = sc->buf + (size_t)i * slot;
+        Py_ssize_t len = (Py_ssize_t)sc->msgs[i].msg_len;
+        int segment = 0, have_count = 0;
+        uint32_t overflow = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+            if (c->cmsg_level == SOL_UDP_ && c->cmsg_type == UDP_GRO_ &&
+                c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+                memcpy(&segment, CMSG_DATA(c), sizeof(int));
+            } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL_ &&
+                       c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
+                memcpy(&overflow, CMSG_DATA(c), sizeof(uint32_t));
+                have_count = 1;
+            }
+        }
+        if (prev < 0 || sc->msgs[prev].msg_hdr.msg_namelen != h->msg_namelen ||
+            memcmp(sc->names[prev], sc->names[i], h->msg_namelen) != 0) {
+            Py_XDECREF(address);
+            if ((address = udp_decode(sc->names[i], h->msg_namelen)) == NULL)
+                goto fail;
+        }
+        prev = i;
+        PyObject *dropped = Py_None;
+        long drop_value = 0;
+        if (counting) {
+            if (have_count) {
+                drop_value = (long)((overflow - (uint32_t)total) & 0xffffffffUL);
+                total = overflow;
+            }
+            if ((dropped = PyLong_FromLong(drop_value)) == NULL)
+                goto fail;
+        } else {
+            Py_INCREF(dropped);
+        }
+        int truncated = (h->msg_flags & MSG_TRUNC) != 0;
+        int r;
+        if (segment > 0 && segment < len) {
+            gro_seen = 1;
+            if (zero == NULL && counting && (zero = PyLong_FromLong(0)) == NULL) {
+                Py_DECREF(dropped);
+                goto fail;
+            }
+            r = 0;
+            for (Py_ssize_t off = 0; off < len && r == 0; off += segment) {
+                Py_ssize_t part = len - off < segment ? len - off : segment;
+                int last = off + segment >= len;
+                r = udp_append(out, p + off, part, max_size, last && truncated, address,
+                               off == 0 ? dropped : (counting ? zero : Py_None));
+            }
+        } else {
+            if (segment > 0)
+                gro_seen = 1;
+            r = udp_append(out, p, len, max_size, truncated, address, dropped);
+        }
+        Py_DECREF(dropped);
+        if (r < 0)
+            goto fail;
+    }
+    Py_XDECREF(address);
+    Py_XDECREF(zero);
+    if (counting && total != start_total) {
+        PyObject *t = PyLong_FromUnsignedLong(total);
+        if (t == NULL || PyObject_SetAttr(drops, s_total, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+    PyObject *result = PyTuple_Pack(2, out, gro_seen ? Py_True : Py_False);
+    Py_DECREF(out);
+    return result;
+fail:
+    Py_XDECREF(address);
+    Py_XDECREF(zero);
+    Py_DECREF(out);
+    return NULL;
+}
+
+static Py_ssize_t slot_offset(PyTypeObject *type, const char *name);
+
+/* configure_udp(datagram_type, decode_address) */
+static PyObject *
+configure_udp(PyObject *module, PyObject *args)
+{
+    PyTypeObject *type;
+    PyObject *decode;
+    if (!PyArg_ParseTuple(args, "O!O:configure_udp", &PyType_Type, &type, &decode))
+        return NULL;
+    Py_ssize_t offs[4];
+    const char *names[4] = {"data", "address", "truncated", "dropped_before"};
+    for (int i = 0; i < 4; i++) {
+        if ((offs[i] = slot_offset(type, names[i])) < 0)
+            return NULL;
+    }
+    o_dg_data = offs[0];
+    o_dg_address = offs[1];
+    o_dg_truncated = offs[2];
+    o_dg_dropped = offs[3];
+    Py_XSETREF(DATAGRAM_T, (PyTypeObject *)Py_NewRef(type));
+    Py_XSETREF(DECODE_ADDRESS, Py_NewRef(decode));
+    Py_RETURN_NONE;
+}
+
 /* ---- module ------------------------------------------------------------------------------ */
 
 /* The offset of slot `name` in instances of `type` (a __slots__ member), or -1. */
@@ -1170,6 +1744,12 @@ configure_aio(PyObject *module, PyObject *args, PyObject *kwds)
 static PyMethodDef module_methods[] = {
     {"configure_aio", (PyCFunction)(void (*)(void))configure_aio, METH_VARARGS | METH_KEYWORDS,
      "The asyncio side's markers and helpers (socketkit/_async/stream.py)."},
+    {"configure_udp", configure_udp, METH_VARARGS,
+     "The Datagram class and the address decoder (socketkit/_udp_batch.py)."},
+    {"udp_send_many", (PyCFunction)(void (*)(void))udp_send_many, METH_FASTCALL,
+     "sendmmsg a batch of datagrams (socketkit/_udp_batch.py)."},
+    {"udp_receive_many", (PyCFunction)(void (*)(void))udp_receive_many, METH_FASTCALL,
+     "recvmmsg a batch of datagrams (socketkit/_udp_batch.py)."},
     {NULL},
 };
 
@@ -1207,9 +1787,12 @@ PyInit__speedups(void)
     INTERN(s_read_failed, "_read_failed");
     INTERN(s_throw, "throw");
     INTERN(s_close, "close");
+    INTERN(s_enabled, "enabled");
+    INTERN(s_total, "total");
     if (PyType_Ready(&FastMethodType) < 0 || PyType_Ready(&DrivenReadType) < 0)
         return NULL;
-    if (pthread_key_create(&scratch_key, free) != 0) {
+    if (pthread_key_create(&scratch_key, free) != 0 ||
+        pthread_key_create(&udp_key, udp_scratch_free) != 0) {
         PyErr_SetString(PyExc_OSError, "pthread_key_create failed");
         return NULL;
     }

@@ -34,6 +34,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from ._accel import speedups
 from ._udp import Datagram, DropCounter
 
 __all__ = [
@@ -367,6 +368,17 @@ def send_many(
     if not items:
         raise ValueError("send_many needs at least one datagram")
     st = _state(sock)
+    if _c is not None and HAVE_MMSG:
+        gso = HAVE_GSO and st.gso
+        try:
+            n: int | None = _c.udp_send_many(sock.fileno(), st.family, items, to, gso)
+        except OSError as exc:
+            if not (gso and _gso_failed(exc)):
+                raise
+            st.gso = False  # this socket's path cannot take GSO: plain from now on
+            n = _c.udp_send_many(sock.fileno(), st.family, items, to, False)
+        if n is not None:
+            return n
     messages = _plan(items, to, HAVE_GSO and st.gso)
     if HAVE_MMSG:
         sent = _send_mmsg(sock, st, messages)
@@ -580,6 +592,11 @@ def receive_many(
         exc, st.pending = st.pending, None
         raise exc
     if HAVE_MMSG and st.family in _MMSG_FAMILIES:
+        if _c is not None:
+            out, gro = _c.udp_receive_many(sock.fileno(), max_count, max_size, st.gro, drops)
+            if gro:
+                st.gro = True  # coalesced: someone turned GRO on behind our back
+            return out  # type: ignore[no-any-return]
         return _receive_mmsg(sock, st, max_count, max_size, drops)
     return _receive_plain(sock, st, max_count, max_size, drops)
 
@@ -803,3 +820,15 @@ def _split(
                 dropped if offset == 0 else (0 if dropped is not None else None),
             )
         )
+
+
+def _speedups() -> Any:
+    """The C side of this module (``_speedups.c``), configured; None under SOCKETKIT_PURE=1 or
+    where the extension did not build. Set ``_c`` to None to force the ctypes path."""
+    if speedups is None or not hasattr(speedups, "udp_send_many"):
+        return None
+    speedups.configure_udp(Datagram, _decode_address)
+    return speedups
+
+
+_c: Any = _speedups()

@@ -14,9 +14,12 @@ import errno
 import os
 import socket
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,17 +32,50 @@ UDP_SEGMENT = 103
 UDP_GRO = 104
 SO_NO_CHECK = 11  # asm-generic/socket.h
 SO_RCVBUFFORCE = 33
-PATHS = ["mmsg", "plain"]
+SRC = Path(__file__).resolve().parents[2] / "src"
+PURE = bool(os.environ.get("SOCKETKIT_PURE"))
+#: c: sendmmsg/recvmmsg in _speedups.c; ctypes: the same calls from Python (the fallback where
+#: the extension is not built); plain: one system call per datagram (no sendmmsg/recvmmsg).
+PATHS = ["ctypes", "plain"] if PURE else ["c", "ctypes", "plain"]
 
 
 @pytest.fixture(params=PATHS)
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Force sendmmsg/recvmmsg or the one-call-per-datagram fallback."""
+    """Force one implementation of the batches."""
     name: str = request.param
-    if name == "mmsg":
+    if name != "plain":
         assert batch.HAVE_MMSG  # Linux: libc has sendmmsg/recvmmsg; a skip would hide a loss
-    monkeypatch.setattr(batch, "HAVE_MMSG", name == "mmsg")
+    if name == "c":
+        assert batch._c is not None  # built in CI (gcc is installed); see test_c_path_in_use
+    else:
+        monkeypatch.setattr(batch, "_c", None)
+    monkeypatch.setattr(batch, "HAVE_MMSG", name != "plain")
     return name
+
+
+def test_c_path_in_use() -> None:
+    """The C batches are used unless SOCKETKIT_PURE=1 says otherwise (then the Python ones)."""
+    from socketkit import _accel
+
+    assert (batch._c is not None) is (not PURE) is _accel.ENABLED
+
+
+def test_pure_run_has_no_c_batches() -> None:
+    """SOCKETKIT_PURE=1: the module runs on ctypes alone, and a batch still goes both ways."""
+    code = (
+        "import socket; from socketkit import _udp_batch as b\n"
+        "assert b._c is None and b.HAVE_MMSG\n"
+        "r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r.bind(('127.0.0.1', 0))\n"
+        "t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "assert b.send_many(t, [b'a', b'bb'], r.getsockname()) == 2\n"
+        "import select; select.select([r], [], [], 5)\n"
+        "print([d.data for d in b.receive_many(r, 8, 10)])\n"
+    )
+    env = os.environ | {"SOCKETKIT_PURE": "1", "PYTHONPATH": str(SRC)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert (out.returncode, out.stdout, out.stderr) == (0, "[b'a', b'bb']\n", "")
 
 
 @pytest.fixture(params=["gso", "no-gso"])
@@ -395,6 +431,7 @@ def test_mmsg_path_is_one_system_call_per_batch(
     tx, rx = pair
     counting = _CountingLibc(batch.load())
     monkeypatch.setattr(batch, "_libc", counting)
+    monkeypatch.setattr(batch, "_c", None)  # the ctypes calls (the C ones call libc directly)
     monkeypatch.setattr(batch, "HAVE_GSO", False)
     items = [bytes([n]) * (10 + n) for n in range(40)]
     assert batch.send_many(tx, items, rx.getsockname()) == 40
