@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from collections.abc import Callable, Coroutine
 from contextlib import ExitStack
@@ -17,7 +18,7 @@ import pytest
 import uvloop
 
 import socketkit.aio as skio
-from socketkit import ClosedResourceError, ReadTimeout
+from socketkit import ClosedResourceError, DatagramTooLarge, ReadTimeout
 
 T = TypeVar("T")
 PEERS = 200
@@ -278,5 +279,38 @@ def test_a_handler_receiving_from_another_task(run: Any) -> None:
                 await asyncio.sleep(0.05)
                 s.sendto(b"b", ("127.0.0.1", server.address.port))
                 assert await _recv(s) == b"ab"
+
+    run(main())
+
+
+def test_too_large_a_reply_says_the_limit_and_unix_peers_are_served(
+    run: Any, tmp_path: Any
+) -> None:
+    async def main() -> None:
+        errors: list[DatagramTooLarge] = []
+
+        async def handler(conv: skio.Conversation) -> None:
+            async for data in conv:
+                if data == b"big":
+                    try:
+                        await conv.send(b"x" * 70000)
+                    except DatagramTooLarge as exc:
+                        errors.append(exc)
+                await conv.send(data.upper())
+
+        async with await skio.serve_udp(handler, "127.0.0.1:0") as server:
+            with ExitStack() as stack:
+                (s,) = _clients(stack, 1)
+                s.sendto(b"big", ("127.0.0.1", server.address.port))
+                assert await _recv(s) == b"BIG"
+        assert len(errors) == 1 and (errors[0].size, errors[0].limit) == (70000, 65507)
+        path = f"{tmp_path}/aio.sock"
+        async with await skio.serve_udp(handler, f"unix:{path}"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as c:
+                c.bind(f"{tmp_path}/c.sock")
+                c.setblocking(False)
+                c.sendto(b"unix", path)
+                assert await _recv(c) == b"UNIX"
+        assert not os.path.exists(path)
 
     run(main())

@@ -266,3 +266,26 @@ def test_close_ends_waiting_handlers_and_the_server_stays_closed() -> None:
         server.close()  # idempotent
     with pytest.raises(ValueError, match="max_queue must be a positive int"):
         socketkit.serve_udp(handler, "127.0.0.1:0", max_queue=0)
+
+
+def test_too_large_a_reply_says_the_limit_and_ipv6_peers_are_served() -> None:
+    errors: list[socketkit.DatagramTooLarge] = []
+
+    def handler(conv: Conversation) -> None:
+        for data in conv:
+            try:
+                conv.send(b"x" * 70000)
+            except socketkit.DatagramTooLarge as exc:
+                errors.append(exc)
+            conv.send(data)
+
+    with (
+        socketkit.serve_udp(handler, "[::1]:0") as server,
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as c,
+    ):
+        c.settimeout(10)
+        c.sendto(b"six", ("::1", _port(server)))
+        assert c.recvfrom(100) == (b"six", ("::1", _port(server), 0, 0))
+    assert len(errors) == 1
+    assert (errors[0].size, errors[0].limit) == (70000, 65527)
+    assert "70000 bytes" in str(errors[0]) and "65527" in str(errors[0])

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import errno
 import logging
+import os
 import socket
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
@@ -245,7 +247,8 @@ class Conversation:
         size = len(data)
         if size > protocol.max_payload:
             sock = transport.get_extra_info("socket")
-            raise datagram_error(sock, OSError(90, "Message too long"), "send", size)
+            exc = OSError(errno.EMSGSIZE, os.strerror(errno.EMSGSIZE))
+            raise datagram_error(sock, exc, "send", size)
         if not self.address:
             raise SocketkitError(
                 f"{self.peer} has no address (an unbound Unix datagram socket): "
