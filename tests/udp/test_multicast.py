@@ -389,6 +389,27 @@ def test_unknown_interfaces(net: Net) -> None:
         with pytest.raises(AddressError) as info:
             set_options(v4, interface="nosuch0")
         assert str(info.value) == "multicast options: no interface named 'nosuch0'"
+        for sock in (v4, v6):
+            with pytest.raises(AddressError) as info:
+                set_options(sock, interface=999)
+            assert str(info.value) == "multicast options: no interface with index 999"
+            assert isinstance(info.value.__cause__, OSError)
+        with pytest.raises(AddressError) as info:
+            set_options(v4, interface="198.18.9.9")
+        assert str(info.value) == "multicast options: no interface has the address 198.18.9.9"
+        assert isinstance(info.value.__cause__, OSError)
+        # the source-specific paths: by address (ip_mreq_source), by index (group_source_req)
+        with pytest.raises(AddressError) as info:
+            join(v4, "232.1.1.1", interface="198.18.9.9", source="198.18.1.1")
+        assert str(info.value) == (
+            "join 232.1.1.1 from 198.18.1.1 on 198.18.9.9: no interface has the address 198.18.9.9"
+        )
+        for sock, group, source in ((v4, "232.1.1.1", "198.18.1.1"), (v6, "ff3e::1", "fd00::1")):
+            with pytest.raises(AddressError) as info:
+                join(sock, group, interface=999, source=source)
+            assert str(info.value) == (
+                f"join {group} from {source} on 999: no interface with index 999"
+            )
         with pytest.raises(AddressError) as info:
             join(v6, f"ff1e::1%{net.r_if}", interface="lo")
         assert str(info.value) == (
