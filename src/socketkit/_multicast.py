@@ -516,7 +516,7 @@ def _translate(
         code == errno.EADDRINUSE or (code == errno.EADDRNOTAVAIL and with_source)
     ):
         return SocketkitError(f"{action}: already a member of this group there")
-    if membership == "leave" and code in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH):
+    if membership == "leave" and code == errno.EADDRNOTAVAIL:
         return SocketkitError(f"{action}: not a member of this group there")
     if membership == "join" and code == errno.ENOBUFS:
         return SocketkitError(
