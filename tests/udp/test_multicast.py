@@ -210,8 +210,12 @@ def test_source_join_narrows_an_any_source_membership(
 def test_ttl_and_hop_limit(net: Net, family: socket.AddressFamily) -> None:
     group = GROUP[family]
     (rx,) = _receivers(net, family, group, 1)
-    with rx, _sender(net, family) as tx:
+    r_addr = net.family_addrs(family)["r"]
+    with inside(net.r):
+        unicast_rx = bound(family, r_addr, PORT, reuse=False)
+    with rx, unicast_rx, _sender(net, family) as tx:
         want_hops(rx)
+        want_hops(unicast_rx)
         join(rx, group, interface=net.r_if)
         tx.sendto(b"default", (group, PORT))
         assert receive_hops(rx) == (b"default", 1)  # RFC 1112 §6.1, RFC 3493 §5.2: 1
@@ -221,6 +225,9 @@ def test_ttl_and_hop_limit(net: Net, family: socket.AddressFamily) -> None:
         set_options(tx, ttl=255)
         tx.sendto(b"max", (group, PORT))
         assert receive_hops(rx) == (b"max", 255)
+        # unicast keeps the default TTL / hop limit (64 in a fresh namespace)
+        tx.sendto(b"unicast", (r_addr, PORT))
+        assert receive_hops(unicast_rx) == (b"unicast", 64)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
