@@ -319,6 +319,31 @@ def test_join_by_index_and_scope(net: Net, family: socket.AddressFamily) -> None
         assert receive(r2)[0] == b"x"
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_without_interface_the_route_decides(net: Net, family: socket.AddressFamily) -> None:
+    group = GROUP[family]
+    # IPv6 multicast routes live in the local table (one ff00::/8 per interface), which is
+    # looked up before the main one: a more specific route has to go there too.
+    prefix, table = ("239.0.0.0/8", "main") if family == V4 else ("ff1e::/16", "local")
+    net.r.run(["ip", "route", "add", prefix, "dev", net.r_if, "table", table])
+    net.s.run(["ip", "route", "add", prefix, "dev", net.s_to_q, "table", table])  # s: to q
+    with inside(net.r):
+        on_r = bound(family, group, PORT)
+    with inside(net.q):
+        on_q = bound(family, group, PORT)
+    with inside(net.s):
+        tx = bound(family, any_addr(family), 0, reuse=False)
+    with on_r, on_q, tx:
+        join(on_r, group)  # the route to the group: r's link
+        join(on_q, group, interface=net.q_if)
+        tx.sendto(b"by the route", (group, PORT))
+        assert receive(on_q)[0] == b"by the route"
+        set_options(tx, interface=net.s_to_r)
+        tx.sendto(b"by choice", (group, PORT))
+        assert receive(on_r)[0] == b"by choice"
+        assert queued(on_q) == []
+
+
 # --- errors: one line, the right class, the OSError chained --------------------------------
 
 
