@@ -59,7 +59,7 @@ def test_tcp_steps_agree(tour: list[dict[str, Any]]) -> None:
 
 
 def test_socketkit_line_is_a_real_exchange(tour: list[dict[str, Any]]) -> None:
-    (line,) = [r for r in tour if r["kind"] == "socketkit"]
+    (line,) = [r for r in tour if r["kind"] == "socketkit" and r["part"] == "tcp"]
     assert line["data"] == "Hello, server!" and line["bytes"] == 14
     assert re.search(r":\d+$", line["address"]) and not line["address"].endswith(":0")
 

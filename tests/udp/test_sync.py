@@ -75,7 +75,12 @@ def test_unbound_is_dual_stack_and_reaches_ipv4(plain4: socket.socket) -> None:
         data, address = plain4.recvfrom(100)
         assert data == b"tuple"
         plain4.sendto(b"reply", address)
-        assert sock.receive(timeout=10).data == b"reply"
+        got = sock.receive(timeout=10)
+        assert got.data == b"reply"
+        assert got.address[:2] == ("::ffff:127.0.0.1", port)  # an IPv4 sender, mapped
+        assert got.peer == f"[::ffff:127.0.0.1]:{port}"
+        sock.send(b"to the mapped address", got.address)
+        assert plain4.recv(100) == b"to the mapped address"
 
 
 def test_connected_remote(plain4: socket.socket) -> None:
@@ -445,3 +450,17 @@ def test_join_leave_and_sending_options_on_loopback() -> None:
             member.join("10.0.0.1")
     with pytest.raises(socketkit.ClosedResourceError):
         member.join(group)
+
+
+def test_destination_cache_is_bounded(plain4: socket.socket) -> None:
+    """Addresses given as ``to`` are resolved once per socket and kept, at most 256 of them.
+    (300 loopback addresses, all at our own peer's port.)"""
+    port = plain4.getsockname()[1]
+    names = [f"127.0.{n // 250}.{n % 250 + 1}:{port}" for n in range(300)]
+    with socketkit.udp("127.0.0.1:0") as sock:
+        for name in names:
+            sock.send(b"", name)
+        cache = sock._destinations._cache
+        assert len(cache) == 256
+        assert names[-1] in cache and names[0] not in cache  # the oldest were dropped
+        assert cache[names[-1]] == ("127.0.1.50", port)

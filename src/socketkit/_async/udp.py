@@ -137,6 +137,7 @@ class DatagramSocket:
 
     @property
     def family(self) -> socket.AddressFamily:
+        """``socket.AF_INET``, ``AF_INET6`` or ``AF_UNIX``."""
         return self._sock.family
 
     @property
@@ -146,6 +147,7 @@ class DatagramSocket:
 
     @property
     def max_size(self) -> int:
+        """The longest datagram ``receive`` returns whole."""
         return self._max_size
 
     @property
@@ -155,9 +157,11 @@ class DatagramSocket:
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
         return self._closed
 
     def fileno(self) -> int:
+        """The socket's file descriptor (-1 once closed)."""
         return self._sock.fileno()
 
     # -- waiting for readiness -----------------------------------------------------------------

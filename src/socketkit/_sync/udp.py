@@ -173,6 +173,7 @@ class DatagramSocket:
 
     @property
     def family(self) -> socket.AddressFamily:
+        """``socket.AF_INET``, ``AF_INET6`` or ``AF_UNIX``."""
         return self._sock.family
 
     @property
@@ -194,9 +195,11 @@ class DatagramSocket:
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
         return self._closed
 
     def fileno(self) -> int:
+        """The socket's file descriptor (-1 once closed)."""
         return self._sock.fileno()
 
     # -- helpers ----------------------------------------------------------------------------

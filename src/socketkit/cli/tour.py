@@ -2,9 +2,10 @@
 
 TCP (socket -> bind -> listen -> accept -> recv/send -> close on the server, socket -> connect
 -> send/recv -> close on the client) and UDP (message boundaries, truncation) are walked with
-the bare :mod:`socket` module so every call and its real result are visible; one line then
-shows the same job done with socketkit. With CAP_NET_RAW the TCP exchange is also captured on
-``lo`` and its packets (handshake, data, FIN) are printed.
+the bare :mod:`socket` module so every call and its real result are visible; one line after
+each then shows the same job done with socketkit (``serve``/``connect``, ``udp``). With
+CAP_NET_RAW the TCP exchange is also captured on ``lo`` and its packets (handshake, data,
+FIN) are printed.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ DESCRIPTION = """\
 Walk the socket tutorial's flow on loopback and print every call with its real result:
 a TCP exchange (socket, bind, listen, connect, accept, send/recv, shutdown, close), the
 same job with socketkit's API, and a UDP exchange showing that datagrams keep their
-boundaries and are cut to the receive buffer. With CAP_NET_RAW (root) the TCP exchange
-is also captured on lo and its packets are printed."""
+boundaries and are cut to the receive buffer, then the same with socketkit.udp. With
+CAP_NET_RAW (root) the TCP exchange is also captured on lo and its packets are printed."""
 EPILOG = """examples:
   socketkit tour
   socketkit tour --host ::1
@@ -506,11 +507,40 @@ class _Tour:
                 "the rest of a truncated datagram is gone for good",
             )
         out.call("udp", "both", "close()", "None", "nothing to shut down: there was no connection")
-        out.line(
+        self.udp_with_socketkit()
+
+    def udp_with_socketkit(self) -> None:
+        """The same datagram exchange with socketkit's API, run for real: one line."""
+        from .._sync.udp import udp
+
+        bind_to = f"[{self.host}]:0" if ":" in self.host else f"{self.host}:0"
+        with (
+            udp(bind_to, max_size=SMALL_BUFFER) as server,
+            udp(remote=server.local) as client,
+        ):
+            client.send(b"ping", timeout=CALL_TIMEOUT)
+            got = server.receive(timeout=CALL_TIMEOUT)
+            server.send(b"pong", got.address, timeout=CALL_TIMEOUT)
+            back = client.receive(timeout=CALL_TIMEOUT)
+            client.send(b"y" * 2000, timeout=CALL_TIMEOUT)
+            cut = server.receive(timeout=CALL_TIMEOUT)
+            address = server.local
+        text = (
+            f"the same with socketkit: server = udp('{bind_to}', max_size={SMALL_BUFFER}) -> "
+            f"{address}; client = udp(remote=server.local); client.send(b'ping'); "
+            f"server.receive() -> {got.data!r} from {got.peer}; server.send(b'pong', "
+            f"datagram.address); client.receive() -> {back.data!r}; a 2000-byte datagram -> "
+            f"{len(cut.data)} bytes, truncated={cut.truncated} (reported, never silent)"
+        )
+        self.out.line(
             "udp",
-            "note",
-            "socketkit's UDP API is not built yet; use the socket module "
-            "as above (see examples/udp_echo.py).",
+            "socketkit",
+            text,
+            address=address,
+            data=got.data.decode(),
+            reply=back.data.decode(),
+            bytes=len(cut.data),
+            truncated=cut.truncated,
         )
 
     # capture -------------------------------------------------------------------------------
