@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import socket
+import tracemalloc
 from collections.abc import Callable, Coroutine
 from contextlib import ExitStack
 from typing import Any, TypeVar
@@ -53,6 +54,12 @@ async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+def _grown_in_socketkit(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) -> int:
+    """Bytes allocated (and still held) by socketkit's own code between two snapshots."""
+    stats = after.compare_to(before, "filename")
+    return sum(s.size_diff for s in stats if "/socketkit/" in (s.traceback[0].filename or ""))
 
 
 def _me(s: socket.socket) -> str:
@@ -104,7 +111,12 @@ def test_a_flood_of_sources_is_bounded_by_max_peers(run: Any) -> None:
         async with await skio.serve_udp(handler, "127.0.0.1:0", max_peers=max_peers) as server:
             port = server.address.port
             seen: set[object] = set()
+            before = None
             for i in range(3000):
+                if i == 300:  # the table is full: from here on every source is refused
+                    await _until(lambda: server.peers_accepted == max_peers)
+                    tracemalloc.start()
+                    before = tracemalloc.take_snapshot()
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                     s.bind((f"127.0.0.{i % 30 + 1}", 0))
                     if s.getsockname() in seen:
@@ -115,6 +127,11 @@ def test_a_flood_of_sources_is_bounded_by_max_peers(run: Any) -> None:
                     n = len(seen)
                     await _until(lambda n=n: server.peers_accepted + server.peers_refused >= n)
             await _until(lambda: server.peers_accepted + server.peers_refused >= len(seen))
+            after = tracemalloc.take_snapshot()
+            tracemalloc.stop()
+            assert before is not None
+            grown = _grown_in_socketkit(before, after)
+            assert grown < 16 * 1024, f"the server grew by {grown} bytes refusing 2,700 sources"
             assert server.active_conversations == max_peers == server.peers_accepted
             assert server.peers_refused == len(seen) - max_peers
             assert len(server._table) == max_peers

@@ -10,6 +10,7 @@ import logging
 import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -89,9 +90,14 @@ def test_a_flood_of_sources_is_bounded_by_max_peers() -> None:
     try:
         port = _port(server)
         seen = set()
+        before = None
         # Thousands of source addresses: one fresh socket (a fresh port) per datagram, spread
         # over 127.0.0.1-127.0.0.30 so the per-IP bound is not what stops them.
         for i in range(sources):
+            if i == 300:  # the table is full: from here on every source is refused
+                _wait_for(lambda: server.peers_accepted == max_peers)
+                tracemalloc.start()
+                before = tracemalloc.take_snapshot()
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.bind((f"127.0.0.{i % 30 + 1}", 0))
                 if s.getsockname() in seen:
@@ -103,6 +109,12 @@ def test_a_flood_of_sources_is_bounded_by_max_peers() -> None:
                 n = len(seen)
                 _wait_for(lambda n=n: server.peers_accepted + server.peers_refused >= n)
         _wait_for(lambda: server.peers_accepted + server.peers_refused >= len(seen))
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        assert before is not None
+        stats = after.compare_to(before, "filename")
+        grown = sum(s.size_diff for s in stats if "/socketkit/" in s.traceback[0].filename)
+        assert grown < 16 * 1024, f"the server grew by {grown} bytes refusing 2,700 sources"
         assert server.active_conversations == max_peers
         assert server.peers_accepted == max_peers
         assert server.peers_refused == len(seen) - max_peers
