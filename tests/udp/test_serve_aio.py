@@ -331,3 +331,30 @@ def test_too_large_a_reply_says_the_limit_and_unix_peers_are_served(
         assert not os.path.exists(path)
 
     run(main())
+
+
+def test_close_cancels_handlers_that_outlive_the_grace(run: Any) -> None:
+    async def main() -> None:
+        outcome: list[str] = []
+
+        async def stubborn(conv: skio.Conversation) -> None:
+            await conv.receive()
+            try:
+                await asyncio.sleep(100)  # ignores the end of its conversation
+            except asyncio.CancelledError:
+                outcome.append("cancelled")
+                raise
+
+        server = await skio.serve_udp(stubborn, "127.0.0.1:0")
+        with ExitStack() as stack:
+            (s,) = _clients(stack, 1)
+            s.sendto(b"x", ("127.0.0.1", server.address.port))
+            await _until(lambda: server.active_conversations == 1)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            await server.aclose(grace=0.1)
+            assert loop.time() - t0 < 2.0
+        assert outcome == ["cancelled"]
+        assert server.active_conversations == 0
+
+    run(main())

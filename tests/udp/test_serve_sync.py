@@ -301,3 +301,129 @@ def test_too_large_a_reply_says_the_limit_and_ipv6_peers_are_served() -> None:
     assert len(errors) == 1
     assert (errors[0].size, errors[0].limit) == (70000, 65527)
     assert "70000 bytes" in str(errors[0]) and "65527" in str(errors[0])
+
+
+def test_queued_datagrams_outlive_the_end_and_replies_do_not_keep_a_peer_alive() -> None:
+    after_end: list[object] = []
+    ticks = 0
+
+    def handler(conv: Conversation) -> None:
+        nonlocal ticks
+        conv.receive()
+        while True:
+            try:
+                conv.receive(timeout=0.05)
+            except ReadTimeout:
+                conv.send(b"tick")  # replies only: the peer stays silent
+                ticks += 1
+            except ClosedResourceError:
+                break
+        after_end.append(time.monotonic())
+
+    with (
+        socketkit.serve_udp(handler, "127.0.0.1:0", idle_timeout=0.3) as server,
+        clients(1) as (s,),
+    ):
+        sent = time.monotonic()
+        s.sendto(b"only", ("127.0.0.1", _port(server)))
+        _wait_for(lambda: bool(after_end))
+        assert 0.3 <= after_end[0] - sent < 3.0 and ticks >= 3
+        assert s.recv(100) == b"tick"
+
+    queued: list[object] = []
+    gate = threading.Event()
+
+    def closer(conv: Conversation) -> None:
+        gate.wait(10)
+        conv.close()
+        try:
+            while True:
+                queued.append(conv.receive())
+        except ClosedResourceError as exc:
+            queued.append(type(exc))
+
+    with socketkit.serve_udp(closer, "127.0.0.1:0") as server, clients(1) as (s,):
+        for i in range(3):
+            s.sendto(b"%d" % i, ("127.0.0.1", _port(server)))
+        _wait_for(lambda: server.active_conversations == 1)
+        conv_received = lambda: server._table.get(s.getsockname()).value.received  # noqa: E731
+        _wait_for(lambda: conv_received() == 3)
+        gate.set()
+        _wait_for(lambda: len(queued) == 4)
+    assert queued == [b"0", b"1", b"2", ClosedResourceError]
+
+
+def test_an_ended_conversation_holds_its_address_until_the_handler_returns() -> None:
+    ended = threading.Event()
+    leave = threading.Event()
+    started: list[str] = []
+
+    def handler(conv: Conversation) -> None:
+        started.append(conv.peer)
+        conv.receive()
+        conv.close()
+        ended.set()
+        leave.wait(10)  # still running after the end
+
+    with socketkit.serve_udp(handler, "127.0.0.1:0") as server, clients(1) as (s,):
+        port = _port(server)
+        s.sendto(b"a", ("127.0.0.1", port))
+        ended.wait(10)
+        s.sendto(b"b", ("127.0.0.1", port))  # its conversation has ended: dropped, counted
+        _wait_for(lambda: server.datagrams_dropped == 1)
+        assert server.peers_accepted == 1
+        leave.set()
+        _wait_for(lambda: server.active_conversations == 0)
+        s.sendto(b"c", ("127.0.0.1", port))  # now a new conversation
+        _wait_for(lambda: server.peers_accepted == 2)
+    assert len(started) == 2
+
+
+def test_a_socketkit_error_is_one_warning_and_refusals_are_logged_at_most_every_10_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def handler(conv: Conversation) -> None:
+        conv.receive()
+        raise socketkit.SocketkitError("the peer spoke nonsense")
+
+    release = threading.Event()
+    with caplog.at_level(logging.INFO, "socketkit.server"):
+        with socketkit.serve_udp(handler, "127.0.0.1:0") as server, clients(1) as (s,):
+            me = f"127.0.0.1:{s.getsockname()[1]}"
+            s.sendto(b"x", ("127.0.0.1", _port(server)))
+            _wait_for(lambda: server.active_conversations == 0 and server.peers_accepted == 1)
+        assert [r.getMessage() for r in caplog.records] == [
+            f"conversation with {me} failed: the peer spoke nonsense"
+        ]
+        assert caplog.records[0].levelno == logging.WARNING
+        assert caplog.records[0].exc_info is None
+        caplog.clear()
+        server = socketkit.serve_udp(lambda c: release.wait(30), "127.0.0.1:0", max_peers=1)
+        try:
+            with clients(6) as socks:
+                first = f"127.0.0.1:{socks[1].getsockname()[1]}"
+                for s in socks:
+                    s.sendto(b"x", ("127.0.0.1", _port(server)))
+                _wait_for(lambda: server.peers_refused == 5)
+        finally:
+            release.set()
+            server.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"datagrams from {first} dropped: max_peers 1 reached (1 new peers refused so far)"
+    ]
+
+
+def test_documented_defaults() -> None:
+    import inspect
+
+    import socketkit.aio as skio
+
+    sync = inspect.signature(socketkit.serve_udp).parameters
+    aio = inspect.signature(skio.serve_udp).parameters
+    assert (sync["idle_timeout"].default, aio["idle_timeout"].default) == (60.0, 60.0)
+    assert (sync["max_peers"].default, aio["max_peers"].default) == (512, 5000)
+    assert (sync["max_peers_per_ip"].default, aio["max_peers_per_ip"].default) == (256, 1000)
+    assert (sync["max_queue"].default, aio["max_queue"].default) == (64, 64)
+    from socketkit._sync.udp_server import MAX_QUEUED_BYTES
+
+    assert MAX_QUEUED_BYTES == 32 * 1024 * 1024
