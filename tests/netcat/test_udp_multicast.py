@@ -131,6 +131,28 @@ def test_with_a_host_the_listener_gets_unicast_too_and_replies_by_unicast(net: N
         _stop(proc, out)
 
 
+def test_listen_joins_an_ipv6_group(net: Net) -> None:
+    group = "ff15::5e:1"
+    argv = [*SK, "listen", "-u", "-k", "--json", "--multicast", group]
+    argv += ["--multicast-interface", net.r_if, str(PORT)]
+    proc = net.r.popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out = Collector(proc.stdout)
+    try:
+        assert proc.stderr is not None
+        assert json.loads(proc.stderr.readline())["local"] == f"[{group}]:{PORT}"
+        with inside(net.s):
+            sender = bound(socket.AF_INET6, "fd00:5e:1::1", 0, reuse=False)
+            index = socket.if_nametoindex(net.s_to_r)
+        with sender:
+            sender.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+            sender.sendto(b"six\n", (group, PORT))
+            assert out.wait_for(4, timeout=10) == b"six\n"
+    finally:
+        _stop(proc, out)
+
+
 @pytest.mark.parametrize("loop", ["on", "off", None])
 def test_connect_multicast_loop(net: Net, loop: str | None) -> None:
     # A member on the sending host itself gets the datagram unless --multicast-loop off.
