@@ -439,3 +439,29 @@ def test_mmsg_path_is_one_system_call_per_batch(
     got = batch.receive_many(rx, 64, 100)
     assert [d.data for d in got] == items
     assert counting.calls == {"sendmmsg": [40], "recvmmsg": [40]}
+
+
+def test_port_unreachable_on_a_connected_socket_is_raised(
+    pair: tuple[socket.socket, socket.socket], path: str
+) -> None:
+    """ICMP port unreachable for a connected socket: the next receive_many raises
+    ECONNREFUSED (the socket's pending error), and the socket works on afterwards."""
+    tx, rx = pair
+    with socket.socket(tx.family, socket.SOCK_DGRAM) as gone:
+        gone.bind((tx.getsockname()[0], 0))
+        closed = gone.getsockname()
+    tx.connect(closed)
+    assert batch.send_many(tx, [b"anyone?"]) == 1
+    deadline = time.monotonic() + 5
+    while True:
+        assert time.monotonic() < deadline
+        try:
+            batch.receive_many(tx, 8, 100)
+        except ConnectionRefusedError:
+            break
+        except BlockingIOError:
+            time.sleep(0.01)
+    tx.connect(rx.getsockname())
+    rx.connect(tx.getsockname())
+    send_all(rx, [b"back"])
+    assert [d.data for d in receive(tx, 1)] == [b"back"]
