@@ -105,6 +105,26 @@ class Datagram:
         return format_sockaddr("" if self.address is None else self.address)
 
 
+_set_data, _set_address, _set_truncated, _set_dropped = (
+    Datagram.__dict__[name].__set__ for name in ("data", "address", "truncated", "dropped_before")
+)
+_new_object = object.__new__
+
+
+def make_datagram(
+    data: bytes, address: Any, truncated: bool, dropped_before: int | None
+) -> Datagram:
+    """``Datagram(data, address, truncated, dropped_before)`` without the frozen dataclass's
+    ``__init__`` (which sets each field through ``object.__setattr__`` by name): the slots are
+    set through their descriptors, about twice as fast, for the per-datagram receive path."""
+    datagram: Datagram = _new_object(Datagram)
+    _set_data(datagram, data)
+    _set_address(datagram, address)
+    _set_truncated(datagram, truncated)
+    _set_dropped(datagram, dropped_before)
+    return datagram
+
+
 def open_udp_socket(
     local: AddressLike | None,
     remote: AddressLike | None,
@@ -337,6 +357,8 @@ class DropCounter:
         """``dropped_before`` for a datagram that came with ``ancdata``."""
         if not self.enabled:
             return None
+        if not ancdata:
+            return 0
         for level, kind, value in ancdata:
             if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
                 count: int = struct.unpack_from("=I", value)[0]

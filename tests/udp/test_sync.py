@@ -464,3 +464,17 @@ def test_destination_cache_is_bounded(plain4: socket.socket) -> None:
         assert len(cache) == 256
         assert names[-1] in cache and names[0] not in cache  # the oldest were dropped
         assert cache[names[-1]] == ("127.0.1.50", port)
+
+
+def test_default_timeout_set_later_applies(plain4: socket.socket) -> None:
+    """Setting default_timeout after opening takes the socket off its no-timeout fast path
+    (a receive would otherwise block forever); setting it back to None restores it."""
+    with socketkit.udp("127.0.0.1:0") as sock:
+        sock.default_timeout = 0.1
+        with pytest.raises(socketkit.ReadTimeout):
+            sock.receive()
+        with pytest.raises(socketkit.ReadTimeout):
+            sock.receive_many()
+        sock.default_timeout = None
+        plain4.sendto(b"fast path", sock.socket.getsockname())
+        assert sock.receive().data == b"fast path"

@@ -35,6 +35,7 @@ from .._udp import (
     cleanup_path,
     datagram_error,
     enable_drop_counter,
+    make_datagram,
     needs_lookup,
     open_udp_socket,
     payload_size,
@@ -259,10 +260,10 @@ class DatagramSocket:
                 await self._wait(False, left)
             except TimeoutError as exc:
                 raise ReadTimeout("receive timed out") from exc
-        return Datagram(
+        return make_datagram(
             data,
             address,
-            bool(flags & _MSG_TRUNC),
+            flags & _MSG_TRUNC != 0,
             self._drops.update(ancdata) if self._drops_known else 0,
         )
 

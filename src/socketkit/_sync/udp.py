@@ -35,9 +35,15 @@ from .._udp import (
     Datagram,
     Destinations,
     DropCounter,
+    _new_object,
+    _set_address,
+    _set_data,
+    _set_dropped,
+    _set_truncated,
     cleanup_path,
     datagram_error,
     enable_drop_counter,
+    make_datagram,
     open_udp_socket,
     payload_size,
     prepare_batch,
@@ -135,7 +141,10 @@ class DatagramSocket:
             sock.settimeout(None)  # blocking: each call keeps its own deadline (see above)
         self._sock = sock
         self._max_size = max_size
-        self.default_timeout = default_timeout
+        self._default_timeout = default_timeout
+        # True while receive/send without a timeout can go straight to the socket (open, no
+        # default timeout): the per-datagram path, kept short (benchmarks/bench_udp_api.py).
+        self._direct = default_timeout is None
         self._owns_path = _owns_path
         self._closed = False
         self._close_lock = threading.Lock()
@@ -148,6 +157,8 @@ class DatagramSocket:
         else:
             self._drops = DropCounter(enable_drop_counter(sock))
             self._drops_known = True
+        #: dropped_before of a datagram without the SO_RXQ_OVFL control message
+        self._no_drops: int | None = 0 if self._drops.enabled else None
         try:
             self._local = format_sockaddr(sock.getsockname())
             try:
@@ -201,6 +212,16 @@ class DatagramSocket:
     def fileno(self) -> int:
         """The socket's file descriptor (-1 once closed)."""
         return self._sock.fileno()
+
+    @property
+    def default_timeout(self) -> float | None:
+        """Timeout of every call that is not given its own (``None``: wait forever)."""
+        return self._default_timeout
+
+    @default_timeout.setter
+    def default_timeout(self, value: float | None) -> None:
+        self._default_timeout = value
+        self._direct = value is None and not self._closed
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -260,6 +281,25 @@ class DatagramSocket:
             ClosedResourceError: the socket is closed (also when another thread closes it
                 while this call waits).
         """
+        if self._direct and timeout == _UNSET:
+            try:
+                data, ancdata, flags, address = self._sock.recvmsg(self._max_size, ANCILLARY_SIZE)
+            except BlockingIOError:
+                pass  # a socket made non-blocking behind our back: the waiting path polls
+            except OSError as exc:
+                raise self._error(exc, "receive") from exc
+            else:
+                if data or not self._closed:
+                    # make_datagram(), inlined: this is the per-datagram path
+                    datagram: Datagram = _new_object(Datagram)
+                    _set_data(datagram, data)
+                    _set_address(datagram, address)
+                    _set_truncated(datagram, flags & _MSG_TRUNC != 0)
+                    _set_dropped(
+                        datagram,
+                        self._drops.update(ancdata) if ancdata else self._no_drops,
+                    )
+                    return datagram
         self._check_open()
         deadline = self._deadline(timeout)
         try:
@@ -270,10 +310,10 @@ class DatagramSocket:
             raise self._error(exc, "receive") from exc
         if not data and self._closed:  # close() shut the socket down to wake us
             raise ClosedResourceError("receive: the datagram socket was closed")
-        return Datagram(
+        return make_datagram(
             data,
             address,
-            bool(flags & _MSG_TRUNC),
+            flags & _MSG_TRUNC != 0,
             self._drops.update(ancdata) if self._drops_known else 0,
         )
 
@@ -351,6 +391,13 @@ class DatagramSocket:
                 is missing on an unconnected socket.
             ClosedResourceError: the socket is closed.
         """
+        if to is None and self._direct and timeout == _UNSET and self._remote is not None:
+            try:
+                return self._sock.send(data)
+            except BlockingIOError:
+                pass  # a socket made non-blocking behind our back: the waiting path polls
+            except OSError as exc:
+                raise self._error(exc, "send", len(memoryview(data).cast("B"))) from exc
         self._check_open()
         sock = self._sock
         if to is None:
@@ -503,6 +550,7 @@ class DatagramSocket:
             if self._closed:
                 return
             self._closed = True
+            self._direct = False
         sock = self._sock
         if self._owns_path:  # first: a receiver woken below may look for the file at once
             cleanup_path(sock)
