@@ -91,11 +91,11 @@ def run(
                 if server is None:  # a retransmitted request for the same peer: ignored
                     server = _serve(
                         datagram,
-                        payload,
-                        sink,
-                        server_max_blksize,
-                        server_ignores_options,
-                        retries,
+                        payload=payload,
+                        sink=sink,
+                        max_blksize=server_max_blksize,
+                        ignore_options=server_ignores_options,
+                        retries=retries,
                     )
                     out.server = server
                     post("client", server.start(now))
@@ -124,6 +124,7 @@ def run(
 
 def _serve(
     datagram: bytes,
+    *,
     payload: bytes,
     sink: io.BytesIO,
     max_blksize: int,

@@ -90,6 +90,10 @@ DEFAULT_TIMEOUT: Final = 1.0
 DEFAULT_RETRIES: Final = 6
 #: The back-off doubles the timeout up to this many times the first one.
 MAX_BACKOFF: Final = 8
+#: Seconds: a window sender takes an ACK of the block before its window as a gap report no
+#: sooner than this after sending the window (and half a round trip); a window receiver
+#: repeats a gap report no sooner than this (and two round trips).
+MIN_GAP_REPORT: Final = 0.0002
 #: RFC 2349: the timeout option is 1..255 seconds.
 MIN_TIMEOUT_OPTION: Final = 1
 MAX_TIMEOUT_OPTION: Final = 255
@@ -582,8 +586,9 @@ class _Machine:
         self._tries += 1
         self._wait = min(self._wait * 2, self.base_timeout * MAX_BACKOFF)
         self.deadline = now + self._wait
-        self.stats.retransmits += len(self._last)
-        return self._resend()
+        out = self._resend()
+        self.stats.retransmits += len(out)
+        return out
 
     def _resend(self) -> list[bytes]:
         return list(self._last)
@@ -625,11 +630,13 @@ class _Sender(_Machine):
         self._window: list[bytes] = []  # DATA packets base .. next-1
         self._base = 1  # the first unacknowledged block
         self._eof_block: int | None = None  # the block number of the short last block
-        self._restarted_at = 0  # base at which a gap-ACK restarted the window (once each)
+        self._sent_at = 0.0  # when the window was last sent (in full or from a gap)
+        self._rtt = 0.0  # smoothed time from sending a window to the ACK that moves it
         self._sending = False
 
     def _begin_data(self, now: float) -> list[bytes]:
         self._sending = True
+        self._sent_at = now
         return self._send(self._fill(), now)
 
     def _fill(self) -> list[bytes]:
@@ -656,17 +663,24 @@ class _Sender(_Machine):
         if distance == 0:
             # The ACK of the block before the window: a duplicate (never answered: RFC 1123
             # 4.2.3.1), or, with a window, a receiver asking for the window again after a gap
-            # (RFC 7440 section 4) — honoured once per window, so duplicates cannot multiply.
+            # (RFC 7440 section 4). A duplicate of the ACK that started this window arrives
+            # right behind it; a gap report comes a round trip after the window went out. So
+            # it is honoured only half a round trip (smoothed) after the window was sent:
+            # duplicates cannot multiply the traffic, and a repeated gap report still works.
             self.stats.duplicates += 1
-            if self.options.windowsize > 1 and self._restarted_at != self._base:
-                self._restarted_at = self._base
+            if self.options.windowsize > 1 and now - self._sent_at >= max(
+                self._rtt / 2, MIN_GAP_REPORT
+            ):
                 self.stats.retransmits += len(self._window)
+                self._sent_at = now
                 return self._send(list(self._window), now)
             return []
         if distance > sent_end - (self._base - 1):
             self.stats.duplicates += 1  # an old ACK (from before the window) or a stray
             return []
         acked = self._base - 1 + distance
+        sample = now - self._sent_at
+        self._rtt = sample if self._rtt == 0.0 else 0.875 * self._rtt + 0.125 * sample
         del self._window[: acked - self._base + 1]
         self.stats.blocks = acked
         self._base = acked + 1
@@ -676,10 +690,17 @@ class _Sender(_Machine):
         resend = list(self._window)  # blocks after a gap, sent again
         self.stats.retransmits += len(resend)
         new = self._fill()
+        self._sent_at = now
         return self._send(resend + new, now)
 
     def _resend(self) -> list[bytes]:
         return list(self._window) if self._sending else list(self._last)
+
+    def on_timeout(self, now: float) -> list[bytes]:
+        out = super().on_timeout(now)
+        if out:
+            self._sent_at = now
+        return out
 
 
 class _Receiver(_Machine):
@@ -693,6 +714,8 @@ class _Receiver(_Machine):
         self._acked = -1  # the last block acknowledged (0: the request itself)
         self._in_window = 0
         self._gap_acked = False
+        self._gap_at = 0.0
+        self._rtt = 0.0
 
     def _ack(self, block: int, now: float) -> list[bytes]:
         self._acked = block
@@ -711,10 +734,14 @@ class _Receiver(_Machine):
             if behind <= self.options.windowsize or self.done:
                 self.stats.duplicates += 1  # an older block of a retransmitted window
                 return []
-            # A block from beyond a gap (RFC 7440 section 4): ask once for the window again
-            # from the gap on; further blocks of the same window are dropped silently.
-            if self.options.windowsize > 1 and not self._gap_acked:
+            # A block from beyond a gap (RFC 7440 section 4): ask for the window again from
+            # the gap on, once per round trip (the blocks after the gap that are still on
+            # their way must not each cause a request).
+            if self.options.windowsize > 1 and (
+                not self._gap_acked or now - self._gap_at >= max(2 * self._rtt, MIN_GAP_REPORT)
+            ):
                 self._gap_acked = True
+                self._gap_at = now
                 self._in_window = 0
                 return self._ack(self._received, now)
             return []
@@ -725,7 +752,10 @@ class _Receiver(_Machine):
             )
         self._write(data)
         self._received += 1
-        self._gap_acked = False
+        if self._gap_acked:  # the first block after a gap report: one round trip
+            sample = now - self._gap_at
+            self._rtt = sample if self._rtt == 0.0 else 0.875 * self._rtt + 0.125 * sample
+            self._gap_acked = False
         self.stats.blocks = self._received
         self.stats.size += len(data)
         if len(data) < self.options.blksize:
@@ -746,10 +776,13 @@ class _Receiver(_Machine):
         return self._ack(self._received, now)
 
     def _resend(self) -> list[bytes]:
-        self._in_window = 0
-        if self._received and not self.done:  # acknowledge what is there (RFC 7440 too)
-            self._acked = self._received
-            self._last = [_HEAD.pack(4, self._received & 0xFFFF)]
+        # Once DATA flows, the sender alone retransmits (its timer; RFC 1123 4.2.3.1): an ACK
+        # repeated on our timer would be a duplicate it must ignore, and some senders
+        # (tftp-hpa) restart their own timer on every packet, so repeating it would keep
+        # them from ever resending the lost DATA. The timer only counts down to giving up.
+        # Before the first DATA the request, OACK or ACK 0 is sent again: the peer waits.
+        if self._received:
+            return []
         return list(self._last)
 
     def _check_tsize(self) -> None:

@@ -30,6 +30,10 @@ _TIMEVAL = struct.Struct("@ll")
 #: linux/in.h and linux/in6.h (not exported by Python's socket module everywhere).
 _IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 _IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+#: Receive queue sizes requested for a transfer (see Channel.reserve).
+MIN_RECEIVE_BUFFER = 256 * 1024
+MAX_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 def same_host(a: Any, b: Any) -> bool:
@@ -59,6 +63,18 @@ class Channel:
                     sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
                 except OSError:  # an IPv6-only socket
                     pass
+
+    def reserve(self, windowsize: int, blksize: int) -> None:
+        """Room in the kernel's receive queue for two windows of DATA (each datagram costs
+        its size plus about 1 KiB of bookkeeping there), from 256 KiB up to 4 MiB; as root
+        past ``net.core.rmem_max`` (``SO_RCVBUFFORCE``), else up to it."""
+        want = min(MAX_RECEIVE_BUFFER, max(MIN_RECEIVE_BUFFER, 2 * windowsize * (blksize + 1024)))
+        if self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= want:
+            return
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, want)
+        except OSError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, want)
 
     def recv(self, wait: float) -> tuple[bytes, Any] | None:
         """One datagram within ``wait`` seconds, or None when none came."""

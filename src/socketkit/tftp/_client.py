@@ -187,6 +187,7 @@ def get(
     )
     try:
         channel = _open(family)
+        channel.reserve(windowsize, blksize)
     except BaseException:
         if target is not None:
             target.discard()

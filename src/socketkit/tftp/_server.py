@@ -313,6 +313,7 @@ class TftpServer:
                 tftp.ErrorCode.DISK_FULL,
             )
         path = resolve_for_write(self.root, request.filename, options.tsize)
+        channel.reserve(options.windowsize, options.blksize)
         with AtomicFile(path, root=self.root) as target:
             decoder = tftp.NetasciiDecoder(target.write) if netascii else None
             writer = tftp.ServerWrite(
