@@ -465,3 +465,46 @@ def test_port_unreachable_on_a_connected_socket_is_raised(
     rx.connect(tx.getsockname())
     send_all(rx, [b"back"])
     assert [d.data for d in receive(tx, 1)] == [b"back"]
+
+
+def test_without_gro_in_the_kernel_enable_gro_refuses(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """HAVE_GRO false (an older kernel): enable_gro says no and leaves the socket as it was,
+    so reads stay one datagram each."""
+    tx, rx = pair
+    monkeypatch.setattr(batch, "HAVE_GRO", False)
+    assert batch.enable_gro(rx) is False
+    assert rx.getsockopt(SOL_UDP, UDP_GRO) == 0
+    tx.sendmsg([b"g" * 300], [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", 100))], 0, rx.getsockname())
+    assert [d.data for d in receive(rx, 3)] == [b"g" * 100] * 3
+
+
+def test_a_gro_run_comes_back_whole_even_past_max_count(
+    pair: tuple[socket.socket, socket.socket], path: str
+) -> None:
+    """One coalesced read is returned in full (nothing is held back), so the list can be
+    longer than max_count."""
+    tx, rx = pair
+    assert batch.enable_gro(rx)
+    tx.sendmsg([b"r" * 1000], [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", 100))], 0, rx.getsockname())
+    rx.settimeout(5)
+    select_ready(rx)
+    got = batch.receive_many(rx, 1, 2048)
+    assert [d.data for d in got] == [b"r" * 100] * 10
+
+
+def select_ready(sock: socket.socket) -> None:
+    import select
+
+    assert select.select([sock], [], [], 5)[0]
+
+
+def test_enable_gso_cuts_every_send(pair: tuple[socket.socket, socket.socket]) -> None:
+    """enable_gso (the bench's sender) sets UDP_SEGMENT on the socket: one plain send of
+    N * size bytes leaves as N datagrams."""
+    tx, rx = pair
+    assert batch.enable_gso(tx, 200)
+    assert batch.enable_gso(tx, 40000) is False  # two segments would not fit in one message
+    tx.sendto(b"s" * 1000, rx.getsockname())
+    assert [d.data for d in receive(rx, 5)] == [b"s" * 200] * 5
