@@ -115,7 +115,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop capturing after SECONDS (default: no limit)",
     )
     parser.add_argument(
-        "-q", dest="quiet", action="store_true", help="no 'listening on' line (default: print it)"
+        "--no-banner",
+        dest="quiet",
+        action="store_true",
+        help="no 'listening on' line (default: print it; tcpdump's -q is quick output here too)",
+    )
+    tcpdump = parser.add_argument_group(
+        "tcpdump's printing options (same meaning and output as tcpdump -nn)"
+    )
+    tcpdump.add_argument(
+        "-n",
+        dest="numeric",
+        action="count",
+        default=0,
+        help="accepted, -n or -nn: addresses and ports are always printed as numbers",
+    )
+    tcpdump.add_argument(
+        "-S",
+        dest="absolute",
+        action="store_true",
+        help="absolute TCP sequence numbers (default: relative to each conversation's first, "
+        "as tcpdump)",
+    )
+    tcpdump.add_argument(
+        "-t",
+        dest="stamps",
+        action="count",
+        default=0,
+        help="-t no time stamp, -tt Unix seconds, -ttt delta since the previous packet, "
+        "-tttt date and time, -ttttt delta since the first (default: local time of day)",
+    )
+    tcpdump.add_argument(
+        "-e",
+        dest="link",
+        action="store_true",
+        help="print the link-level header (Ethernet, Linux cooked v2) (default: not)",
+    )
+    tcpdump.add_argument(
+        "-q",
+        dest="quick",
+        action="store_true",
+        help="quick output: TCP as 'tcp LENGTH' (default: flags, numbers, options)",
+    )
+    tcpdump.add_argument(
+        "-A",
+        dest="ascii",
+        action="store_true",
+        help="print each packet from its network header as text, after its line (default: not)",
+    )
+    tcpdump.add_argument(
+        "-l",
+        dest="line_buffered",
+        action="store_true",
+        help="flush stdout after every line (default: when the capture has nothing pending)",
     )
 
 
@@ -211,13 +263,14 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
                 status = _io_error(args.write, exc)
         else:
             out = sys.stdout
+            line_buffered = args.line_buffered
 
             def pump() -> None:
                 for pkt in cap:
                     out.write(
                         _format(pkt.data, pkt.linktype, pkt.ts_ns, pkt.orig_len, args, pkt.ifindex)
                     )
-                    if not cap.buffered:
+                    if line_buffered or not cap.buffered:
                         out.flush()
 
             _until_interrupted(cap, pump)
@@ -300,11 +353,23 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
                 except OSError as exc:
                     return _io_error(args.write, exc)
                 stack.callback(_close_output, fh_out)
+            try:
+                capture = packet.open_capture_file(source)
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                return _io_error(args.read, exc)
             plain = expression is None and args.count is None and args.write is None
-            if plain and not args.json and not args.hex:
+            if (
+                plain
+                and not args.json
+                and not args.hex
+                and not _printing_options(args)
+                and capture.linktype != packet.LINKTYPE_LINUX_SLL2  # lines name the interface
+            ):
                 # Just the summary lines: the fused reader formats whole blocks at a time.
                 try:
-                    packet.open_capture_file(source).write_summaries(out)
+                    capture.write_summaries(out)
                 except BrokenPipeError:
                     raise
                 except OSError as exc:
@@ -313,7 +378,6 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
                     out.flush()
                 return ExitStatus.OK
             try:
-                capture = packet.open_capture_file(source)
                 if expression is not None:  # compiled before any output: a bad one is usage
                     filters[capture.linktype] = bpf.OfflineFilter(expression, capture.linktype)
                 if fh_out is not None:
@@ -381,6 +445,39 @@ def _packet_api() -> Any:
     return packet
 
 
+def _printing_options(args: argparse.Namespace) -> bool:
+    """Whether a tcpdump printing option changes the summary lines (relative sequence
+    numbers, tcpdump's default, are one)."""
+    return bool(not args.absolute or args.stamps or args.link or args.quick or args.ascii)
+
+
+def _printer(args: argparse.Namespace) -> Any:
+    """The :class:`~socketkit.packet.printer.LinePrinter` of the run, made once."""
+    printer = getattr(args, "_printer", None)
+    if printer is None:
+        from ..packet.printer import LinePrinter
+
+        printer = args._printer = LinePrinter(
+            relative=not args.absolute,
+            stamps=args.stamps,
+            link=args.link,
+            quick=args.quick,
+            ascii=args.ascii,
+            interface_name=_interface_name,
+        )
+    return printer
+
+
+def _interface_name(ifindex: int) -> str:
+    """tcpdump's name for a cooked v2 packet's interface: looked up here, ``?`` if none."""
+    import socket
+
+    try:
+        return socket.if_indextoname(ifindex)
+    except (OSError, OverflowError, ValueError):
+        return "?"
+
+
 def _format(  # noqa: PLR0917
     data: bytes,
     linktype: int,
@@ -390,7 +487,7 @@ def _format(  # noqa: PLR0917
     ifindex: int | None = None,
 ) -> str:
     packet = _packet_api()
-    line: str = packet.summary(data, linktype, ts_ns)
+    line: str = _printer(args).line(data, linktype, ts_ns, orig_len)
     if args.json:
         record: dict[str, object] = {
             "ts_ns": ts_ns,

@@ -87,8 +87,9 @@ def parse_tcp_options(raw: bytes, base: int = 0) -> tuple[TCPOption, ...]:
     return tuple(options)
 
 
-def tcp_options_text(raw: bytes) -> str:
+def tcp_options_text(raw: bytes, sack_base: int = 0) -> str:
     """tcpdump's ``options [...]`` contents: ``mss 1460,sackOK,TS val 1 ecr 0,nop,wscale 7``.
+    ``sack_base`` is subtracted from SACK edges (tcpdump's relative sequence numbers).
 
     Never raises: a malformed list ends with ``bad opt`` as tcpdump prints it.
     """
@@ -126,7 +127,9 @@ def tcp_options_text(raw: bytes) -> str:
                 parts.append("bad opt")
                 break
             edges = struct.unpack_from(f"!{(length - 2) // 4}I", raw, index + 2)
-            blocks = " ".join(f"{{{edges[i]}:{edges[i + 1]}}}" for i in range(0, len(edges), 2))
+            if sack_base:
+                edges = tuple((edge - sack_base) & 0xFFFFFFFF for edge in edges)
+            blocks = "".join(f"{{{edges[i]}:{edges[i + 1]}}}" for i in range(0, len(edges), 2))
             parts.append(f"sack {len(edges) // 2} {blocks}")
         else:
             parts.append(f"opt-{kind}:{bytes(raw[index + 2 : index + length]).hex()}")
