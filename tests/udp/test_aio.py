@@ -305,3 +305,31 @@ def test_join_and_leave_on_loopback(loop: str) -> None:
                 await member.receive(timeout=0.3)
 
     run(loop, main())
+
+
+def test_send_waits_while_a_unix_receiver_is_full(loop: str, tmp_path: Path) -> None:
+    """A Unix datagram sender waits while the receiver's queue is full: WriteTimeout after
+    the call's timeout (that datagram was not sent), and close() wakes a waiting send."""
+    path = tmp_path / "full.sock"
+
+    async def main() -> None:
+        server = await skio.udp(f"unix:{path}")
+        async with server, await skio.udp(remote=f"unix:{path}") as client:
+            sent = 0
+            with pytest.raises(socketkit.WriteTimeout, match="send buffer stayed full") as info:
+                for _ in range(10_000):
+                    await client.send(b"%d" % sent, timeout=0.2)
+                    sent += 1
+            assert info.value.sent == 0 and sent > 0
+            waiting = asyncio.ensure_future(client.send(b"never"))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            client.close()
+            with pytest.raises(socketkit.ClosedResourceError):
+                await asyncio.wait_for(waiting, 10)
+            got = [await server.receive(timeout=10) for _ in range(sent)]
+            assert [d.data for d in got] == [b"%d" % n for n in range(sent)]
+            with pytest.raises(socketkit.ReadTimeout):
+                await server.receive(timeout=0.1)
+
+    run(loop, main())

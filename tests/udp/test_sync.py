@@ -478,3 +478,20 @@ def test_default_timeout_set_later_applies(plain4: socket.socket) -> None:
         sock.default_timeout = None
         plain4.sendto(b"fast path", sock.socket.getsockname())
         assert sock.receive().data == b"fast path"
+
+
+def test_send_timeout_while_a_unix_receiver_is_full(tmp_path: Path) -> None:
+    """WriteTimeout when the receiver's queue stays full; that datagram was not sent."""
+    path = tmp_path / "full.sock"
+    with socketkit.udp(f"unix:{path}") as server, socketkit.udp(remote=f"unix:{path}") as client:
+        sent = 0
+        with pytest.raises(socketkit.WriteTimeout, match="send buffer stayed full"):
+            for _ in range(10_000):
+                client.send(b"%d" % sent, timeout=0.2)
+                sent += 1
+        assert sent > 0
+        assert [server.receive(timeout=10).data for _ in range(sent)] == [
+            b"%d" % n for n in range(sent)
+        ]
+        with pytest.raises(socketkit.ReadTimeout):
+            server.receive(timeout=0.1)
