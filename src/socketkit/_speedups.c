@@ -1415,7 +1415,7 @@ udp_decode(const char *raw, socklen_t len)
             return Py_BuildValue("(siII)", host, (int)ntohs(a->sin6_port),
                                  (unsigned int)ntohl(a->sin6_flowinfo), 0u);
         }
-    } else if (family == AF_UNIX) {
+    } else if (family == AF_UNIX && len >= offsetof(struct sockaddr_un, sun_path)) {
         const struct sockaddr_un *a = (const struct sockaddr_un *)raw;
         size_t path = len - offsetof(struct sockaddr_un, sun_path);
         if (path > 0 && a->sun_path[0] == 0)
