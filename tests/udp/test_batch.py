@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from socketkit import _udp_batch as batch
 from socketkit._udp import DropCounter, enable_drop_counter
@@ -519,3 +521,37 @@ def test_enable_gso_cuts_every_send(pair: tuple[socket.socket, socket.socket]) -
     assert batch.enable_gso(tx, 40000) is False  # two segments would not fit in one message
     tx.sendto(b"s" * 1000, rx.getsockname())
     assert [d.data for d in receive(rx, 5)] == [b"s" * 200] * 5
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    sizes=st.lists(
+        st.sampled_from([0, 1, 7, 100, 100, 100, 1400, 1401, 9000]), min_size=1, max_size=150
+    ),
+    kinds=st.lists(st.sampled_from(["bytes", "bytearray", "memoryview"]), min_size=1),
+)
+def test_any_mix_arrives_as_sent(sizes: list[int], kinds: list[str], path: str, gso: bool) -> None:
+    """Whatever the sizes and buffer types, every path delivers exactly the items, in order
+    (runs, short last datagrams and empty ones in any arrangement)."""
+    tx, rx = _udp_pair(socket.AF_INET)
+    with tx, rx:
+        items: list[Any] = []
+        for n, size in enumerate(sizes):
+            payload = bytes([n % 251]) * size
+            kind = kinds[n % len(kinds)]
+            items.append(
+                payload
+                if kind == "bytes"
+                else bytearray(payload)
+                if kind == "bytearray"
+                else memoryview(payload)
+            )
+        send_all(tx, list(items), rx.getsockname())
+        got = receive(rx, len(items))
+        assert [d.data for d in got] == [bytes(i) for i in items]
+
+
+def test_an_empty_batch_is_a_usage_error(pair: tuple[socket.socket, socket.socket]) -> None:
+    tx, _rx = pair
+    with pytest.raises(ValueError):
+        batch.send_many(tx, [])
