@@ -36,6 +36,7 @@ failure; names carry the ``Lab`` tag (pid and a counter).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import select
@@ -341,7 +342,9 @@ class ImpairedPath:
                 self.nft.remove()
 
 
-_nets = iter(range(40, 250))  # 198.18.N / 198.19.N per path in this process
+#: 198.18.N / 198.19.N for the next path; each path has its own namespaces, so N only keeps
+#: the addresses of paths in one test apart (and readable in captures).
+_nets = itertools.cycle(range(40, 250))
 
 
 @contextlib.contextmanager
