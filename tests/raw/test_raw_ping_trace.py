@@ -84,7 +84,7 @@ def test_ping_raw_across_the_router(net: Net) -> None:
 def test_ping6_across_the_router(net: Net) -> None:
     res = _run(net.a, sk("ping", "-6", "-c", "3", "-i", "0.05", "-W", "2", B6))
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines()[0] == f"PING {B6} ({B6}) 56 data bytes"
+    assert res.stdout.splitlines()[0] == f"PING {B6}({B6}) 56 data bytes"  # as iputils
     assert res.stdout.count(f"64 bytes from {B6}: ") == 3
     assert " ttl=63 " in res.stdout
     assert "3 packets transmitted, 3 received, 0% packet loss" in res.stdout

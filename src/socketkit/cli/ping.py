@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import socket
 import sys
+import time
 
 from ._rawargs import int_range, seconds, usage_error
 from .exit_codes import ExitStatus
@@ -32,6 +34,13 @@ _TTL = int_range(1, 255)
 _SIZE = int_range(0, 65527)
 
 
+def _pattern(text: str) -> bytes:
+    """iputils -p: hex digits, two per byte, at most 16 bytes (longer patterns are cut)."""
+    if not text or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise argparse.ArgumentTypeError(f"patterns must be specified as hex digits: {text}")
+    return bytes(int(text[i : i + 2], 16) for i in range(0, min(len(text), 32), 2))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("host", metavar="HOST", help="host name or IPv4/IPv6 address to ping")
     parser.add_argument(
@@ -39,15 +48,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="count",
         type=int_range(1),
         metavar="COUNT",
-        help="stop after COUNT requests and their replies (default: until Ctrl-C)",
+        help="stop after COUNT requests and their replies; with -w, after COUNT replies "
+        "(default: until Ctrl-C)",
     )
     parser.add_argument(
         "-i",
         dest="interval",
         type=seconds,
-        default=1.0,
         metavar="SECONDS",
-        help="seconds between requests (default 1)",
+        help="seconds between requests; below 0.002 only as root (default 1; with -f: as "
+        "fast as replies come, at least every 0.01)",
+    )
+    parser.add_argument(
+        "-w",
+        dest="deadline",
+        type=int_range(0, 2147483647),
+        metavar="DEADLINE",
+        help="stop after DEADLINE seconds whatever was sent or received, or at the first ICMP "
+        "error; exit 1 if fewer than COUNT replies came (default: none; 0 is none)",
     )
     parser.add_argument(
         "-W",
@@ -73,6 +91,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TTL",
         help="IP TTL / IPv6 hop limit, 1..255 (default: the system's, usually 64)",
     )
+    parser.add_argument(
+        "-p",
+        dest="pattern",
+        type=_pattern,
+        metavar="PATTERN",
+        help="fill the data after its 16-byte timestamp with these hex bytes, up to 16 "
+        "(e.g. ff00; default: the byte values 0, 1, 2, ...)",
+    )
+    parser.add_argument(
+        "-I",
+        dest="source",
+        metavar="IFACE|ADDR",
+        help="send from this interface (SO_BINDTODEVICE) or local address (default: as the "
+        "route says)",
+    )
     family = parser.add_mutually_exclusive_group()
     family.add_argument(
         "-4",
@@ -88,6 +121,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-q", dest="quiet", action="store_true", help="print only the header and the statistics"
     )
     parser.add_argument(
+        "-n",
+        dest="numeric",
+        action="store_true",
+        help="numeric addresses only (default: when HOST is a name, replies show the "
+        "reverse-DNS name too, as iputils)",
+    )
+    parser.add_argument(
+        "-D",
+        dest="timestamps",
+        action="store_true",
+        help="start each reply line with the Unix time, [seconds.microseconds] (default off)",
+    )
+    parser.add_argument(
+        "-O",
+        dest="outstanding",
+        action="store_true",
+        help="say 'no answer yet for icmp_seq=N' when the next request is due (default off)",
+    )
+    parser.add_argument(
+        "-a", dest="audible", action="store_true", help="ring the bell on each reply (default off)"
+    )
+    parser.add_argument(
+        "-f",
+        dest="flood",
+        action="store_true",
+        help="flood (root only): '.' per request, a backspace per reply; the next request "
+        "as soon as all are answered (default off)",
+    )
+    parser.add_argument(
         "--method",
         choices=("auto", "raw", "dgram"),
         default="auto",
@@ -96,9 +158,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: iputils: an interval below 2 ms (and so -f) is for root only.
+_USER_MIN_INTERVAL = 0.002
+
+
 def run(args: argparse.Namespace) -> int:
+    from .._errors import AddressError
     from ..raw.ping import MAX_SIZE, PingReport, iter_ping, resolve
 
+    interval = args.interval
+    if interval is None:
+        interval = 0.0 if args.flood else 1.0
+    if interval < _USER_MIN_INTERVAL and os.geteuid() != 0:
+        return usage_error("ping", "cannot flood; minimal interval allowed for user is 2ms")
+    source = interface = None
+    if args.source is not None:
+        if _is_address(args.source):
+            source = args.source
+        else:
+            interface = args.source
     family, address = resolve(args.host, args.family or 0)
     if family == socket.AF_INET and args.size > MAX_SIZE:  # argparse allowed IPv6's limit
         return usage_error(
@@ -106,37 +184,105 @@ def run(args: argparse.Namespace) -> int:
             f"argument -s: {args.size}: out of range for IPv4 ({address}): "
             f"0 <= value <= {MAX_SIZE}",
         )
+    out = sys.stdout
+    numeric = args.numeric or _is_address(args.host)
+    names: dict[str, str] = {}
+    answered: set[int] = set()
+    show = not args.quiet and not args.flood
+
+    def stamp() -> str:
+        if not args.timestamps:
+            return ""
+        now = time.time_ns() // 1000
+        return f"[{now // 1_000_000}.{now % 1_000_000:06d}] "
+
+    def on_send(seq: int) -> None:
+        if args.outstanding and show and seq > 1 and (seq - 1) not in answered:
+            out.write(f"{stamp()}no answer yet for icmp_seq={seq - 1}\n")
+        if args.flood and not args.quiet:
+            out.write(".")
+        out.flush()
+
     report = PingReport(args.host, address, args.method)
     # Every check (values, permission, socket options) before the header, as iputils does.
-    probes = iter_ping(
-        address,
-        count=args.count,
-        interval=args.interval,
-        timeout=args.timeout,
-        size=args.size,
-        ttl=args.ttl,
-        family=family,
-        method=args.method,
-        report=report,
-    )
-    out = sys.stdout
+    try:
+        probes = iter_ping(
+            address,
+            count=args.count,
+            interval=interval,
+            timeout=args.timeout,
+            size=args.size,
+            ttl=args.ttl,
+            family=family,
+            method=args.method,
+            report=report,
+            deadline=args.deadline or None,
+            pattern=args.pattern,
+            source=source,
+            interface=interface,
+            flood=args.flood,
+            on_send=on_send,
+        )
+    except AddressError as exc:
+        if args.source is None:
+            raise
+        return usage_error("ping", f"argument -I: {exc}")
+    if args.pattern is not None and not args.quiet:
+        out.write(f"PATTERN: 0x{args.pattern.hex()}\n")
+    frm = ""
+    if args.source is not None:
+        from ..raw.ping import check_route
+
+        local = check_route(family, address, source=source, interface=interface)
+        frm = f" from {local} {interface or ''}:"
     if family == socket.AF_INET6:
-        out.write(f"PING {args.host} ({address}) {args.size} data bytes\n")
+        out.write(f"PING {args.host}({address}){frm} {args.size} data bytes\n")
     else:
-        out.write(f"PING {args.host} ({address}) {args.size}({args.size + 28}) bytes of data.\n")
+        size = f"{args.size}({args.size + 28})"
+        out.write(f"PING {args.host} ({address}){frm} {size} bytes of data.\n")
     out.flush()
+    rtts: list[float] = []
+    ewma: list[float] = []  # iputils' moving average: += (rtt - avg) / 8
+
+    def status(_signum: int, _frame: object) -> None:
+        sent, got = report.transmitted, len(rtts)
+        loss = (sent - got) * 100 // sent if sent else 0
+        line = f"\r{got}/{sent} packets, {loss}% loss"
+        if rtts:
+            avg = sum(rtts) / got
+            line += (
+                f", min/avg/ewma/max = {min(rtts):.3f}/{avg:.3f}/{ewma[0]:.3f}/{max(rtts):.3f} ms"
+            )
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGQUIT, status)
     try:
         for probe in probes:
-            if args.quiet:
+            if probe.error is None and not probe.duplicate and probe.rtt_ms is not None:
+                answered.add(probe.seq)
+                rtts.append(probe.rtt_ms)
+                if ewma:
+                    ewma[0] += (probe.rtt_ms - ewma[0]) / 8
+                else:
+                    ewma.append(probe.rtt_ms)
+            if args.flood and not args.quiet:
+                out.write("\bE" if probe.error is not None else "\b \b")
+                out.flush()
                 continue
+            if not show:
+                continue
+            who = _label(probe.address or "", numeric, names)
             if probe.error is not None:
-                out.write(f"From {probe.address} icmp_seq={probe.seq} {probe.error}\n")
+                out.write(f"{stamp()}From {who} icmp_seq={probe.seq} {probe.error}\n")
             else:
                 ttl = "" if probe.ttl is None else f" ttl={probe.ttl}"
                 dup = " (DUP!)" if probe.duplicate else ""
+                bell = "\a" if args.audible and not probe.duplicate else ""
                 out.write(
-                    f"{probe.size} bytes from {probe.address}: icmp_seq={probe.seq}{ttl} "
-                    f"time={_ms(probe.rtt_ms or 0.0)} ms{dup}\n"
+                    f"{stamp()}{probe.size} bytes from {who}: icmp_seq={probe.seq}{ttl} "
+                    f"time={_ms(probe.rtt_ms or 0.0)} ms{dup}{bell}\n"
                 )
             out.flush()
     except KeyboardInterrupt:
@@ -158,12 +304,45 @@ def run(args: argparse.Namespace) -> int:
     parts.append(f"time {stats.time_ms}ms")
     out.write(f"\n--- {args.host} ping statistics ---\n" + ", ".join(parts) + "\n")
     if stats.rtt_min is not None:
-        out.write(
+        line = (
             f"rtt min/avg/max/mdev = {stats.rtt_min:.3f}/{stats.rtt_avg:.3f}/"
-            f"{stats.rtt_max:.3f}/{stats.rtt_mdev:.3f} ms\n"
+            f"{stats.rtt_max:.3f}/{stats.rtt_mdev:.3f} ms"
         )
+        if stats.transmitted > 1 and (args.flood or interval == 0) and ewma:
+            ipg = stats.time_ms / (stats.transmitted - 1)
+            line += f", ipg/ewma {ipg:.3f}/{ewma[0]:.3f} ms"
+        out.write(line + "\n")
+    else:
+        out.write("\n")  # iputils ends a run without replies with a blank line
     out.flush()
-    return ExitStatus.OK if stats.received else ExitStatus.FAILURE
+    if not stats.received:
+        return ExitStatus.FAILURE
+    if args.deadline and args.count is not None and stats.received < args.count:
+        return ExitStatus.FAILURE  # iputils: fewer replies than -c by the -w deadline
+    return ExitStatus.OK
+
+
+def _is_address(text: str) -> bool:
+    for fam in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(fam, text)
+        except OSError:
+            continue
+        return True
+    return False
+
+
+def _label(address: str, numeric: bool, cache: dict[str, str]) -> str:
+    """iputils' reply address: "name (address)" when HOST was a name, unless -n."""
+    if numeric or not address:
+        return address
+    if address not in cache:
+        try:
+            name = socket.gethostbyaddr(address)[0]
+        except OSError:
+            name = address
+        cache[address] = address if name == address else f"{name} ({address})"
+    return cache[address]
 
 
 def _ms(value: float) -> str:

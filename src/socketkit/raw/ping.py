@@ -15,7 +15,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
 from .._errors import (
@@ -31,9 +31,12 @@ __all__ = [
     "PingReport",
     "PingStats",
     "Probe",
+    "bind_device",
+    "bind_source",
     "check_route",
     "iter_ping",
     "open_icmp",
+    "payload_for",
     "ping",
     "resolve",
 ]
@@ -49,6 +52,12 @@ MAX_SIZE = 65507
 MAX_SIZE_V6 = 65527
 #: IP_TTL / IPV6_UNICAST_HOPS accept 1..255 (ip(7), ipv6(7)).
 MAX_TTL = 255
+#: iputils -p: at most 16 pattern bytes.
+MAX_PATTERN = 16
+#: iputils -f without -i: the next request when the last is answered, or after 10 ms.
+_FLOOD_STEP = 0.01
+#: The send time at the start of the data, as iputils writes it (a native struct timeval).
+_TIMEVAL = struct.Struct("=qq")
 IP_RECVTTL, IP_TTL_CMSG = 12, 2  # linux/in.h
 IPV6_RECVHOPLIMIT, IPV6_HOPLIMIT = 51, 52  # linux/in6.h
 
@@ -134,6 +143,8 @@ class PingReport:
     method: str  # "raw" or "dgram"
     probes: list[Probe] = field(default_factory=list)
     stats: PingStats | None = None
+    #: requests sent so far (kept up to date while the run goes on)
+    transmitted: int = 0
 
     def __iter__(self) -> Iterator[Probe]:
         return iter(self.probes)
@@ -153,19 +164,55 @@ def resolve(host: str, family: int = 0) -> tuple[int, str]:
     return fam, str(addr[0])
 
 
-def check_route(family: int, address: str) -> None:
-    """Raise at once when the kernel has no route to ``address``, as iputils does before its
-    header: a UDP ``connect()`` sends nothing, it only looks the route up (udp(7)).
+def bind_device(sock: socket.socket, interface: str) -> None:
+    """``SO_BINDTODEVICE``: send and receive only through ``interface``.
 
     Raises:
+        AddressError: there is no such interface.
+    """
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+    except OSError as exc:
+        if exc.errno == errno.ENODEV:
+            raise AddressError(f"{interface}: no such interface (see 'ip link')") from exc
+        raise
+
+
+def bind_source(sock: socket.socket, source: str) -> None:
+    """Bind ``sock`` to the local address ``source`` (port 0).
+
+    Raises:
+        AddressError: ``source`` is not an address of this host (or not of its family).
+    """
+    try:
+        sock.bind((source, 0))
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise AddressError(f"{source}: {why.lower()} (not a local address?)") from exc
+
+
+def check_route(
+    family: int, address: str, *, source: str | None = None, interface: str | None = None
+) -> str:
+    """Raise at once when the kernel has no route to ``address``, as iputils does before its
+    header: a UDP ``connect()`` sends nothing, it only looks the route up (udp(7)). Returns
+    the source address the kernel would use.
+
+    Raises:
+        AddressError: no such ``interface``, or ``source`` is not a local address.
         ConnectionRefused: the network or host is unreachable (ENETUNREACH, EHOSTUNREACH).
         SocketkitError: another error of the route lookup.
     """
     with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        if interface is not None:
+            bind_device(probe, interface)
+        if source is not None:
+            bind_source(probe, source)
         try:
             probe.connect((address, 9))
         except OSError as exc:
             raise translate_os_error(exc, f"no route to {address}") from exc
+        return str(probe.getsockname()[0])
 
 
 def open_icmp(
@@ -201,13 +248,18 @@ def open_icmp(
 
 
 class _Pinger:
-    def __init__(self, address: str, family: int, sock: socket.socket, method: str) -> None:
+    def __init__(
+        self, address: str, family: int, sock: socket.socket, method: str, source: str | None
+    ) -> None:
         self.address = address
         self.ipv6 = family == socket.AF_INET6
         self.sock = sock
         self.method = method
-        if method == "dgram":
+        if source is not None:
+            bind_source(sock, source)
+        elif method == "dgram":
             sock.bind(("::", 0) if self.ipv6 else ("0.0.0.0", 0))
+        if method == "dgram":
             self.ident = sock.getsockname()[1]  # the kernel puts its "port" in the id field
         else:
             self.ident = os.getpid() & 0xFFFF
@@ -292,16 +344,34 @@ def iter_ping(
     family: int = 0,
     method: str = "auto",
     report: PingReport | None = None,
+    deadline: float | None = None,
+    pattern: bytes | None = None,
+    source: str | None = None,
+    interface: str | None = None,
+    flood: bool = False,
+    on_send: Callable[[int], None] | None = None,
 ) -> Generator[Probe, None, None]:
     """Check the arguments, resolve ``host`` and open the socket at once (errors are raised by
     this call, before any packet), then return a generator that yields a :class:`Probe` for
     each reply or error as it arrives, then one per probe that got no answer
-    (``rtt_ms=None``). ``report`` (if given) is filled in as it goes, and its ``stats`` set at
-    the end, also when the caller stops early (Ctrl-C).
+    (``rtt_ms=None``). ``report`` (if given) is filled in as it goes (``transmitted`` and
+    ``probes``), and its ``stats`` set at the end, also when the caller stops early (Ctrl-C).
+
+    Args:
+        deadline: seconds after which the run ends whatever was sent or received (iputils
+            ``-w``); ``count`` then counts replies, not requests, and an ICMP error ends it.
+        pattern: up to 16 bytes repeated through the data after its 16-byte timestamp
+            (iputils ``-p``; default: the byte values 0, 1, 2, ...).
+        source: the source address (bound before sending); ``interface``: the interface name
+            (``SO_BINDTODEVICE``).
+        flood: send the next request as soon as the previous ones are answered, at most every
+            ``interval`` and at least every 10 ms (iputils ``-f``).
+        on_send: called with each sequence number just before its request is sent.
 
     Raises:
         AddressError: a value out of range (size 0..65507 for IPv4, 0..65527 for IPv6,
-            ttl 1..255, interval and timeout >= 0, count > 0).
+            ttl 1..255, interval and timeout >= 0, count > 0, deadline >= 0, a pattern over
+            16 bytes), an unknown interface or a source address that is not local.
         ConnectionRefused: no route to the host (network or host unreachable).
         ResolutionError, PermissionDenied (with the cause and what to do), SocketkitError.
     """
@@ -311,21 +381,27 @@ def iter_ping(
         raise AddressError("interval must be >= 0")
     if not timeout >= 0:
         raise AddressError("timeout must be >= 0")
+    if deadline is not None and not deadline >= 0:
+        raise AddressError("deadline must be >= 0")
     if count is not None and count <= 0:
         raise AddressError("count must be > 0")
     if ttl is not None and not 1 <= ttl <= MAX_TTL:
         raise AddressError(f"ttl must be 1..{MAX_TTL}")
+    if pattern is not None and not 1 <= len(pattern) <= MAX_PATTERN:
+        raise AddressError(f"pattern must be 1..{MAX_PATTERN} bytes")
     fam, address = resolve(host, family)
     if fam == socket.AF_INET and size > MAX_SIZE:
         raise AddressError(f"size must be 0..{MAX_SIZE} for IPv4 ({address}), not {size}")
-    check_route(fam, address)
+    check_route(fam, address, source=source, interface=interface)
     sock, used = open_icmp(fam, method)
     if report is None:
         report = PingReport(host, address, used)
     else:
         report.address, report.method = address, used
     try:
-        pinger = _Pinger(address, fam, sock, used)
+        if interface is not None:
+            bind_device(sock, interface)
+        pinger = _Pinger(address, fam, sock, used, source)
         if ttl is not None:
             if fam == socket.AF_INET:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
@@ -337,60 +413,87 @@ def iter_ping(
     except BaseException:
         sock.close()
         raise
-    return _probes(pinger, report, count=count, interval=interval, timeout=timeout, size=size)
+    plan = _Plan(count, interval, timeout, size, deadline, pattern, flood, on_send)
+    return _probes(pinger, report, plan)
 
 
-def _probes(
-    pinger: _Pinger,
-    report: PingReport,
-    *,
-    count: int | None,
-    interval: float,
-    timeout: float,
-    size: int,
-) -> Generator[Probe, None, None]:
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    count: int | None
+    interval: float
+    timeout: float
+    size: int
+    deadline: float | None
+    pattern: bytes | None
+    flood: bool
+    on_send: Callable[[int], None] | None
+
+
+def _probes(pinger: _Pinger, report: PingReport, plan: _Plan) -> Generator[Probe, None, None]:
     with pinger.sock:
-        yield from _run(pinger, report, count=count, interval=interval, timeout=timeout, size=size)
+        yield from _run(pinger, report, plan)
 
 
-def _run(
-    pinger: _Pinger,
-    report: PingReport,
-    *,
-    count: int | None,
-    interval: float,
-    timeout: float,
-    size: int,
-) -> Iterator[Probe]:
+def payload_for(size: int, pattern: bytes | None, now_ns: int) -> bytes:
+    """The data of an echo request as iputils lays it out: the pattern (default the byte
+    values 0, 1, 2, ...) from the start of the data, its first 16 bytes then overwritten by the
+    send time as a ``struct timeval`` when the data has room for it."""
+    if pattern:
+        data = bytearray((pattern * (size // len(pattern) + 1))[:size])
+    else:
+        data = bytearray(i & 0xFF for i in range(size))
+    if size >= _TIMEVAL.size:
+        sec, nsec = divmod(now_ns, 1_000_000_000)
+        data[: _TIMEVAL.size] = _TIMEVAL.pack(sec, nsec // 1000)
+    return bytes(data)
+
+
+def _run(pinger: _Pinger, report: PingReport, plan: _Plan) -> Iterator[Probe]:
+    count, interval, timeout = plan.count, plan.interval, plan.timeout
     sent: dict[int, float] = {}
     answered: set[int] = set()
     errors = duplicates = 0
     rtts: list[float] = []
     seq = 0
     start = time.monotonic()
+    end = None if not plan.deadline else start + plan.deadline
     next_send = start
-    last_send = start
+    last_send = first_send = start
     poller = select.poll()
     poller.register(pinger.sock.fileno(), select.POLLIN | select.POLLERR)
     try:
         while True:
             now = time.monotonic()
-            more = count is None or seq < count
+            if end is not None:
+                if now >= end:
+                    break
+                # with a deadline, COUNT is the replies wanted (iputils -w)
+                if count is not None and len(rtts) + errors >= count:
+                    break
+                if errors:
+                    break
+                more = True
+            else:
+                more = count is None or seq < count
+            if plan.flood and sent and len(answered) >= len(sent):
+                next_send = min(next_send, last_send + interval)
             if more and now >= next_send:
                 seq += 1
-                payload = struct.pack("!Q", time.time_ns()) + bytes(
-                    (0x10 + i) & 0xFF for i in range(max(0, size - 8))
-                )
+                if plan.on_send is not None:
+                    plan.on_send(seq)
+                payload = payload_for(plan.size, plan.pattern, time.time_ns())
                 try:
-                    pinger.send(seq, payload[:size])
+                    pinger.send(seq, payload)
                 except OSError as exc:
-                    if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES):
-                        raise translate_os_error(exc, f"send to {pinger.address}") from exc
                     raise translate_os_error(exc, f"send to {pinger.address}") from exc
                 sent[seq & 0xFFFF] = last_send = time.monotonic()
-                next_send += interval
+                if seq == 1:
+                    first_send = last_send
+                report.transmitted = seq
+                step = max(interval, _FLOOD_STEP) if plan.flood else interval
+                next_send += step
                 if next_send < last_send:
-                    next_send = last_send + interval
+                    next_send = last_send + step
                 continue
             if not more and len(answered) >= len(sent):
                 break
@@ -398,6 +501,8 @@ def _run(
             # -W 0 every reply is one of those): only an empty socket ends the run.
             late = not more and now >= last_send + timeout
             wake = next_send if more else last_send + timeout
+            if end is not None:
+                wake = min(wake, end)
             if not poller.poll(0 if late else max(0, int((wake - now) * 1000) + 1)):
                 if late:
                     break
@@ -433,7 +538,8 @@ def _run(
             report.probes.append(probe)
             yield probe
     finally:
-        elapsed = int((time.monotonic() - start) * 1000)
+        # iputils' "time": from the first request to the last one
+        elapsed = int((last_send - first_send) * 1000)
         for key in sorted(set(sent) - answered):
             report.probes.append(Probe(key, None, None, None, 0))
         report.stats = _stats(len(sent), rtts, errors, duplicates, elapsed)
@@ -459,6 +565,10 @@ def ping(
     ttl: int | None = None,
     family: int = 0,
     method: str = "auto",
+    deadline: float | None = None,
+    pattern: bytes | None = None,
+    source: str | None = None,
+    interface: str | None = None,
 ) -> PingReport:
     """Send ``count`` echo requests to ``host``, ``interval`` seconds apart.
 
@@ -468,11 +578,15 @@ def ping(
         ttl: IP TTL / IPv6 hop limit of the requests.
         family: ``socket.AF_INET``/``AF_INET6`` to force one (0: IPv4 first).
         method: ``"raw"`` (needs CAP_NET_RAW), ``"dgram"`` (ping_group_range), or ``"auto"``.
+        deadline: end after this many seconds; ``count`` then counts replies (iputils -w).
+        pattern: up to 16 bytes to fill the data with (iputils -p).
+        source, interface: the local address / interface to send from (iputils -I).
     Returns:
         a :class:`PingReport`: ``probes`` (replies, errors, and one entry per unanswered
         request) and ``stats`` (transmitted/received/loss, rtt min/avg/max/mdev in ms).
     Raises:
-        ResolutionError, PermissionDenied (with what to do), SocketkitError.
+        AddressError (a value out of range), ResolutionError, PermissionDenied (with what to
+        do), SocketkitError.
     """
     report = PingReport(host, "", method)
     for _probe in iter_ping(
@@ -485,6 +599,10 @@ def ping(
         family=family,
         method=method,
         report=report,
+        deadline=deadline,
+        pattern=pattern,
+        source=source,
+        interface=interface,
     ):
         pass
     if report.stats is None:  # pragma: no cover - set by iter_ping's finally
