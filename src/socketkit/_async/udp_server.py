@@ -32,7 +32,12 @@ from .._errors import (
     SocketkitTimeout,
 )
 from .._server_common import DEFAULT_GRACE, bound_address, check_limit
-from .._sync.udp_server import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_QUEUE, MAX_QUEUED_BYTES
+from .._sync.udp_server import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_QUEUE,
+    MAX_QUEUED_BYTES,
+    _no_drop_counter,
+)
 from .._sync.udp_server import REFUSAL_LOG_INTERVAL as _REFUSAL_LOG_INTERVAL
 from .._udp import cleanup_path, datagram_error, open_udp_socket
 from ..proto.peers import FULL, Peer, PeerTable
@@ -601,6 +606,7 @@ async def serve_udp(
         receive_buffer=receive_buffer,
         send_buffer=send_buffer,
     )
+    _no_drop_counter(sock)
     server = UDPServer(
         handler,
         sock,

@@ -31,7 +31,7 @@ from .._errors import (
     translate_os_error,
 )
 from .._server_common import DEFAULT_GRACE, bound_address, check_limit
-from .._udp import cleanup_path, datagram_error, open_udp_socket
+from .._udp import SO_RXQ_OVFL, cleanup_path, datagram_error, open_udp_socket
 from ..proto.peers import FULL, Peer, PeerTable
 
 __all__ = [
@@ -465,6 +465,16 @@ class UDPServer:
                 self._threads.discard(threading.current_thread())
 
 
+def _no_drop_counter(sock: socket.socket) -> None:
+    """Turn SO_RXQ_OVFL off again: the servers read with recvfrom (no control messages),
+    so the kernel's per-datagram drop count would only cost time."""
+    if sock.family != socket.AF_UNIX:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 0)
+        except OSError:
+            pass
+
+
 def serve_udp(
     handler: DatagramHandler,
     address: AddressLike,
@@ -516,6 +526,7 @@ def serve_udp(
         receive_buffer=receive_buffer,
         send_buffer=send_buffer,
     )
+    _no_drop_counter(sock)
     return UDPServer(
         handler,
         sock,
