@@ -65,12 +65,11 @@ def peer_receive(mode: str, window: int) -> None:
     cpu0 = 0.0
     receive_many = batch.receive_many
     while True:
-        ready, _, _ = select.select([sock], [], [], QUIET if count else 30)
-        if not ready:
-            break
         try:
             got = receive_many(sock, 64, 2048)
         except BlockingIOError:
+            if not select.select([sock], [], [], QUIET if count else 30)[0]:
+                break
             continue
         if not count:
             first, cpu0 = time.monotonic(), _cpu()

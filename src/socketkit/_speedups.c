@@ -1098,6 +1098,7 @@ static PyTypeObject FastMethodType = {
 #define UDP_MAX_SEGMENTS_ 64         /* UDP_MAX_SEGMENTS in include/linux/udp.h */
 #define UDP_MAX_GSO_BYTES 65507      /* the largest IPv4 UDP payload */
 #define UDP_GRO_BUFFER 65536         /* receive slot while GRO is on */
+#define UDP_GRO_SLOTS 4              /* GRO_SLOTS in _udp_batch.py: runs read per call */
 #define UDP_RECEIVE_SCRATCH (8 << 20) /* at most this many bytes of receive slots */
 #define SOL_UDP_ 17
 #define UDP_SEGMENT_ 103
@@ -1508,6 +1509,8 @@ udp_receive_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (gro && slot < UDP_GRO_BUFFER)
         slot = UDP_GRO_BUFFER;
     size_t count = max_count < UDP_BATCH ? (size_t)(max_count > 0 ? max_count : 1) : UDP_BATCH;
+    if (gro && count > UDP_GRO_SLOTS)
+        count = UDP_GRO_SLOTS;
     if (count * slot > UDP_RECEIVE_SCRATCH)
         count = slot >= UDP_RECEIVE_SCRATCH ? 1 : UDP_RECEIVE_SCRATCH / slot;
     if (sc->cap < count * slot) {
