@@ -116,6 +116,7 @@ class Conversation:
 
     @property
     def local(self) -> Address:
+        """The server's bound address."""
         return self._server.address
 
     # -- receiving --------------------------------------------------------------------------
@@ -224,10 +225,12 @@ class Conversation:
 
     # The driver's owner interface (see driver.py).
     def cancel_driven_read(self) -> None:
+        """(For the handler's driver) a driven wait was cancelled: nothing waits now."""
         if self._read_waiter is DRIVEN or self._read_waiter is _ITER:
             self._read_waiter = None
 
     def handler_done(self, driver: HandlerDriver) -> None:
+        """(For the handler's driver) the handler has returned or raised."""
         self._server._handler_done(self, driver)
 
     # -- sending ----------------------------------------------------------------------------
@@ -415,22 +418,27 @@ class UDPServer:
 
     @property
     def address(self) -> Address:
+        """The bound address (port 0 resolved to the real port)."""
         return self._address
 
     @property
     def socket(self) -> socket.socket:
+        """The server's datagram socket (to set options; do not read from it)."""
         return self._sock
 
     @property
     def active_conversations(self) -> int:
+        """Conversations whose handler is running."""
         return len(self._table)
 
     @property
     def peers_accepted(self) -> int:
+        """Conversations started so far."""
         return self._table.admitted
 
     @property
     def peers_refused(self) -> int:
+        """Datagrams from new sources dropped because of ``max_peers``/``max_peers_per_ip``."""
         return self._table.refused
 
     async def serve_forever(self) -> None:

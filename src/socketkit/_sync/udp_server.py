@@ -256,6 +256,7 @@ class UDPServer:
 
     @property
     def active_conversations(self) -> int:
+        """Conversations whose handler is running."""
         with self._lock:
             return len(self._table)
 
