@@ -181,3 +181,24 @@ def test_relative_sack_blocks_as_tcpdump(tmp_path: Path) -> None:
         theirs = _tcpdump(path, *flags)
         assert ("{1001:2001}" in theirs) == (not flags), theirs
         assert _sniff(path, *flags).splitlines() == theirs.splitlines()
+
+
+def test_pcapng_and_filtered_reads_are_relative_too(
+    captures: dict[str, Path], tmp_path: Path
+) -> None:
+    """The pcapng reader, the per-record path (a filter) and the fused pcap reader print the
+    same relative numbers as tcpdump."""
+    copy = tmp_path / "copy.pcapng"
+    res = subprocess.run(
+        sk("sniff", "-r", str(captures["lo"]), "--pcapng", "-w", str(copy)),
+        capture_output=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert _sniff(copy).splitlines() == _tcpdump(captures["lo"]).splitlines()
+    theirs = _tcpdump(captures["lo"], "tcp").splitlines()
+    assert len(theirs) == 20
+    ours = subprocess.run(
+        sk("sniff", "-r", str(captures["lo"]), "tcp"), capture_output=True, text=True, timeout=60
+    )
+    assert ours.stdout.splitlines() == theirs

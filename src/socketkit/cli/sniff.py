@@ -368,8 +368,12 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
                 and capture.linktype != packet.LINKTYPE_LINUX_SLL2  # lines name the interface
             ):
                 # Just the summary lines: the fused reader formats whole blocks at a time.
+                from ..packet.printer import TcpSequences
+
                 try:
-                    capture.write_summaries(out)
+                    capture.write_summaries(
+                        out, sequences=None if args.absolute else TcpSequences()
+                    )
                 except BrokenPipeError:
                     raise
                 except OSError as exc:
@@ -446,9 +450,9 @@ def _packet_api() -> Any:
 
 
 def _printing_options(args: argparse.Namespace) -> bool:
-    """Whether a tcpdump printing option changes the summary lines (relative sequence
-    numbers, tcpdump's default, are one)."""
-    return bool(not args.absolute or args.stamps or args.link or args.quick or args.ascii)
+    """Whether a tcpdump printing option changes the summary lines beyond relative
+    sequence numbers (which the fused reader does itself)."""
+    return bool(args.stamps or args.link or args.quick or args.ascii)
 
 
 def _printer(args: argparse.Namespace) -> Any:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import BinaryIO, TextIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TextIO, TypeVar
 
 from .._errors import DecodeError
 from ._chunks import read_more
@@ -14,6 +14,9 @@ from .pcap import PCAP_MAGIC_NS, PCAP_MAGIC_US, read_pcap
 from .pcapng import SHB_TYPE, read_pcapng
 from .record import Record
 from .summary import summary
+
+if TYPE_CHECKING:
+    from .printer import TcpSequences
 
 __all__ = ["CaptureFile", "open_capture_file"]
 
@@ -45,7 +48,7 @@ class CaptureFile:
         snaplen: int,
         nanosecond: bool,
         records: Iterator[Record],
-        line_batches: Iterator[list[str]] | None = None,
+        line_batches: Callable[..., Iterator[list[str]]] | None = None,
     ) -> None:
         self._fh = fh
         self._owned = owned
@@ -54,9 +57,7 @@ class CaptureFile:
         self.snaplen = snaplen
         self.nanosecond = nanosecond
         self._records = self._closing(records) if owned else records
-        self._batches = (
-            self._closing(line_batches) if owned and line_batches is not None else line_batches
-        )
+        self._batches = line_batches
         self._mode: str | None = None
 
     def _claim(self, mode: str) -> None:
@@ -80,20 +81,23 @@ class CaptureFile:
         finally:
             self.close()
 
-    def summaries(self) -> Iterator[str]:
+    def summaries(self, *, sequences: TcpSequences | None = None) -> Iterator[str]:
         """Iterate ``summary(data, linktype, ts_ns)`` lines (no newline), one per record, as
         ``tcpdump -n -S -r`` prints them (time first). For classic pcap the record walk and
-        the fast summary path are fused (no Record objects).
+        the fast summary path are fused (no Record objects). With ``sequences`` (a
+        :class:`~socketkit.packet.printer.TcpSequences`) TCP numbers are relative, as
+        ``tcpdump -n -r`` prints them.
 
         Raises:
             DecodeError: as iterating records does (after the lines before the damage).
             ValueError: the file is already being read as records.
         """
-        return itertools.chain.from_iterable(self._summary_batches())
+        return itertools.chain.from_iterable(self._summary_batches(sequences))
 
-    def write_summaries(self, out: TextIO) -> int:
+    def write_summaries(self, out: TextIO, *, sequences: TcpSequences | None = None) -> int:
         """Write every record's summary line (with ``\n``) to ``out``, in blocks: the
         fastest way to print a capture file (what ``socketkit sniff -r`` does).
+        ``sequences`` as for :meth:`summaries`.
 
         Returns:
             The number of lines written.
@@ -103,17 +107,18 @@ class CaptureFile:
         """
         count = 0
         write = out.write
-        for batch in self._summary_batches():
+        for batch in self._summary_batches(sequences):
             count += len(batch)
             batch.append("")
             write("\n".join(batch))
         return count
 
-    def _summary_batches(self) -> Iterator[list[str]]:
+    def _summary_batches(self, sequences: TcpSequences | None) -> Iterator[list[str]]:
         self._claim("summaries")
         if self._batches is not None:
-            return self._batches
-        return _batched_lines(self._records)
+            batches = self._batches(sequences=sequences)
+            return self._closing(batches) if self._owned else batches
+        return _batched_lines(self._records, sequences)
 
     def close(self) -> None:
         """Close the file if ``open_capture_file`` opened it (done by itself when the
@@ -133,11 +138,16 @@ class CaptureFile:
         self.close()
 
 
-def _batched_lines(records: Iterator[Record], size: int = 1024) -> Iterator[list[str]]:
+def _batched_lines(
+    records: Iterator[Record], sequences: TcpSequences | None, size: int = 1024
+) -> Iterator[list[str]]:
     out: list[str] = []
     try:
         for rec in records:
-            out.append(summary(rec.data, rec.linktype, rec.ts_ns))
+            line = summary(rec.data, rec.linktype, rec.ts_ns)
+            if sequences is not None:
+                line = sequences.rewrite(line, rec.data, rec.linktype)
+            out.append(line)
             if len(out) >= size:
                 yield out
                 out = []

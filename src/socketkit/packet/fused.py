@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .._errors import DecodeError
 from . import fastpath
@@ -21,6 +21,9 @@ from ._chunks import read_more
 from .fastpath import FAST_PATHS, TCP_FLAGS, no_fast_path
 from .linktype import LinkType
 from .summary import DIGITS3, HMS_CACHE, hms_text, summary
+
+if TYPE_CHECKING:
+    from .printer import TcpSequences
 
 __all__ = ["pcap_summary_batches"]
 
@@ -34,12 +37,14 @@ def pcap_summary_batches(
     *,
     keep: int,
     limit: int,
+    sequences: TcpSequences | None = None,
 ) -> Iterator[list[str]]:
     """Lists of summary lines (with time stamps) for the pcap records after the file header
     (``buf`` holds the bytes read so far, the header included). One list per buffer refill
     (about 1 MiB of input), so memory stays bounded and a pipe's lines come as it delivers.
     A record is cut to ``keep`` bytes (the snap length); one longer than ``limit`` (the link
-    type's maximum) is damage, as in libpcap.
+    type's maximum) is damage, as in libpcap. With ``sequences`` TCP numbers are relative,
+    as tcpdump prints them by default (:class:`~.printer.TcpSequences`).
 
     Raises:
         DecodeError: a damaged record; the lines before it have been yielded.
@@ -69,6 +74,10 @@ def pcap_summary_batches(
     flows6_get, flow6 = fastpath.FLOWS6.get, fastpath.flow6
     pairs6_get, pair6 = fastpath.PAIRS6.get, fastpath.pair6
     ip4_head = fastpath.ETH_IP4_HEAD
+    relative = sequences is not None
+    rel_get = sequences.get if sequences is not None else None
+    rel_start = sequences.start if sequences is not None else None
+    rewrite = sequences.rewrite if sequences is not None else None
     d3 = DIGITS3  # f"{x:06d}" costs ~250 ns (format-spec parsing); two lookups ~40 ns
     while True:
         while size - pos >= 16:  # every record wholly inside buf
@@ -106,6 +115,13 @@ def pcap_summary_batches(
                         key = data[26:38]
                         flow = flows4_get(key) or flow4(key)
                         plen = total - 52
+                        if relative:
+                            bases = rel_get(key)  # type: ignore[misc]
+                            if bases is None:
+                                rel_start(key, seq, ack)  # type: ignore[misc]
+                            else:
+                                seq = (seq - bases[0]) & 0xFFFFFFFF
+                                ack = (ack - bases[1]) & 0xFFFFFFFF
                         if plen:
                             append(
                                 f"{hms}.{d3[frac // 1000]}{d3[frac % 1000]} {flow}"
@@ -145,6 +161,13 @@ def pcap_summary_batches(
                         key = data[22:58]
                         flow = flows6_get(key) or flow6(key)
                         plen -= 32
+                        if relative:
+                            bases = rel_get(key)  # type: ignore[misc]
+                            if bases is None:
+                                rel_start(key, seq, ack)  # type: ignore[misc]
+                            else:
+                                seq = (seq - bases[0]) & 0xFFFFFFFF
+                                ack = (ack - bases[1]) & 0xFFFFFFFF
                         if plen:
                             append(
                                 f"{hms}.{d3[frac // 1000]}{d3[frac % 1000]} {flow}"
@@ -182,7 +205,9 @@ def pcap_summary_batches(
                         continue
             head = f"{hms}.{d3[frac // 1000]}{d3[frac % 1000]} "
             line = fast(data, head)
-            append(line if line is not None else head + summary(data, linktype))
+            if line is None:
+                line = head + summary(data, linktype)
+            append(line if rewrite is None else rewrite(line, data, linktype))
         # the buffer holds no whole record at pos: hand out the lines, then read on
         if out:
             yield out

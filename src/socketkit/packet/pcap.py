@@ -7,9 +7,10 @@ writer's byte order, version 2.4, thiszone, sigfigs, snaplen, linktype. Each rec
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from .._errors import DecodeError
@@ -57,7 +58,7 @@ _RECORD = struct.Struct("<IIII")
 
 def read_pcap(
     fh: BinaryIO, head: bytes
-) -> tuple[int, int, bool, Iterator[Record], Iterator[list[str]]]:
+) -> tuple[int, int, bool, Iterator[Record], Callable[..., Iterator[list[str]]]]:
     """Parse a pcap file header and return ``(linktype, snaplen, nanosecond, records,
     line_batches)``: two generators over the same records (use one): Record objects, or
     lists of summary lines with time stamps (the fused fast path).
@@ -96,8 +97,8 @@ def read_pcap(
     nanosecond = magic == PCAP_MAGIC_NS
     linktype = linktype_field & 0xFFFF  # bits 16-31: FCS length and flags (pcap-common.c)
     records = _records(fh, head, order, nanosecond, snaplen, linktype)
-    lines = pcap_summary_batches(
-        fh, head, order, nanosecond, linktype,
+    lines = functools.partial(
+        pcap_summary_batches, fh, head, order, nanosecond, linktype,
         keep=kept_length(snaplen, linktype), limit=max_record_length(linktype),
     )  # fmt: skip
     return linktype, snaplen, nanosecond, records, lines

@@ -45,6 +45,22 @@ class TcpSequences:
     def __init__(self) -> None:
         self._bases: dict[bytes, tuple[int, int]] = {}
 
+    def get(self, key: bytes) -> tuple[int, int] | None:
+        """``(seq base, ack base)`` of one direction (``key``: source and destination
+        address, source and destination port, as on the wire), or None."""
+        return self._bases.get(key)
+
+    def start(self, key: bytes, seq: int, ack: int) -> None:
+        """Record a conversation from a segment with ACK set (both directions)."""
+        bases = self._bases
+        if len(bases) >= 2 * MAX_CONVERSATIONS:
+            bases.clear()
+        ack_base = (ack - 1) & _M32
+        bases[key] = (seq, ack_base)
+        half = (len(key) - 4) // 2
+        reverse = key[half : 2 * half] + key[:half] + key[-2:] + key[-4:-2]
+        bases[reverse] = (ack_base, seq)
+
     def rewrite(self, line: str, data: bytes, linktype: int) -> str:
         """``line`` (a summary of ``data``) with its TCP numbers made relative."""
         net = network_offset(data, linktype)
@@ -58,12 +74,10 @@ class TcpSequences:
                 return line
             at = net + ihl
             addresses = data[net + 12 : net + 20]
-            half = 4
             ip_payload = ((data[net + 2] << 8) | data[net + 3]) - ihl
         elif version == 6 and size >= net + 40 and data[net + 6] == 6:
             at = net + 40
             addresses = data[net + 8 : net + 40]
-            half = 16
             ip_payload = (data[net + 4] << 8) | data[net + 5]
         else:
             return line
@@ -73,18 +87,10 @@ class TcpSequences:
         if not flags & 0x10:
             return line
         key = addresses + data[at : at + 4]
-        bases = self._bases
-        found = bases.get(key)
+        found = self._bases.get(key)
         if found is None or flags & 0x02:
-            if len(bases) >= 2 * MAX_CONVERSATIONS:
-                bases.clear()
-            ack_base = (ack - 1) & _M32
-            bases[key] = (seq, ack_base)
-            reverse = (
-                addresses[half:] + addresses[:half] + data[at + 2 : at + 4] + data[at : at + 2]
-            )
-            bases[reverse] = (ack_base, seq)
-            rseq, rack, sack_base = seq, ack, ack_base
+            self.start(key, seq, ack)
+            rseq, rack, sack_base = seq, ack, (ack - 1) & _M32
         else:
             rseq, rack = (seq - found[0]) & _M32, (ack - found[1]) & _M32
             sack_base = found[1]
