@@ -358,3 +358,32 @@ def test_close_cancels_handlers_that_outlive_the_grace(run: Any) -> None:
         assert server.active_conversations == 0
 
     run(main())
+
+
+def test_a_cancelled_receive_consumes_nothing(run: Any) -> None:
+    async def main() -> None:
+        async def handler(conv: skio.Conversation) -> None:
+            await conv.receive()
+            for _ in range(2):
+                try:
+                    async with asyncio.timeout(0.05):  # cancels the driven wait
+                        await conv.receive()
+                except TimeoutError:
+                    pass
+                try:
+                    async with asyncio.timeout(0.05):  # ... and the iteration's
+                        await anext(conv)  # type: ignore[arg-type]
+                except TimeoutError:
+                    pass
+            await conv.send(b"ready")
+            await conv.send(await conv.receive())
+
+        async with await skio.serve_udp(handler, "127.0.0.1:0") as server:
+            with ExitStack() as stack:
+                (s,) = _clients(stack, 1)
+                s.sendto(b"start", ("127.0.0.1", server.address.port))
+                assert await _recv(s) == b"ready"
+                s.sendto(b"after", ("127.0.0.1", server.address.port))
+                assert await _recv(s) == b"after"
+
+    run(main())
