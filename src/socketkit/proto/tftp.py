@@ -147,9 +147,11 @@ class Mode(enum.StrEnum):
 
 
 class TftpError(SocketkitError):
-    """Base of the TFTP errors; ``code`` is the TFTP error code (sent or received)."""
+    """Base of the TFTP errors; ``code`` is the TFTP error code (sent or received);
+    ``answered`` turns true once an ERROR saying so was sent to the peer."""
 
     code: ErrorCode = ErrorCode.NOT_DEFINED
+    answered: bool = False
 
 
 class MalformedPacket(TftpError, RemoteProtocolError):

@@ -182,6 +182,13 @@ def drive(
                 finish()  # before the last ACK: the peer's success means the file is there
         except (tftp.MalformedPacket, tftp.TftpRefusal) as exc:
             send(tftp.encode(tftp.Error(exc.code, str(exc))), peer)
+            exc.answered = True  # the peer was told
+            machine.failed, machine.done = True, False
+            raise
+        except OSError as exc:  # the local file: a full disk, an I/O error
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            code = tftp.ErrorCode.DISK_FULL if full else tftp.ErrorCode.NOT_DEFINED
+            send(tftp.encode(tftp.Error(code, (exc.strerror or str(exc)).lower())), peer)
             machine.failed, machine.done = True, False
             raise
         for datagram in out:

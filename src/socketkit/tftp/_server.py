@@ -215,6 +215,7 @@ class TftpServer:
         started = time.monotonic()
         peer = _format(address)
         channel: Channel | None = None
+        released = False
         try:
             from .._sync.udp import udp
 
@@ -227,17 +228,10 @@ class TftpServer:
                 return
             try:
                 machine = self._transfer(request, address, channel)
-            except Refused as exc:
+            except (tftp.TftpRefusal, tftp.MalformedPacket) as exc:
+                if exc.answered:  # during the transfer: the peer was told, the transfer failed
+                    raise
                 channel.send(tftp.encode(tftp.Error(exc.code, str(exc))), address)
-                self._event(
-                    "refused",
-                    peer=peer,
-                    code=int(exc.code),
-                    message=str(exc),
-                    file=request.filename,
-                )
-                return
-            except tftp.MalformedPacket as exc:  # a refused option (the ERROR was sent)
                 self._event(
                     "refused",
                     peer=peer,
@@ -257,6 +251,13 @@ class TftpServer:
                 blksize=machine.options.blksize,
                 windowsize=machine.options.windowsize,
             )
+            if isinstance(machine, tftp.ServerWrite):
+                # Our last ACK may be lost: answer a repeated last DATA for a while. The peer
+                # is free to start its next transfer meanwhile (tftp-hpa's client reuses its
+                # port): the session no longer counts as running.
+                released = True
+                self._release(key)
+                dally(machine, channel, address, self._timeout(machine.options))
         except (SocketkitError, OSError) as exc:
             self._event(
                 "failed",
@@ -268,7 +269,8 @@ class TftpServer:
         finally:
             if channel is not None:
                 channel.close()
-            self._release(key)
+            if not released:
+                self._release(key)
 
     def _transfer(
         self, request: tftp.Request, address: Any, channel: Channel
@@ -346,7 +348,6 @@ class TftpServer:
                 stop=lambda: self._closed,
                 finish=finish,
             )
-        dally(writer, channel, address, self._timeout(options))
         return writer
 
     def _timeout(self, options: tftp.Options) -> float:
@@ -355,13 +356,9 @@ class TftpServer:
     def _negotiate(
         self, request: tftp.Request, channel: Channel, address: Any, size: int | None
     ) -> tuple[tftp.Options, tuple[tuple[str, str], ...]]:
-        try:
-            return tftp.negotiate(
-                request, file_size=size, max_blksize=self.max_blksize, max_tsize=self.max_file_size
-            )
-        except tftp.MalformedPacket as exc:
-            channel.send(tftp.encode(tftp.Error(exc.code, str(exc))), address)
-            raise
+        return tftp.negotiate(
+            request, file_size=size, max_blksize=self.max_blksize, max_tsize=self.max_file_size
+        )
 
     # -- closing -----------------------------------------------------------------------------
 
