@@ -387,3 +387,29 @@ def test_a_cancelled_receive_consumes_nothing(run: Any) -> None:
                 assert await _recv(s) == b"after"
 
     run(main())
+
+
+def test_send_waits_while_the_transport_has_paused_writing(run: Any) -> None:
+    # The transport calls pause_writing/resume_writing around its own buffer (a full socket
+    # buffer); they are called here by hand, as a loaded host would.
+    async def main() -> None:
+        waited: list[float] = []
+
+        async def handler(conv: skio.Conversation) -> None:
+            loop = asyncio.get_running_loop()
+            protocol = conv._protocol
+            await conv.receive()
+            protocol.pause_writing()
+            loop.call_later(0.2, protocol.resume_writing)
+            t0 = loop.time()
+            await conv.send(b"late")
+            waited.append(loop.time() - t0)
+
+        async with await skio.serve_udp(handler, "127.0.0.1:0") as server:
+            with ExitStack() as stack:
+                (s,) = _clients(stack, 1)
+                s.sendto(b"go", ("127.0.0.1", server.address.port))
+                assert await _recv(s) == b"late"
+        assert 0.19 <= waited[0] < 2.0
+
+    run(main())
