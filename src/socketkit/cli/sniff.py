@@ -164,6 +164,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print each packet from its network header as text, after its line (default: not)",
     )
     tcpdump.add_argument(
+        "-Q",
+        dest="direction",
+        choices=("in", "out", "inout"),
+        default="inout",
+        help="capture only packets received (in) or sent (out) by this host, selected in "
+        "the kernel; on lo every packet is 'in' (default: inout)",
+    )
+    tcpdump.add_argument(
+        "--print",
+        dest="print_too",
+        action="store_true",
+        help="with -w: print the summary lines as well (default: only write)",
+    )
+    tcpdump.add_argument(
         "-l",
         dest="line_buffered",
         action="store_true",
@@ -176,6 +190,10 @@ def run(args: argparse.Namespace) -> int:
 
     expression = " ".join(args.filter).strip() or None
     snaplen = args.snaplen if args.snaplen > 0 else DEFAULT_SNAPLEN
+    if args.print_too and args.write is None:
+        return usage_error("sniff", "--print goes with -w (without -w the lines are printed)")
+    if args.print_too and args.write == "-":
+        return usage_error("sniff", "--print with -w -: the lines and the file would share stdout")
     stop = _install_sigterm()
     try:
         if args.read is not None:
@@ -208,6 +226,7 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
             timeout=args.timeout,
             snaplen=snaplen,
             buffer_size=args.buffer_kib * 1024,
+            direction=args.direction,
         )
     except BaseException:
         if fh is not None:
@@ -220,7 +239,7 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
         # The file header goes out (flushed) before "listening": a full disk or a broken
         # output is one line before the capture, not a surprise at the first packet.
         try:
-            if args.pcapng:
+            if args.pcapng or args.print_too:
                 writer = _writer(fh, cap.linktype, snaplen, args)
             else:
                 fh.write(pcap_file_header(cap.linktype, snaplen, nanosecond=args.nano))
@@ -244,7 +263,25 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
         if fh is not None:
             out_fh = fh
             try:
-                if writer is not None:
+                if writer is not None and args.print_too:
+                    write_one = writer
+                    out = sys.stdout
+                    line_buffered = args.line_buffered
+
+                    def pump() -> None:
+                        for pkt in cap:
+                            write_one(pkt.ts_ns, pkt.data, pkt.orig_len, pkt.linktype)
+                            out.write(
+                                _format(
+                                    pkt.data, pkt.linktype, pkt.ts_ns, pkt.orig_len, args,
+                                    pkt.ifindex,
+                                )
+                            )  # fmt: skip
+                            if line_buffered or not cap.buffered:
+                                out.flush()
+                                out_fh.flush()
+
+                elif writer is not None:
                     write_ng = writer
 
                     def pump() -> None:
@@ -257,6 +294,7 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
 
                 _until_interrupted(cap, pump)
                 out_fh.flush()
+                sys.stdout.flush()
             except BrokenPipeError:
                 raise
             except OSError as exc:
@@ -400,6 +438,8 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
                         if not flt.matches(rec.data, rec.orig_len):
                             continue
                     count += 1
+                    if writer is not None and args.print_too:
+                        out.write(_format(rec.data, rec.linktype, rec.ts_ns, rec.orig_len, args))
                     if writer is not None:
                         try:
                             writer(rec.ts_ns, rec.data, rec.orig_len, rec.linktype)

@@ -183,6 +183,29 @@ def with_loopback_dedup(program: Sequence[Instruction], lo_ifindex: int) -> list
     return prefix + list(program)
 
 
+#: ``-Q`` directions, as tcpdump names them
+DIRECTIONS = ("in", "out", "inout")
+
+
+def with_direction(program: Sequence[Instruction], direction: str) -> list[Instruction]:
+    """Prefix ``program`` so the kernel keeps only packets received (``"in"``) or sent
+    (``"out"``, packet type PACKET_OUTGOING) by this host; ``"inout"`` keeps both. On ``lo``
+    (whose outgoing copy :func:`with_loopback_dedup` drops) ``in`` keeps every packet and
+    ``out`` none, as tcpdump ``-Q`` there."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
+    if direction == "inout":
+        return list(program)
+    off = SKF_AD_OFF & 0xFFFFFFFF
+    jump_true, jump_false = (0, 1) if direction == "in" else (1, 0)
+    prefix: list[Instruction] = [
+        (_BPF_LD | _BPF_W | _BPF_ABS, 0, 0, off + SKF_AD_PKTTYPE),
+        (_BPF_JMP | _BPF_JEQ | _BPF_K, jump_true, jump_false, PACKET_OUTGOING),
+        (_BPF_RET | _BPF_K, 0, 0, 0),
+    ]
+    return prefix + list(program)
+
+
 def for_cooked_socket(program: Sequence[Instruction]) -> list[Instruction] | None:
     """Rewrite a program compiled for LINKTYPE_LINUX_SLL2 to run on a ``SOCK_DGRAM`` socket.
 

@@ -92,7 +92,10 @@ class Capture:
         snaplen: int = DEFAULT_SNAPLEN,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         block_timeout_ms: int = DEFAULT_BLOCK_TIMEOUT_MS,
+        direction: str = "inout",
     ) -> None:
+        if direction not in bpf.DIRECTIONS:
+            raise ValueError(f"direction must be 'in', 'out' or 'inout', not {direction!r}")
         if not 0 <= snaplen <= DEFAULT_SNAPLEN:
             raise ValueError(
                 f"snaplen must be 0 to {DEFAULT_SNAPLEN} (0: the default), not {snaplen}"
@@ -123,6 +126,7 @@ class Capture:
             snaplen=snaplen,
             buffer_size=buffer_size,
             block_timeout_ms=block_timeout_ms,
+            direction=direction,
         )
         self._ring = ring
         self.linktype = LINKTYPE_LINUX_SLL2 if ring.cooked else LINKTYPE_ETHERNET
@@ -402,6 +406,7 @@ def capture(
     timeout: float | None = None,
     snaplen: int = DEFAULT_SNAPLEN,
     buffer_size: int = DEFAULT_BUFFER_SIZE,
+    direction: str = "inout",
 ) -> Capture:
     """Open a live capture on ``interface`` (a name, or ``"any"`` for all interfaces).
 
@@ -413,13 +418,15 @@ def capture(
         snaplen: keep at most this many bytes of each packet (truncated in the kernel);
             0 to 262144, 0 meaning the default 262144 (as tcpdump's ``-s 0``).
         buffer_size: bytes of ring memory; when it is full the kernel drops and counts.
+        direction: ``"in"`` packets this host received, ``"out"`` packets it sent,
+            ``"inout"`` both (tcpdump ``-Q``), selected in the kernel.
     Returns:
         a :class:`Capture`: iterate it (``for``/``async for``), then read ``stats()``.
     Raises:
         PermissionDenied: without CAP_NET_RAW (the message says what to do).
         MissingDependency: a filter was given and libpcap is not installed.
         FilterError: the filter does not compile.
-        ValueError: ``snaplen`` or ``count`` out of range.
+        ValueError: ``snaplen`` or ``count`` out of range, or an unknown ``direction``.
     """
     if not interface:
         raise SocketkitError("interface must be a name or 'any'")
@@ -430,4 +437,5 @@ def capture(
         timeout=timeout,
         snaplen=snaplen,
         buffer_size=buffer_size,
+        direction=direction,
     )

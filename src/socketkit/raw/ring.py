@@ -167,12 +167,15 @@ def open_ring(
     block_size: int = DEFAULT_BLOCK_SIZE,
     block_timeout_ms: int = DEFAULT_BLOCK_TIMEOUT_MS,
     filter_expression: str | None = None,
+    direction: str = "inout",
 ) -> tuple[Ring, bool]:
     """Open the capture socket and ring for ``interface`` (a name or ``any``).
 
     Ethernet and loopback interfaces are captured raw (LINKTYPE_ETHERNET); ``any`` and other
     link types cooked (``SOCK_DGRAM``, the caller synthesises LINKTYPE_LINUX_SLL2).
     ``program`` is compiled for that link type by the caller, or None for "keep all".
+    ``direction`` (``in``, ``out``, ``inout``) keeps received and/or sent packets, in the
+    kernel (:func:`.bpf.with_direction`).
 
     Returns:
         (ring, filtered_in_kernel): the second is False when the program could not run in the
@@ -200,6 +203,7 @@ def open_ring(
                 kernel_prog = bpf.accept_all(snaplen)
             else:
                 kernel_prog = fixed
+        kernel_prog = bpf.with_direction(kernel_prog, direction)
         lo_index = _loopback_index()
         if lo_index is not None and ifindex in (0, lo_index):
             kernel_prog = bpf.with_loopback_dedup(kernel_prog, lo_index)

@@ -1,0 +1,146 @@
+"""Live ``socketkit sniff`` with tcpdump's habits: ``-Q in|out|inout`` (direction, in the
+kernel), ``--print`` with ``-w`` (lines and file both; the lines are what tcpdump prints for
+the file, interface names on ``-i any`` included), ``-l``."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from rawkit import sk
+
+from support.netlab import Lab
+from support.privilege import require_root, require_tool
+from support.procs import stop
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    require_root()
+
+
+def _listening(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert b"listening on" in line, line
+
+
+def test_direction_in_out_inout() -> None:
+    """Host a pings b over a veth: on a's side the requests are sent (out), the replies
+    received (in)."""
+    with Lab() as lab:
+        a, b = lab.host("a"), lab.host("b")
+        ia, _ib = lab.link(a, b, "198.18.7.1/24", "198.18.7.2/24")
+        procs = {}
+        try:
+            for direction, count in (("in", 3), ("out", 3), ("inout", 6)):
+                proc = a.popen(
+                    sk("sniff", "-i", ia, "-Q", direction, "-c", str(count), "icmp"),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+                procs[direction] = proc
+                _listening(proc)
+            a.run(["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.7.2"], timeout=30)
+            lines = {}
+            for direction, proc in procs.items():
+                out, err = proc.communicate(timeout=30)
+                assert proc.returncode == 0, err
+                lines[direction] = out.decode().splitlines()
+        finally:
+            for proc in procs.values():
+                stop(proc)
+    assert len(lines["in"]) == 3 and all("ICMP echo reply" in ln for ln in lines["in"])
+    assert len(lines["out"]) == 3 and all("ICMP echo request" in ln for ln in lines["out"])
+    assert sorted(lines["inout"]) == sorted(lines["in"] + lines["out"])
+
+
+def test_direction_on_loopback_as_tcpdump() -> None:
+    """On lo every packet is received: -Q in keeps all, -Q out none (tcpdump the same)."""
+    port = _free_udp_port()
+    proc = subprocess.Popen(
+        sk("sniff", "-i", "lo", "-Q", "out", "--timeout", "2", f"udp port {port}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    inbound = subprocess.Popen(
+        sk("sniff", "-i", "lo", "-Q", "in", "-c", "2", f"udp port {port}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _listening(proc)
+        _listening(inbound)
+        _send(port, 2)
+        out, err = proc.communicate(timeout=30)
+        in_out, _ = inbound.communicate(timeout=30)
+    finally:
+        stop(proc)
+        stop(inbound)
+    assert out == b"" and err.decode().endswith("0 packets captured, 0 dropped by kernel\n")
+    assert len(in_out.decode().splitlines()) == 2
+
+
+def test_direction_refused_before_capture() -> None:
+    res = subprocess.run(sk("sniff", "-Q", "sideways"), capture_output=True, timeout=30)
+    assert res.returncode == 2
+    assert res.stderr.decode().splitlines()[0].startswith("socketkit sniff: argument -Q")
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _send(port: int, n: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for i in range(n):
+            s.sendto(b"%010d" % i, ("127.0.0.1", port))
+
+
+@pytest.mark.parametrize("iface", ["lo", "any"])
+def test_print_with_write_shows_tcpdumps_lines(tmp_path: Path, iface: str) -> None:
+    port = _free_udp_port()
+    out = tmp_path / "cap.pcap"
+    proc = subprocess.Popen(
+        sk("sniff", "-i", iface, "-l", "-c", "3", "-w", str(out), "--print", f"udp port {port}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _listening(proc)
+        _send(port, 1)
+        assert proc.stdout is not None
+        first = proc.stdout.readline().decode()  # -l: the line comes before the end
+        assert f"> 127.0.0.1.{port}: UDP, length 10" in first
+        _send(port, 2)
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, err
+    printed = [first.rstrip("\n"), *rest.decode().splitlines()]
+    theirs = subprocess.run(
+        [require_tool("tcpdump"), "-nn", "-r", str(out)], capture_output=True, timeout=30
+    )
+    assert printed == theirs.stdout.decode().splitlines()
+    if iface == "any":
+        assert printed[0].split(" ", 1)[1].startswith("lo    In  IP 127.0.0.1.")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--print"], "socketkit sniff: --print goes with -w"),
+        (["--print", "-w", "-"], "socketkit sniff: --print with -w -"),
+    ],
+)
+def test_print_needs_a_file(args: list[str], message: str) -> None:
+    res = subprocess.run(sk("sniff", *args), capture_output=True, timeout=30)
+    assert res.returncode == 2
+    lines = res.stderr.decode().splitlines()
+    assert lines[0].startswith(message) and lines[1] == "see 'socketkit sniff --help'"
