@@ -471,6 +471,8 @@ def _sockaddr(family: int, dest: Any) -> bytes | None:
                 return None
             flow = rest[0] if rest else 0
             scope = rest[1] if len(rest) > 1 else 0
+            if not 0 <= flow <= 0xFFFFF:  # 20 bits: sendto raises OverflowError
+                return None
             packed = socket.inet_pton(socket.AF_INET6, host)
             return (
                 struct.pack("=H", family)

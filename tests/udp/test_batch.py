@@ -555,3 +555,17 @@ def test_an_empty_batch_is_a_usage_error(pair: tuple[socket.socket, socket.socke
     tx, _rx = pair
     with pytest.raises(ValueError):
         batch.send_many(tx, [])
+
+
+def test_bad_addresses_fail_as_sendto_fails(path: str) -> None:
+    """An address the batch paths cannot encode goes to sendto, which raises its usual error
+    (a port or an IPv6 flow label out of range) before anything is sent."""
+    tx, rx = _udp_pair(socket.AF_INET6)
+    with tx, rx:
+        host, port = rx.getsockname()[:2]
+        with pytest.raises(OverflowError):
+            batch.send_many(tx, [b"x"], (host, 70000))
+        with pytest.raises(OverflowError):
+            batch.send_many(tx, [b"x"], (host, port, 0x100000, 0))
+        send_all(tx, [b"ok"], (host, port, 0xFFFFF, 0))
+        assert [d.data for d in receive(rx, 1)] == [b"ok"]
