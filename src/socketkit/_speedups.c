@@ -1252,12 +1252,13 @@ udp_release(UdpScratch *sc, int views)
         PyBuffer_Release(&sc->views[i]);
 }
 
-/* udp_send_many(fd, family, items, to, gso) -> int datagrams sent, or None (Python's turn). */
+/* udp_send_many(fd, family, items, to, gso_limit) -> int datagrams sent, or None (Python's
+ * turn). GSO runs are made of segments shorter than gso_limit (0: no GSO). */
 static PyObject *
 udp_send_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "udp_send_many(fd, family, items, to, gso)");
+        PyErr_SetString(PyExc_TypeError, "udp_send_many(fd, family, items, to, gso_limit)");
         return NULL;
     }
     int fd = udp_as_int(args[0]);
@@ -1265,8 +1266,8 @@ udp_send_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if ((fd == -1 || family == -1) && PyErr_Occurred())
         return NULL;
     PyObject *items = args[2], *to = args[3];
-    int gso = PyObject_IsTrue(args[4]);
-    if (gso < 0)
+    Py_ssize_t gso_limit = PyLong_AsSsize_t(args[4]);
+    if (gso_limit == -1 && PyErr_Occurred())
         return NULL;
     if (!PyList_CheckExact(items) && !PyTuple_CheckExact(items))
         Py_RETURN_NONE;
@@ -1295,7 +1296,8 @@ udp_send_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         Py_ssize_t len = sc->views[v].len;
         int same = 0;
-        if (gso && !closed && len > 0 && len <= size && total + len <= UDP_MAX_GSO_BYTES &&
+        if (!closed && len > 0 && len <= size && size < gso_limit &&
+            total + len <= UDP_MAX_GSO_BYTES &&
             sc->segments[m] < UDP_MAX_SEGMENTS_) {
             if (dest == run_to)
                 same = 1;
@@ -1409,21 +1411,22 @@ udp_decode(const char *raw, socklen_t len)
         return Py_BuildValue("(si)", host, (int)ntohs(a->sin_port));
     }
     if (family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        /* The scope stays in scope_id only, as recvfrom gives it (no "%eth0" in the host). */
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)raw;
-        if (a->sin6_scope_id == 0) {
-            if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)) == NULL)
-                return PyErr_SetFromErrno(PyExc_OSError);
-            return Py_BuildValue("(siII)", host, (int)ntohs(a->sin6_port),
-                                 (unsigned int)ntohl(a->sin6_flowinfo), 0u);
-        }
-    } else if (family == AF_UNIX && len >= offsetof(struct sockaddr_un, sun_path)) {
+        if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(siII)", host, (int)ntohs(a->sin6_port),
+                             (unsigned int)ntohl(a->sin6_flowinfo),
+                             (unsigned int)a->sin6_scope_id);
+    }
+    if (family == AF_UNIX && len >= offsetof(struct sockaddr_un, sun_path)) {
         const struct sockaddr_un *a = (const struct sockaddr_un *)raw;
         size_t path = len - offsetof(struct sockaddr_un, sun_path);
         if (path > 0 && a->sun_path[0] == 0)
             return PyBytes_FromStringAndSize(a->sun_path, (Py_ssize_t)path);
         return PyUnicode_DecodeFSDefaultAndSize(a->sun_path, (Py_ssize_t)strnlen(a->sun_path, path));
     }
-    /* A scoped IPv6 address (named like getnameinfo does) or another family: Python's. */
+    /* Another family: Python's decoder. */
     return PyObject_CallFunction(DECODE_ADDRESS, "y#", raw, (Py_ssize_t)len);
 }
 

@@ -262,12 +262,14 @@ def gro_segment(ancdata: list[tuple[int, int, bytes]]) -> int:
 
 
 class _State:
-    __slots__ = ("family", "gro", "gso", "pending")
+    __slots__ = ("family", "gro", "gso_limit", "pending")
 
     def __init__(self, sock: socket.socket) -> None:
         self.family = int(sock.family)
         inet = self.family in (socket.AF_INET, socket.AF_INET6)
-        self.gso = inet and sock.type == socket.SOCK_DGRAM and sock.proto in (0, SOL_UDP)
+        udp = inet and sock.type == socket.SOCK_DGRAM and sock.proto in (0, SOL_UDP)
+        #: GSO runs are made of segments shorter than this; 0: no GSO on this socket.
+        self.gso_limit = MAX_GSO_BYTES + 1 if udp else 0
         self.gro = False
         if inet and HAVE_GRO:
             with contextlib.suppress(OSError):
@@ -298,13 +300,14 @@ def _normalize(data: Bytes) -> Bytes:
 
 
 def _plan(
-    items: Sequence[Bytes | tuple[Bytes, Any]], to: Any, gso: bool
+    items: Sequence[Bytes | tuple[Bytes, Any]], to: Any, gso_limit: int
 ) -> list[tuple[list[Bytes], int, Any, int]]:
     """Group ``items`` into messages: ``(buffers, segment size or 0, address, total bytes)``.
 
-    With ``gso``, consecutive datagrams to one destination with one size (the last of a run
-    may be shorter) share one message, up to MAX_SEGMENTS and MAX_GSO_BYTES; an empty
-    datagram is always a message of its own (a 0-byte segment would vanish)."""
+    Consecutive datagrams to one destination with one size below ``gso_limit`` (the last of a
+    run may be shorter) share one GSO message, up to MAX_SEGMENTS and MAX_GSO_BYTES; an empty
+    datagram is always a message of its own (a 0-byte segment would vanish). ``gso_limit``
+    0: one message per datagram. (``udp_send_many`` in _speedups.c groups the same way.)"""
     messages: list[tuple[list[Bytes], int, Any, int]] = []
     run: list[Bytes] = []
     run_to: Any = None
@@ -318,9 +321,8 @@ def _plan(
         data = _normalize(data)
         length = len(data)
         if (
-            gso
-            and not closed
-            and 0 < length <= size
+            not closed
+            and 0 < length <= size < gso_limit
             and total + length <= MAX_GSO_BYTES
             and len(run) < MAX_SEGMENTS
             and (dest is run_to or dest == run_to)
@@ -338,10 +340,26 @@ def _plan(
     return messages
 
 
-def _gso_failed(exc: OSError) -> bool:
-    """The error a kernel, device or route gives for a GSO message it cannot take (udp(7),
-    ``udp_send_skb``: EINVAL for a segment over the MTU, EIO without checksum offload)."""
-    return exc.errno in (errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP)
+#: What the kernel answers a GSO message it cannot take with (``udp_send_skb``,
+#: ``udp_v6_send_skb``): a segment over the path MTU (EMSGSIZE; EINVAL before Linux 6.x),
+#: more than UDP_MAX_SEGMENTS or SO_NO_CHECK (EINVAL), a device without checksum offload or
+#: an IPsec route (EIO), no GSO at all (ENOPROTOOPT, EOPNOTSUPP).
+_GSO_REFUSED = (errno.EMSGSIZE, errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP)
+
+
+def _gso_refused(
+    st: _State, exc: OSError, items: Sequence[Bytes | tuple[Bytes, Any]], to: Any, limit: int
+) -> bool:
+    """After ``exc`` on the first message of a batch planned with ``limit``: was that message a
+    GSO run the path refused? If so, remember it (segments this long are sent plainly from now
+    on; for anything but EMSGSIZE, no GSO at all on this socket) and say to send again."""
+    if exc.errno not in _GSO_REFUSED:
+        return False
+    segment = _plan(items[:MAX_SEGMENTS], to, limit)[0][1]
+    if not segment:
+        return False  # a plain datagram failed: the error is the datagram's own
+    st.gso_limit = min(st.gso_limit, segment) if exc.errno == errno.EMSGSIZE else 0
+    return True
 
 
 def send_many(
@@ -369,43 +387,34 @@ def send_many(
     if not items:
         raise ValueError("send_many needs at least one datagram")
     st = _state(sock)
-    if _c is not None and HAVE_MMSG:
-        gso = HAVE_GSO and st.gso
+    while True:
+        limit = st.gso_limit if HAVE_GSO else 0
         try:
-            n: int | None = _c.udp_send_many(sock.fileno(), st.family, items, to, gso)
+            if _c is not None and HAVE_MMSG:
+                n: int | None = _c.udp_send_many(sock.fileno(), st.family, items, to, limit)
+                if n is not None:
+                    return n
+            messages = _plan(items, to, limit)
+            if HAVE_MMSG:
+                n = _send_mmsg(sock, st, messages)
+                if n is not None:
+                    return n
+            return _send_plain(sock, messages)
         except OSError as exc:
-            if not (gso and _gso_failed(exc)):
+            if not (limit and _gso_refused(st, exc, items, to, limit)):
                 raise
-            st.gso = False  # this socket's path cannot take GSO: plain from now on
-            n = _c.udp_send_many(sock.fileno(), st.family, items, to, False)
-        if n is not None:
-            return n
-    messages = _plan(items, to, HAVE_GSO and st.gso)
-    if HAVE_MMSG:
-        sent = _send_mmsg(sock, st, messages)
-        if sent is not None:
-            return sent
-    return _send_plain(sock, st, messages)
 
 
-def _send_plain(
-    sock: socket.socket, st: _State, messages: list[tuple[list[Bytes], int, Any, int]]
-) -> int:
+def _send_plain(sock: socket.socket, messages: list[tuple[list[Bytes], int, Any, int]]) -> int:
     count = 0
     for buffers, segment, dest, _total in messages:
         try:
             if segment:
-                try:
-                    control = [(SOL_UDP, UDP_SEGMENT, _U16.pack(segment))]
-                    if dest is None:
-                        sock.sendmsg(buffers, control, socket.MSG_DONTWAIT)
-                    else:
-                        sock.sendmsg(buffers, control, socket.MSG_DONTWAIT, dest)
-                except OSError as exc:
-                    if not _gso_failed(exc):
-                        raise
-                    st.gso = False  # this socket's path cannot take GSO: plain from now on
-                    return count + _send_plain(sock, st, [([b], 0, dest, len(b)) for b in buffers])
+                control = [(SOL_UDP, UDP_SEGMENT, _U16.pack(segment))]
+                if dest is None:
+                    sock.sendmsg(buffers, control, socket.MSG_DONTWAIT)
+                else:
+                    sock.sendmsg(buffers, control, socket.MSG_DONTWAIT, dest)
             elif dest is None:
                 sock.send(buffers[0], socket.MSG_DONTWAIT)
             else:
@@ -549,12 +558,7 @@ def _send_mmsg(
     lib = load()
     n = int(lib.sendmmsg(sock.fileno(), sender.msgs_addr, len(messages), socket.MSG_DONTWAIT))
     if n < 0:
-        exc = _errno_error()
-        if messages[0][1] and _gso_failed(exc):
-            st.gso = False  # this socket's path cannot take GSO: plain from now on
-            first = messages[0][0]
-            return _send_mmsg(sock, st, [([b], 0, messages[0][2], len(b)) for b in first])
-        raise exc
+        raise _errno_error()
     return sum(len(messages[i][0]) for i in range(n))
 
 
@@ -710,12 +714,8 @@ def _decode_address(raw: bytes) -> Any:
     if family == socket.AF_INET6:
         port, flow, packed = _V6.unpack_from(raw, 2)
         scope = _U32.unpack_from(raw, 24)[0]
-        host = socket.inet_ntop(socket.AF_INET6, packed)
-        if scope:  # Python names the scope: "fe80::1%eth0" (getnameinfo)
-            host = socket.getnameinfo(
-                (host, port, flow, scope), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
-            )[0]
-        return (host, port, flow, scope)
+        # The scope stays in scope_id only, as recvfrom gives it since Python 3.7 (no "%eth0").
+        return (socket.inet_ntop(socket.AF_INET6, packed), port, flow, scope)
     if family == socket.AF_UNIX:
         path = raw[2:]
         if path[:1] == b"\0":
