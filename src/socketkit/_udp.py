@@ -12,7 +12,7 @@ import contextlib
 import errno
 import os
 import socket
-import struct
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -340,6 +340,11 @@ def cleanup_path(sock: socket.socket) -> None:
             os.unlink(name)
 
 
+_SOL_SOCKET = socket.SOL_SOCKET
+_NATIVE = sys.byteorder
+_from_bytes = int.from_bytes
+
+
 class DropCounter:
     """Turns the kernel's cumulative SO_RXQ_OVFL counter into per-datagram counts.
 
@@ -354,15 +359,19 @@ class DropCounter:
         self.total = 0
 
     def update(self, ancdata: list[tuple[int, int, bytes]]) -> int | None:
-        """``dropped_before`` for a datagram that came with ``ancdata``."""
+        """``dropped_before`` for a datagram that came with ``ancdata``.
+
+        Once the socket has dropped anything, every datagram carries the counter: this runs
+        per datagram, so the common case (the counter is the only control message, unchanged)
+        is kept to a few operations."""
         if not self.enabled:
             return None
-        if not ancdata:
-            return 0
         for level, kind, value in ancdata:
-            if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
-                count: int = struct.unpack_from("=I", value)[0]
-                dropped = (count - self.total) & 0xFFFFFFFF  # a u32 in the kernel: wraps
+            if kind == SO_RXQ_OVFL and level == _SOL_SOCKET and len(value) == 4:
+                count = _from_bytes(value, _NATIVE)
+                if count == self.total:
+                    return 0
+                dropped: int = (count - self.total) & 0xFFFFFFFF  # a u32 in the kernel: wraps
                 self.total = count
                 return dropped
         return 0
