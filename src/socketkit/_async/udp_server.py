@@ -64,11 +64,6 @@ DEFAULT_MAX_PEERS_PER_IP_AIO = 1_000
 _UNSET: Any = object()
 
 
-#: ``_read_waiter`` of a handler waiting in ``async for`` (driven as DRIVEN; its end is
-#: StopAsyncIteration, not ClosedResourceError).
-_ITER = object()
-
-
 @types.coroutine
 def _driven() -> Generator[Any, Any, bytes]:
     """The driven handler's wait: yields DRIVEN; the protocol sends the datagram in."""
@@ -87,6 +82,8 @@ class Conversation:
 
     __slots__ = (
         "_driver",
+        "_iterating",
+        "_limit",
         "_protocol",
         "_queue",
         "_read_waiter",
@@ -107,8 +104,12 @@ class Conversation:
         # (any other wait), or None.
         self._read_waiter: object = None
         self._driver: HandlerDriver | None = None
+        # The driven wait is that of ``async for`` (its end is StopAsyncIteration).
+        self._iterating = False
         self.address = address
         self.peer = format_sockaddr("" if address is None else address)
+        # The longest datagram send() hands over directly; -1 (no address): never.
+        self._limit = self._protocol.max_payload if address else -1
         self.closed = False
         self.dropped = 0
         self.received = 0
@@ -139,6 +140,7 @@ class Conversation:
         ):
             # The handler itself waits: the protocol will resume it with the bytes.
             self._read_waiter = DRIVEN
+            self._iterating = False
             return await _driven()
         return await self._receive_slow(None if timeout is _UNSET else timeout)
 
@@ -184,7 +186,7 @@ class Conversation:
         """A datagram from the peer (called by the protocol)."""
         self.received += 1
         waiter = self._read_waiter
-        if waiter is DRIVEN or waiter is _ITER:
+        if waiter is DRIVEN:
             self._read_waiter = None
             self._driver._step(data, None)  # type: ignore[union-attr]
             return
@@ -213,12 +215,11 @@ class Conversation:
         waiter = self._read_waiter
         if waiter is DRIVEN:
             self._read_waiter = None
-            self._driver.throw(  # type: ignore[union-attr]
-                ClosedResourceError(f"the conversation with {self.peer} has ended")
-            )
-        elif waiter is _ITER:
-            self._read_waiter = None
-            self._driver.throw(StopAsyncIteration())  # type: ignore[union-attr]
+            if self._iterating:  # the wait of __anext__: the loop just ends
+                end: Exception = StopAsyncIteration()
+            else:
+                end = ClosedResourceError(f"the conversation with {self.peer} has ended")
+            self._driver.throw(end)  # type: ignore[union-attr]
         elif isinstance(waiter, asyncio.Future) and not waiter.done():
             waiter.set_result(None)
             self._wake(waiter)
@@ -226,7 +227,7 @@ class Conversation:
     # The driver's owner interface (see driver.py).
     def cancel_driven_read(self) -> None:
         """(For the handler's driver) a driven wait was cancelled: nothing waits now."""
-        if self._read_waiter is DRIVEN or self._read_waiter is _ITER:
+        if self._read_waiter is DRIVEN:
             self._read_waiter = None
 
     def handler_done(self, driver: HandlerDriver) -> None:
@@ -235,36 +236,44 @@ class Conversation:
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def send(self, data: bytes | bytearray | memoryview) -> int:
-        """Send ``data`` as one datagram to the peer; returns its length. Waits only while
-        the transport's buffer is over its high-water mark (the socket was full).
+    def send(self, data: bytes | bytearray | memoryview) -> Awaitable[None]:
+        """Send ``data`` as one datagram to the peer: ``await conv.send(data)``. Waits only
+        while the transport's buffer is over its high-water mark (the socket was full).
+
+        On the common path the datagram is handed to the transport during the call and what
+        is returned is an already finished future (nothing to suspend for: a datagram send
+        does not wait for the peer), which is cheaper than a coroutine per datagram.
 
         Raises:
             ClosedResourceError: the server is closed.
             DatagramTooLarge: longer than the kernel lets through.
         """
         protocol = self._protocol
+        if protocol.writable and len(data) <= self._limit:
+            protocol.transport.sendto(data, self.address)  # type: ignore[union-attr]
+            self.sent += 1
+            return protocol.done
+        return self._send_slow(data)
+
+    async def _send_slow(self, data: bytes | bytearray | memoryview) -> None:
+        protocol = self._protocol
+        if protocol.transport is not None and protocol.paused:
+            await protocol.wait_writable()
         transport = protocol.transport
         if transport is None:
             raise ClosedResourceError("the server is closed")
-        if protocol.paused:
-            await protocol.wait_writable()
-            transport = protocol.transport
-            if transport is None:
-                raise ClosedResourceError("the server is closed")
-        size = len(data)
-        if size > protocol.max_payload:
-            sock = transport.get_extra_info("socket")
-            exc = OSError(errno.EMSGSIZE, os.strerror(errno.EMSGSIZE))
-            raise datagram_error(sock, exc, "send", size)
         if not self.address:
             raise SocketkitError(
                 f"{self.peer} has no address (an unbound Unix datagram socket): "
                 "nothing can be sent to it"
             )
+        size = len(data)
+        if size > protocol.max_payload:
+            sock = transport.get_extra_info("socket")
+            exc = OSError(errno.EMSGSIZE, os.strerror(errno.EMSGSIZE))
+            raise datagram_error(sock, exc, "send", size)
         transport.sendto(data, self.address)
         self.sent += 1
-        return size
 
     def close(self) -> None:
         """End the conversation: receives return what is queued, then raise
@@ -279,7 +288,7 @@ class Conversation:
     def __anext__(self) -> Awaitable[bytes]:
         # Not a coroutine function: on the hot path (the handler itself waits, nothing
         # queued) the awaitable is the one ``_driven`` generator; at the end the protocol
-        # throws StopAsyncIteration straight into it (_ITER).
+        # throws StopAsyncIteration straight into it (``_iterating``).
         driver = self._driver
         if (
             not self._queue
@@ -288,7 +297,8 @@ class Conversation:
             and driver._waiting is RUNNING
             and self._read_waiter is None
         ):
-            self._read_waiter = _ITER
+            self._read_waiter = DRIVEN
+            self._iterating = True
             return _driven()
         return self._anext_slow()
 
@@ -319,10 +329,17 @@ class _Protocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.max_payload = max_payload
         self.paused = False
+        #: A transport that is not paused: Conversation.send may hand datagrams straight to it.
+        self.writable = False
         self._writable: asyncio.Future[None] | None = None
+        #: What send() returns when the datagram is with the transport: a finished future
+        #: (awaiting it returns at once, any number of times).
+        self.done: asyncio.Future[None] = server._loop.create_future()
+        self.done.set_result(None)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.writable = not self.paused
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         # Once per datagram: the lookup, the touch and the hand-over to a handler waiting in
@@ -332,12 +349,13 @@ class _Protocol(asyncio.DatagramProtocol):
         if peer is None:
             self.server._new_peer(addr, data)
             return
-        if not peer.expired:
-            peer.last = self._time()
+        peer.last = self._time()
+        try:
             self._by_activity.move_to_end(addr)
+        except KeyError:
+            pass  # expired: no longer in the activity order
         conv: Conversation = peer.value  # type: ignore[assignment]
-        waiter = conv._read_waiter
-        if waiter is DRIVEN or waiter is _ITER:
+        if conv._read_waiter is DRIVEN:
             conv._read_waiter = None
             conv.received += 1
             conv._driver._step(data, None)  # type: ignore[union-attr]
@@ -352,12 +370,15 @@ class _Protocol(asyncio.DatagramProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.resume_writing()
+        self.writable = False
 
     def pause_writing(self) -> None:
         self.paused = True
+        self.writable = False
 
     def resume_writing(self) -> None:
         self.paused = False
+        self.writable = self.transport is not None
         waiter, self._writable = self._writable, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
