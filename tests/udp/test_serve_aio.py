@@ -413,3 +413,20 @@ def test_send_waits_while_the_transport_has_paused_writing(run: Any) -> None:
         assert 0.19 <= waited[0] < 2.0
 
     run(main())
+
+
+def test_send_hands_the_datagram_over_in_the_call(run: Any) -> None:
+    async def main() -> None:
+        async def handler(conv: skio.Conversation) -> None:
+            await conv.receive()
+            pending = conv.send(b"now")  # not awaited yet
+            assert conv.sent == 1
+            assert await pending is None
+
+        async with await skio.serve_udp(handler, "127.0.0.1:0") as server:
+            with ExitStack() as stack:
+                (s,) = _clients(stack, 1)
+                s.sendto(b"go", ("127.0.0.1", server.address.port))
+                assert await _recv(s) == b"now"
+
+    run(main())
