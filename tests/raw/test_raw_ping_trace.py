@@ -29,6 +29,10 @@ class Net:
         self.r.sysctl("net.ipv4.icmp_ratelimit", "0")
         self.r.sysctl("net.ipv6.icmp.ratelimit", "0")
         self.b = lab.host("b")
+        # b answers every probe too: traceroute has 16 probes in flight, most of them reach b
+        # at once, and back-to-back traces would exhaust b's per-peer ICMP burst
+        self.b.sysctl("net.ipv4.icmp_ratelimit", "0")
+        self.b.sysctl("net.ipv6.icmp.ratelimit", "0")
         ia, ra = lab.link(self.a, self.r, f"{A4}/24", f"{R4A}/24")
         rb, ib = lab.link(self.r, self.b, f"{R4B}/24", f"{B4}/24")
         for host, iface, addr in (

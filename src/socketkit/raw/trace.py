@@ -1,15 +1,19 @@
-"""``socketkit.traceroute()``: UDP probes (default) or ICMP echo probes with rising TTL.
+"""``socketkit.traceroute()``: UDP probes (default), ICMP echo probes or TCP SYN probes with
+rising TTL, sent as Linux traceroute sends them: up to 16 in flight at once across the hops.
 
-UDP probes need no privilege: each probe is a UDP socket with ``IP_RECVERR``; the ICMP
-"time exceeded" or "port unreachable" that comes back is read from the socket's error queue
-with the router's address (``SO_EE_OFFENDER``, ip(7)) — the method of Linux traceroute's
-default. ICMP probes (``method="icmp"``) use a raw ICMP socket as root, or an unprivileged
-ICMP datagram socket with ``IP_RECVERR`` otherwise.
+UDP and TCP probes need no privilege: each probe is its own socket with ``IP_RECVERR``; the
+ICMP "time exceeded" or "unreachable" that comes back is read from the socket's error queue
+with the router's address (``SO_EE_OFFENDER``, ip(7)) -- the method of Linux traceroute's
+default (and of its ``-M tcpconn``). ICMP probes (``method="icmp"``) use a raw ICMP socket as
+root, or an unprivileged ICMP datagram socket with ``IP_RECVERR`` otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import math
+import os
 import select
 import socket
 import struct
@@ -19,11 +23,16 @@ from dataclasses import dataclass, field
 
 from .._errors import AddressError, translate_os_error
 from . import echo, errqueue
-from .ping import check_route, open_icmp, resolve
+from .ping import bind_device, bind_source, check_route, open_icmp, resolve
 
 __all__ = ["Hop", "HopProbe", "TraceReport", "iter_traceroute", "probe_port", "traceroute"]
 
 DEFAULT_PORT = 33434  # traceroute(8): base UDP port, +1 per probe
+DEFAULT_TCP_PORT = 80  # traceroute -T: the destination port of every SYN
+#: Linux traceroute -N: probes in flight at once.
+DEFAULT_SIM_QUERIES = 16
+#: Linux traceroute -w MAX,HERE,NEAR: the factors of HERE and NEAR (see iter_traceroute).
+DEFAULT_HERE, DEFAULT_NEAR = 3.0, 10.0
 DEFAULT_MAX_TTL = 30
 DEFAULT_QUERIES = 3
 DEFAULT_WAIT = 5.0
@@ -65,12 +74,6 @@ class TraceReport:
     reached: bool = False
 
 
-class _Pending:
-    def __init__(self, sock: socket.socket, key: int, sent: float) -> None:
-        self.sock, self.key, self.sent = sock, key, sent
-        self.result: HopProbe | None = None
-
-
 def _note(ipv6: bool, kind: int, code: int) -> tuple[bool, str]:
     """(the destination answered, annotation) for an ICMP type/code."""
     if ipv6:
@@ -97,18 +100,38 @@ def iter_traceroute(
     nqueries: int = DEFAULT_QUERIES,
     wait: float = DEFAULT_WAIT,
     method: str = "udp",
-    port: int = DEFAULT_PORT,
+    port: int | None = None,
     first_ttl: int = 1,
     family: int = 0,
     report: TraceReport | None = None,
+    sim_queries: int = DEFAULT_SIM_QUERIES,
+    here: float = DEFAULT_HERE,
+    near: float = DEFAULT_NEAR,
+    sendwait: float = 0.0,
+    source: str | None = None,
+    interface: str | None = None,
 ) -> Generator[Hop, None, None]:
     """Check the arguments, resolve ``host`` and (``method="icmp"``) open the ICMP socket at
     once -- errors are raised by this call, before any probe -- then return a generator that
-    yields one :class:`Hop` per TTL until the target answers or ``max_ttl``.
+    yields one :class:`Hop` per TTL, in order, until the target answers, a router says the
+    target is unreachable (``!N``, ``!H``, ``!P``, ``!X``, ...) or ``max_ttl``.
+
+    Probes go out as Linux traceroute sends them: up to ``sim_queries`` at a time across the
+    hops, ``sendwait`` seconds apart. A probe waits at most ``wait`` seconds, less when an
+    answer came already: ``here`` times the round trip of an answered probe of its own hop,
+    else ``near`` times that of a later hop (traceroute's ``-w MAX,HERE,NEAR``; 0 turns a
+    factor off).
+
+    Args:
+        method: ``"udp"`` (ports ``port``, ``port+1``, ...; default 33434), ``"icmp"`` (echo
+            requests) or ``"tcp"`` (SYNs to ``port``, default 80, by a non-blocking
+            ``connect()``; an answer from the target, SYN-ACK or RST, is the end).
+        source, interface: the local address / interface to send from.
 
     Raises:
         AddressError: a value out of range (1 <= first_ttl <= max_ttl <= 255, nqueries
-            1..10, port 1..65535, wait >= 0) or an unknown method.
+            1..10, port 1..65535, wait, here, near, sendwait >= 0, sim_queries >= 1), an
+            unknown method or interface, a source address that is not local.
         ConnectionRefused: no route to the host (network or host unreachable).
         ResolutionError, PermissionDenied (ICMP probes without permission), SocketkitError.
     """
@@ -116,14 +139,18 @@ def iter_traceroute(
         raise AddressError("need 1 <= first_ttl <= max_ttl <= 255")
     if nqueries < 1 or nqueries > 10:
         raise AddressError("nqueries must be 1..10")
+    if port is None:
+        port = DEFAULT_TCP_PORT if method == "tcp" else DEFAULT_PORT
     if not 1 <= port <= 65535:
         raise AddressError("port must be 1..65535")
-    if not wait >= 0:
-        raise AddressError("wait must be >= 0")
-    if method not in ("udp", "icmp"):
-        raise AddressError("method must be 'udp' or 'icmp'")
+    if not (wait >= 0 and here >= 0 and near >= 0 and sendwait >= 0):
+        raise AddressError("wait, here, near and sendwait must be >= 0")
+    if sim_queries < 1:
+        raise AddressError("sim_queries must be >= 1")
+    if method not in ("udp", "icmp", "tcp"):
+        raise AddressError("method must be 'udp', 'icmp' or 'tcp'")
     fam, address = resolve(host, family)
-    check_route(fam, address)
+    check_route(fam, address, source=source, interface=interface)
     if report is None:
         report = TraceReport(host, address, method)
     else:
@@ -134,51 +161,31 @@ def iter_traceroute(
         icmp_sock, icmp_kind = open_icmp(fam, tool="traceroute")
         report.method = f"icmp/{icmp_kind}"
         try:
+            _local(icmp_sock, source, interface)
             if icmp_kind == "dgram":
-                icmp_sock.bind(("::", 0) if fam == socket.AF_INET6 else ("0.0.0.0", 0))
-                _recverr(icmp_sock, fam == socket.AF_INET6)
+                if source is None:
+                    icmp_sock.bind(("::", 0) if fam == socket.AF_INET6 else ("0.0.0.0", 0))
+                errqueue.enable(icmp_sock, fam == socket.AF_INET6)
+            icmp_sock.setblocking(False)
         except OSError as exc:
             icmp_sock.close()
             raise translate_os_error(exc, "set up the ICMP socket") from exc
-    return _hops(report, address, fam, icmp_sock, icmp_kind, max_ttl=max_ttl,
-                 nqueries=nqueries, wait=wait, port=port, first_ttl=first_ttl)  # fmt: skip
-
-
-def _hops(
-    report: TraceReport,
-    address: str,
-    fam: int,
-    icmp_sock: socket.socket | None,
-    icmp_kind: str,
-    *,
-    max_ttl: int,
-    nqueries: int,
-    wait: float,
-    port: int,
-    first_ttl: int,
-) -> Generator[Hop, None, None]:
-    try:
-        probe_no = 0
-        for ttl in range(first_ttl, max_ttl + 1):
-            if icmp_sock is None:
-                results = _udp_hop(address, fam, ttl, nqueries, wait, port, probe_no)
-            else:
-                results = _icmp_hop(icmp_sock, icmp_kind, address, fam, ttl, nqueries, wait,
-                                    probe_no)  # fmt: skip
-            probe_no += nqueries
-            hop = Hop(ttl, tuple(r for r, _ in results))
-            report.hops.append(hop)
-            yield hop
-            if any(done for _, done in results):
-                report.reached = True
-                return
-    finally:
-        if icmp_sock is not None:
+        except BaseException:
             icmp_sock.close()
+            raise
+    tracer = _Tracer(
+        report, address, fam, method, icmp_sock, icmp_kind, port=port, source=source,
+        interface=interface, wait=wait, here=here, near=near, sendwait=sendwait,
+        sim=sim_queries, nqueries=nqueries, first_ttl=first_ttl, max_ttl=max_ttl,
+    )  # fmt: skip
+    return tracer.run()
 
 
-def _recverr(sock: socket.socket, ipv6: bool) -> None:
-    errqueue.enable(sock, ipv6)
+def _local(sock: socket.socket, source: str | None, interface: str | None) -> None:
+    if interface is not None:
+        bind_device(sock, interface)
+    if source is not None:
+        bind_source(sock, source)
 
 
 def _set_ttl(sock: socket.socket, ipv6: bool, ttl: int) -> None:
@@ -188,172 +195,298 @@ def _set_ttl(sock: socket.socket, ipv6: bool, ttl: int) -> None:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
 
 
-def _read_error(sock: socket.socket, ipv6: bool) -> tuple[str, int, int, bytes] | None:
-    return errqueue.read_error(sock)
-
-
 _ICMP_ERRNOS = frozenset(
     {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED, errno.EPROTO, errno.EACCES}
 )
 
-
-def _clear_errors(sock: socket.socket, ipv6: bool) -> None:
-    """Drop stale error-queue entries and the pending socket error (late answers of an
-    earlier hop)."""
-    sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    for _ in range(64):
-        if _read_error(sock, ipv6) is None:
-            break
+#: Packets the ICMP probe socket reads per wake-up at most (other ICMP traffic on a raw one).
+_READS_PER_WAKE = 64
+#: traceroute's DEF_WAIT_PREC: added to a round trip before the HERE/NEAR factor.
+_WAIT_PREC = 0.001
+#: TCP probes: one SYN retransmission at most within the wait (tcp(7) TCP_SYNCNT).
+_TCP_SYNCNT = 1
 
 
-def _udp_hop(  # noqa: PLR0917
-    address: str, fam: int, ttl: int, nqueries: int, wait: float, port: int, probe_no: int
-) -> list[tuple[HopProbe, bool]]:
-    ipv6 = fam == socket.AF_INET6
-    payload = bytes(DEFAULT_PACKET_LEN - (48 if ipv6 else 28))
-    pending: list[_Pending] = []
-    poller = select.poll()
-    try:
-        for q in range(nqueries):
-            sock = socket.socket(fam, socket.SOCK_DGRAM)
-            sock.setblocking(False)
-            pending.append(_Pending(sock, q, 0.0))
-            try:
-                _recverr(sock, ipv6)
-                _set_ttl(sock, ipv6, ttl)
-                sock.connect((address, probe_port(port, probe_no + q)))
-                pending[-1].sent = time.monotonic()
-                sock.send(payload)
-            except OSError as exc:
-                raise translate_os_error(exc, f"send a probe to {address}") from exc
-            poller.register(sock.fileno(), select.POLLERR | select.POLLIN)
-        by_fd = {p.sock.fileno(): p for p in pending}
-        results: dict[int, tuple[HopProbe, bool]] = {}
-        deadline = time.monotonic() + wait
-        while len(results) < nqueries:
-            events = poller.poll(_poll_ms(deadline))
-            if not events:
-                break  # past the wait and nothing queued (answers already there are read)
-            for fd, _ev in events:
-                p = by_fd[fd]
-                got = _read_error(p.sock, ipv6)
-                if got is None:
-                    try:  # a UDP answer from the target itself counts as reaching it
-                        p.sock.recv(1)
-                        results[p.key] = (
-                            HopProbe(address, (time.monotonic() - p.sent) * 1000.0),
-                            True,
-                        )
-                    except OSError:
-                        pass
-                    poller.unregister(fd)
-                    continue
-                source, kind, code, _quoted = got
-                reached, note = _note(ipv6, kind, code)
-                rtt = (time.monotonic() - p.sent) * 1000.0
-                results[p.key] = (HopProbe(source, rtt, note), reached or source == address)
-                poller.unregister(fd)
-        return [results.get(q, (HopProbe(None, None), False)) for q in range(nqueries)]
-    finally:
-        for p in pending:
-            p.sock.close()
+class _Probe:
+    __slots__ = ("done", "final", "index", "recv", "result", "sent", "sock", "ttl")
+
+    def __init__(self, index: int, ttl: int) -> None:
+        self.index, self.ttl = index, ttl
+        self.sock: socket.socket | None = None
+        self.sent = 0.0
+        self.recv = 0.0
+        self.done = False
+        self.final = False
+        self.result = HopProbe(None, None)
 
 
-#: Packets an ICMP probe socket may still read once a hop's wait is over: the answers already
-#: queued (with ``-w 0`` all of them), not an endless stream of unrelated ICMP traffic.
-_LATE_READS = 64
+class _Tracer:
+    """Linux traceroute's loop: a window of probes in flight across the hops, each hop printed
+    once all its probes are answered or expired, the end moved up to the first final hop."""
 
+    def __init__(  # noqa: PLR0917
+        self,
+        report: TraceReport,
+        address: str,
+        fam: int,
+        method: str,
+        icmp_sock: socket.socket | None,
+        icmp_kind: str,
+        *,
+        port: int,
+        source: str | None,
+        interface: str | None,
+        wait: float,
+        here: float,
+        near: float,
+        sendwait: float,
+        sim: int,
+        nqueries: int,
+        first_ttl: int,
+        max_ttl: int,
+    ) -> None:
+        self.report, self.address, self.fam, self.method = report, address, fam, method
+        self.ipv6 = fam == socket.AF_INET6
+        self.icmp_sock, self.icmp_kind = icmp_sock, icmp_kind
+        self.port, self.source, self.interface = port, source, interface
+        self.wait, self.here, self.near, self.sendwait = wait, here, near, sendwait
+        self.sim, self.nq = sim, nqueries
+        self.probes = [
+            _Probe(i, first_ttl + i // nqueries)
+            for i in range((max_ttl - first_ttl + 1) * nqueries)
+        ]
+        self.poller = select.poll()
+        self.by_fd: dict[int, _Probe] = {}
+        self.ident = 0
+        if icmp_sock is not None:
+            self.poller.register(icmp_sock.fileno(), select.POLLIN | select.POLLERR)
+            self.ident = (
+                icmp_sock.getsockname()[1] if icmp_kind == "dgram" else os.getpid() & 0xFFFF
+            )
+        self.payload = bytes(DEFAULT_PACKET_LEN - (48 if self.ipv6 else 28))
 
-def _poll_ms(deadline: float) -> int:
-    """poll(2)'s timeout until ``deadline``; 0 (look, do not wait) once it has passed."""
-    left = deadline - time.monotonic()
-    return 0 if left <= 0 else int(left * 1000) + 1
+    # -- the loop ------------------------------------------------------------------------
 
-
-def _icmp_hop(  # noqa: PLR0917
-    sock: socket.socket,
-    kind: str,
-    address: str,
-    fam: int,
-    ttl: int,
-    nqueries: int,
-    wait: float,
-    probe_no: int,
-) -> list[tuple[HopProbe, bool]]:
-    import os
-
-    ipv6 = fam == socket.AF_INET6
-    ident = sock.getsockname()[1] if kind == "dgram" else os.getpid() & 0xFFFF
-    payload = bytes(DEFAULT_PACKET_LEN - (48 if ipv6 else 28))
-    sent: dict[int, float] = {}
-    _set_ttl(sock, ipv6, ttl)
-    if kind == "dgram":
-        _clear_errors(sock, ipv6)
-    for q in range(nqueries):
-        seq = (probe_no + q + 1) & 0xFFFF
-        request = echo.build_request(ident, seq, payload, ipv6=ipv6)
+    def run(self) -> Generator[Hop, None, None]:
         try:
-            try:
-                sock.sendto(request, (address, 0))
-            except OSError as exc:
-                # With IP_RECVERR a late ICMP error of an earlier hop is reported once by the
-                # next send (sk_err): clear it and send again.
-                if kind != "dgram" or exc.errno not in _ICMP_ERRNOS:
-                    raise
-                sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                sock.sendto(request, (address, 0))
-        except OSError as exc:
-            raise translate_os_error(exc, f"send a probe to {address}") from exc
-        sent[seq] = time.monotonic()
-    results: dict[int, tuple[HopProbe, bool]] = {}
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN | select.POLLERR)
-    deadline = time.monotonic() + wait
-    late_reads = 0
-    while len(results) < nqueries:
-        if not poller.poll(_poll_ms(deadline)):
-            break
-        if time.monotonic() >= deadline:
-            late_reads += 1  # past the wait: read what is queued, bounded (other ICMP traffic)
-            if late_reads > _LATE_READS:
+            yield from self._loop()
+        finally:
+            for p in self.probes:
+                if p.sock is not None:
+                    p.sock.close()
+            if self.icmp_sock is not None:
+                self.icmp_sock.close()
+
+    def _loop(self) -> Generator[Hop, None, None]:
+        start, end = 0, len(self.probes)
+        next_index = 0
+        last_send = -math.inf
+        while start < end:
+            now = time.monotonic()
+            in_flight = sum(1 for p in self.probes[start:next_index] if not p.done)
+            while next_index < end and in_flight < self.sim and now >= last_send + self.sendwait:
+                self._send(self.probes[next_index])
+                last_send = now = time.monotonic()
+                next_index += 1
+                in_flight += 1
+            # answers already there count, also for a probe whose wait is over (-w 0)
+            for fd, ev in self.poller.poll(0):
+                self._event(fd, ev)
+            now = time.monotonic()
+            wake = math.inf
+            for p in self.probes[start:next_index]:
+                if not p.done:
+                    expires = p.sent + self._timeout(p)
+                    if now >= expires:
+                        self._finish(p, HopProbe(None, None))
+                        wake = now  # a place in the window is free: look again at once
+                    else:
+                        wake = min(wake, expires)
+            for p in self.probes[start:next_index]:
+                if p.final:
+                    end = min(end, (p.index // self.nq + 1) * self.nq)
+            while (
+                start < end
+                and start + self.nq <= next_index
+                and all(p.done for p in self.probes[start : start + self.nq])
+            ):
+                group = self.probes[start : start + self.nq]
+                hop = Hop(group[0].ttl, tuple(p.result for p in group))
+                self.report.hops.append(hop)
+                if any(p.final and p.result.address == self.address for p in group):
+                    self.report.reached = True
+                yield hop
+                start += self.nq
+            if start >= end:
                 break
-        now = time.monotonic()
-        if kind == "dgram":
-            err = _read_error(sock, ipv6)
-            if err is not None:
-                source, itype, code, quoted = err
-                qseq = -1
-                if len(quoted) >= 8 and quoted[0] in (echo.ICMP_ECHO, echo.ICMP6_ECHO):
-                    qseq = struct.unpack_from("!H", quoted, 6)[0]
-                if qseq in sent and qseq not in results:
-                    reached, note = _note(ipv6, itype, code)
-                    rtt = (now - sent[qseq]) * 1000.0
-                    results[qseq] = (HopProbe(source, rtt, note), reached)
-                continue
+            if next_index < end and in_flight < self.sim:
+                wake = min(wake, last_send + self.sendwait)
+            if wake == math.inf:
+                timeout = None
+            else:
+                timeout = 0 if wake <= now else math.ceil((wake - now) * 1000)
+            events = self.poller.poll(timeout)
+            for fd, ev in events:
+                self._event(fd, ev)
+
+    def _timeout(self, p: _Probe) -> float:
+        """traceroute's get_timeout(): HERE times an answered round trip of the same hop,
+        else NEAR times one of a later hop, never more than the wait."""
+        first = p.index - p.index % self.nq
+        if self.here:
+            for q in self.probes[first : first + self.nq]:
+                if q.done and q.recv and q.result.address is not None:
+                    return min(self.wait, (q.recv - q.sent + _WAIT_PREC) * self.here)
+        if self.near:
+            for q in self.probes[first + self.nq :]:
+                if not q.sent:
+                    break
+                if q.done and q.recv and q.result.address is not None:
+                    return min(self.wait, (q.recv - q.sent + _WAIT_PREC) * self.near)
+        return self.wait
+
+    def _finish(self, p: _Probe, result: HopProbe, final: bool = False) -> None:
+        p.done, p.result, p.final = True, result, final
+        if result.address is not None:
+            p.recv = time.monotonic()
+        if p.sock is not None:
+            self.by_fd.pop(p.sock.fileno(), None)
+            with contextlib.suppress(KeyError, ValueError):
+                self.poller.unregister(p.sock.fileno())
+            p.sock.close()
+            p.sock = None
+
+    # -- sending -------------------------------------------------------------------------
+
+    def _send(self, p: _Probe) -> None:
+        if self.method == "icmp":
+            self._send_icmp(p)
+            return
+        kind = socket.SOCK_STREAM if self.method == "tcp" else socket.SOCK_DGRAM
+        sock = socket.socket(self.fam, kind)
+        p.sock = sock
         try:
-            data, addr = sock.recvfrom(65536, socket.MSG_DONTWAIT)
+            sock.setblocking(False)
+            _local(sock, self.source, self.interface)
+            errqueue.enable(sock, self.ipv6)
+            _set_ttl(sock, self.ipv6, p.ttl)
+            if self.method == "tcp":
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, _TCP_SYNCNT)
+                p.sent = time.monotonic()
+                rc = sock.connect_ex((self.address, self.port))
+                if rc not in (0, errno.EINPROGRESS):
+                    raise OSError(rc, os.strerror(rc))
+                events = select.POLLOUT | select.POLLERR
+            else:
+                sock.connect((self.address, probe_port(self.port, p.index)))
+                p.sent = time.monotonic()
+                sock.send(self.payload)
+                events = select.POLLIN | select.POLLERR
         except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EHOSTUNREACH, errno.ENETUNREACH):
+            raise translate_os_error(exc, f"send a probe to {self.address}") from exc
+        self.by_fd[sock.fileno()] = p
+        self.poller.register(sock.fileno(), events)
+
+    def _send_icmp(self, p: _Probe) -> None:
+        sock = self.icmp_sock
+        assert sock is not None
+        seq = (p.index + 1) & 0xFFFF
+        request = echo.build_request(self.ident, seq, self.payload, ipv6=self.ipv6)
+        try:
+            _set_ttl(sock, self.ipv6, p.ttl)
+            p.sent = time.monotonic()
+            try:
+                sock.sendto(request, (self.address, 0))
+            except OSError as exc:
+                # With IP_RECVERR an ICMP error about an earlier probe is also reported once
+                # by the next send (sk_err); it waits in the error queue: send again.
+                if self.icmp_kind != "dgram" or exc.errno not in _ICMP_ERRNOS:
+                    raise
+                sock.sendto(request, (self.address, 0))
+        except OSError as exc:
+            raise translate_os_error(exc, f"send a probe to {self.address}") from exc
+
+    # -- answers -------------------------------------------------------------------------
+
+    def _answer(self, p: _Probe, source: str, kind: int | None, code: int) -> None:
+        """An answer for ``p``: ``kind`` None is the target itself (UDP data, TCP SYN-ACK or
+        RST, echo reply); else an ICMP error type/code from ``source``."""
+        if p.done:
+            return
+        rtt = (time.monotonic() - p.sent) * 1000.0
+        if kind is None:
+            self._finish(p, HopProbe(source, rtt), final=True)
+            return
+        reached, note = _note(self.ipv6, kind, code)
+        final = reached or source == self.address or _unreachable(self.ipv6, kind)
+        self._finish(p, HopProbe(source, rtt, note), final=final)
+
+    def _event(self, fd: int, ev: int) -> None:
+        if self.icmp_sock is not None and fd == self.icmp_sock.fileno():
+            self._icmp_events()
+            return
+        p = self.by_fd.get(fd)
+        if p is None or p.sock is None:
+            return
+        err = errqueue.read_error(p.sock)
+        if err is not None:
+            source, kind, code, _quoted = err
+            self._answer(p, source, kind, code)
+            return
+        if self.method == "tcp":
+            rc = p.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if rc in (0, errno.ECONNREFUSED):  # SYN-ACK or RST: the target answered
+                self._answer(p, self.address, None, 0)
+            return
+        try:  # a UDP answer from the target itself counts as reaching it
+            p.sock.recv(1)
+        except OSError:
+            return
+        self._answer(p, self.address, None, 0)
+
+    def _icmp_events(self) -> None:
+        sock = self.icmp_sock
+        assert sock is not None
+        by_seq = {(p.index + 1) & 0xFFFF: p for p in self.probes if p.sent and not p.done}
+        for _ in range(_READS_PER_WAKE):
+            if self.icmp_kind == "dgram":
+                err = errqueue.read_error(sock)
+                if err is not None:
+                    source, itype, code, quoted = err
+                    if len(quoted) >= 8 and quoted[0] in (echo.ICMP_ECHO, echo.ICMP6_ECHO):
+                        p = by_seq.get(struct.unpack_from("!H", quoted, 6)[0])
+                        if p is not None:
+                            self._answer(p, source, itype, code)
+                    continue
+            try:
+                data, addr = sock.recvfrom(65536, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in _ICMP_ERRNOS:
+                    continue
+                raise translate_os_error(exc, "receive") from exc
+            source = str(addr[0])
+            if not self.ipv6 and self.icmp_kind == "raw":
+                ip = echo.parse_ipv4(data)
+                if ip is None:
+                    continue
+                _t, source, data = ip
+            parsed = echo.parse_icmp(data, ipv6=self.ipv6)
+            if parsed is None or parsed.ident != self.ident or parsed.seq is None:
                 continue
-            raise translate_os_error(exc, "receive") from exc
-        source = str(addr[0])
-        if not ipv6 and kind == "raw":
-            ip = echo.parse_ipv4(data)
-            if ip is None:
+            p = by_seq.get(parsed.seq)
+            if p is None:
                 continue
-            _t, source, data = ip
-        parsed = echo.parse_icmp(data, ipv6=ipv6)
-        if parsed is None or parsed.ident != ident or parsed.seq not in sent:
-            continue
-        if parsed.seq in results:
-            continue
-        rtt = (now - sent[parsed.seq]) * 1000.0
-        if isinstance(parsed, echo.EchoReply):
-            results[parsed.seq] = (HopProbe(source, rtt), True)
-        else:
-            reached, note = _note(ipv6, parsed.type, parsed.code)
-            results[parsed.seq] = (HopProbe(source, rtt, note), reached)
-    return [results.get(s, (HopProbe(None, None), False)) for s in sorted(sent)]
+            if isinstance(parsed, echo.EchoReply):
+                self._answer(p, source, None, 0)
+            else:
+                self._answer(p, source, parsed.type, parsed.code)
+
+
+def _unreachable(ipv6: bool, kind: int) -> bool:
+    """Every ICMP answer but "time exceeded" ends a Linux traceroute at its hop."""
+    return kind == (1 if ipv6 else 3)
 
 
 def traceroute(
@@ -363,9 +496,13 @@ def traceroute(
     nqueries: int = DEFAULT_QUERIES,
     wait: float = DEFAULT_WAIT,
     method: str = "udp",
-    port: int = DEFAULT_PORT,
+    port: int | None = None,
     first_ttl: int = 1,
     family: int = 0,
+    sim_queries: int = 16,
+    sendwait: float = 0.0,
+    source: str | None = None,
+    interface: str | None = None,
 ) -> TraceReport:
     """Trace the route to ``host``.
 
@@ -374,7 +511,9 @@ def traceroute(
         nqueries: probes per hop (-q).
         wait: seconds to wait for the answers of one hop (-w).
         method: ``"udp"`` (no privilege needed, ports ``port``, ``port+1``, ... wrapping from
-            65535 to 1) or ``"icmp"``.
+            65535 to 1; default 33434), ``"icmp"`` or ``"tcp"`` (SYNs to ``port``, default 80).
+        sim_queries: probes in flight at once (-N); sendwait: seconds between probes (-z).
+        source, interface: the local address / interface to send from (-s, -i).
     Returns:
         a :class:`TraceReport` with one :class:`Hop` per TTL; ``reached`` says whether the
         target answered.
@@ -392,6 +531,10 @@ def traceroute(
         first_ttl=first_ttl,
         family=family,
         report=report,
+        sim_queries=sim_queries,
+        sendwait=sendwait,
+        source=source,
+        interface=interface,
     ):
         pass
     return report
