@@ -449,6 +449,13 @@ def datagram_error(
             f"{action}: {there} refused an earlier datagram: nothing is "
             "listening there (ICMP port unreachable)"
         )
+    if code == errno.EACCES and not unix and action.startswith("send"):
+        # udp_sendmsg: a broadcast route without SO_BROADCAST (ip(7)); a firewall says EPERM
+        where = f"{action} ({there})" if there else action
+        return PermissionDenied(
+            f"{where}: permission denied: a broadcast address needs a socket opened with "
+            "broadcast=True"
+        )
     if code == errno.ENOTCONN and unix:
         return ClosedResourceError(f"{action}: the Unix datagram peer went away")
     return translate_os_error(exc, action if there is None else f"{action} ({there})")

@@ -387,7 +387,7 @@ class DatagramSocket:
             except BlockingIOError:
                 pass
             except OSError as exc:
-                raise self._error(exc, "send_many", payload_size(items[sent])) from exc
+                raise self._error(exc, "send_many", payload_size(items[sent]), target) from exc
             loop = asyncio.get_running_loop()
             if not started:
                 started = True

@@ -464,7 +464,7 @@ class DatagramSocket:
                 f"send_many timed out after {sent} of {len(items)} datagrams", sent=sent
             ) from exc
         except OSError as exc:
-            raise self._error(exc, "send_many", payload_size(items[sent])) from exc
+            raise self._error(exc, "send_many", payload_size(items[sent]), target) from exc
         return sent
 
     def receive_many(self, max: int = 64, *, timeout: float = _UNSET) -> list[Datagram]:
