@@ -39,10 +39,12 @@ from ._udp import Datagram, DropCounter
 
 __all__ = [
     "BATCH",
+    "GSO_REFUSED",
     "HAVE_GRO",
     "HAVE_GSO",
     "HAVE_MMSG",
     "MmsgBatch",
+    "disable_gso",
     "enable_gro",
     "enable_gso",
     "gro_segment",
@@ -233,6 +235,13 @@ def enable_gso(sock: socket.socket, segment_size: int) -> bool:
     return True
 
 
+def disable_gso(sock: socket.socket) -> None:
+    """Clear ``UDP_SEGMENT`` on ``sock`` (after the path refused a GSO send: one datagram per
+    ``send`` again)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(SOL_UDP, UDP_SEGMENT, 0)
+
+
 def enable_gro(sock: socket.socket) -> bool:
     """Set ``UDP_GRO`` on ``sock``; False when the kernel or the socket lacks it.
 
@@ -344,7 +353,7 @@ def _plan(
 #: ``udp_v6_send_skb``): a segment over the path MTU (EMSGSIZE; EINVAL before Linux 6.x),
 #: more than UDP_MAX_SEGMENTS or SO_NO_CHECK (EINVAL), a device without checksum offload or
 #: an IPsec route (EIO), no GSO at all (ENOPROTOOPT, EOPNOTSUPP).
-_GSO_REFUSED = (errno.EMSGSIZE, errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP)
+GSO_REFUSED = (errno.EMSGSIZE, errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP)
 
 
 def _gso_refused(
@@ -353,7 +362,7 @@ def _gso_refused(
     """After ``exc`` on the first message of a batch planned with ``limit``: was that message a
     GSO run the path refused? If so, remember it (segments this long are sent plainly from now
     on; for anything but EMSGSIZE, no GSO at all on this socket) and say to send again."""
-    if exc.errno not in _GSO_REFUSED:
+    if exc.errno not in GSO_REFUSED:
         return False
     segment = _plan(items[:MAX_SEGMENTS], to, limit)[0][1]
     if not segment:

@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 
 from support.netlab import Host, Lab
+from support.procs import running
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PURE = bool(os.environ.get("SOCKETKIT_PURE"))
 PATHS = ["ctypes", "plain"] if PURE else ["c", "ctypes", "plain"]
+SK = [sys.executable, "-m", "socketkit"]
 
 _COMMON = """
 import json, select, socket, sys
@@ -158,3 +160,36 @@ def test_scoped_link_local_sender_is_named_like_recvfrom(path: str) -> None:
         index = int(b.run(["cat", f"/sys/class/net/{ib}/ifindex"]).stdout)
     assert [len(bytes.fromhex(d)) for d, _a, _t in got] == [10, 10, 20]
     assert {tuple(addr) for _d, addr, _t in got} == {("fe80::a", sender[1], 0, index)}
+
+
+def _wait_tcp_listening(host: Host, port: str) -> None:
+    for _ in range(200):
+        if host.run(["ss", "-ltnH", f"sport = :{port}"], check=False).stdout.strip():
+            return
+        host.run(["sleep", "0.05"])
+    raise AssertionError("server did not start")
+
+
+def test_bench_udp_longer_than_the_mtu_falls_back_from_gso() -> None:
+    """socketkit bench -u -l 2000 over a 1500-byte MTU: the GSO sender (on by default when
+    the server has GRO) is refused by the kernel, goes on with ordinary datagrams (IP
+    fragments, as iperf3's), and every datagram arrives at its full length."""
+    port = "5201"
+    with Lab() as lab:
+        a, b = lab.host("a"), lab.host("b")
+        lab.link(a, b, "198.18.9.1/24", "198.18.9.2/24")
+        with running(
+            b.cmd([*SK, "bench", "server", "-p", port, "-1"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ):  # fmt: skip
+            _wait_tcp_listening(b, port)
+            out = a.run(
+                [*SK, "bench", "client", "198.18.9.2", "-p", port, "-u", "-b", "20M",
+                 "-l", "2000", "-t", "1", "-J"],
+                check=False, timeout=60,
+            )  # fmt: skip
+    assert (out.returncode, out.stderr) == (0, "")
+    total = json.loads(out.stdout)["end"]["sum"]
+    received = total["packets"] - total["lost_packets"]
+    assert total["packets"] > 100
+    assert json.loads(out.stdout)["end"]["sum_received"]["bytes"] == received * 2000

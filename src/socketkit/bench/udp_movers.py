@@ -18,7 +18,15 @@ import sys
 import time
 from array import array
 
-from .._udp_batch import MmsgBatch, enable_gro, enable_gso, gro_segment, gso_segments
+from .._udp_batch import (
+    GSO_REFUSED,
+    MmsgBatch,
+    disable_gso,
+    enable_gro,
+    enable_gso,
+    gro_segment,
+    gso_segments,
+)
 from ..proto.bench_udp import UdpReceiveStats, header_size, unpack_header
 from .pacing import Pacer
 from .streams import Limits, Mover, StreamStats
@@ -84,6 +92,10 @@ def kernel_drops(sock: socket.socket) -> int:
     return -1
 
 
+class _GsoRefused(Exception):
+    """The path refused a GSO send; the sender goes on without GSO."""
+
+
 class UdpSender(Mover):
     """Sends numbered datagrams of ``length`` bytes, paced to ``rate`` bits/s (0 = flat out)."""
 
@@ -108,18 +120,38 @@ class UdpSender(Mover):
         self.segments = gso_segments(length) if gso and enable_gso(sock, length) else 1
         stats.gso = self.segments > 1
         # Without GSO: ordinary datagrams, but up to BATCH per sendmmsg() call.
+        self.use_batch = batch
         self.batch: MmsgBatch | None = None
-        if self.segments == 1 and batch:
-            try:
-                self.batch = MmsgBatch(sock, length)
-            except OSError:
-                self.batch = None
+        if self.segments == 1:
+            self._batch_plainly()
+        self._seq = 0
         if not window:
             # On loopback a datagram stays charged to the sender until the receiver reads
             # it: a larger send queue rides out the receiver's pauses instead of blocking.
             grow_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, UDP_SNDBUF)
 
+    def _batch_plainly(self) -> None:
+        if self.use_batch:
+            try:
+                self.batch = MmsgBatch(self.sock, self.length)
+            except OSError:
+                self.batch = None
+
     def run(self) -> None:
+        while True:
+            try:
+                self._send_loop()
+                return
+            except _GsoRefused:
+                # The path will not take GSO (udp_send_skb: a datagram longer than the path
+                # MTU, a device without checksum offload): ordinary datagrams from here on,
+                # fragmented by IP where they are too long, as iperf3's would be.
+                disable_gso(self.sock)
+                self.segments = 1
+                self.stats.gso = False
+                self._batch_plainly()
+
+    def _send_loop(self) -> None:
         length, c64 = self.length, self.c64
         batch = self.batch
         segments = batch.slots if batch is not None else self.segments
@@ -144,7 +176,7 @@ class UdpSender(Mover):
         words = view.cast("I") if vector else None
         stride = length // 4
         swap = sys.byteorder == "little"
-        seq = 0
+        seq = self._seq
         mono = time.monotonic
         while not self.stop:
             if check_limits and limits.reached():
@@ -191,6 +223,9 @@ class UdpSender(Mover):
                     continue
                 if exc.errno == errno.ECONNREFUSED and self.stop:
                     break
+                if segments > 1 and batch is None and exc.errno in GSO_REFUSED:
+                    self._seq = seq  # nothing of this send went
+                    raise _GsoRefused from exc
                 raise
             seq += count
             stats.bytes += sent
