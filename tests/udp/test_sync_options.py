@@ -44,7 +44,8 @@ def test_reuse_port_spreads_senders_over_the_sockets() -> None:
         senders = [socketkit.udp(remote=first.local) for _ in range(24)]
         try:
             for n, sender in enumerate(senders):
-                sender.send(b"%d" % n)
+                for k in range(3):
+                    sender.send(b"%d.%d" % (n, k))
             got: dict[str, set[bytes]] = {"first": set(), "second": set()}
             for name, sock in (("first", first), ("second", second)):
                 while True:
@@ -55,8 +56,12 @@ def test_reuse_port_spreads_senders_over_the_sockets() -> None:
         finally:
             for sender in senders:
                 sender.close()
-        assert got["first"] | got["second"] == {b"%d" % n for n in range(24)}
+        every = {b"%d.%d" % (n, k) for n in range(24) for k in range(3)}
+        assert got["first"] | got["second"] == every
         assert not got["first"] & got["second"]
+        for received in got.values():  # all of one sender's datagrams went to one socket
+            senders_seen = {d.split(b".")[0] for d in received}
+            assert received == {s + b".%d" % k for s in senders_seen for k in range(3)}
         # 24 senders all hashed to one socket: 2 in 2**24
         assert got["first"] and got["second"]
 
