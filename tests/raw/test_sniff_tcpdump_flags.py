@@ -6,6 +6,7 @@ for what loopback traffic never has (SACK blocks, which tcpdump makes relative t
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 import time
@@ -127,6 +128,10 @@ FLAGS = [
     ("-A",),
     ("-S", "-q", "-tt"),
     ("-e", "-ttt"),
+    ("-v",),
+    ("-vv",),
+    ("-v", "-e"),
+    ("-vv", "-S", "-q"),
 ]
 
 
@@ -202,3 +207,32 @@ def test_pcapng_and_filtered_reads_are_relative_too(
         sk("sniff", "-r", str(captures["lo"]), "tcp"), capture_output=True, text=True, timeout=60
     )
     assert ours.stdout.splitlines() == theirs
+
+
+def test_verbose_on_crafted_packets(tmp_path: Path) -> None:
+    """-v/-vv on what loopback never shows: correct checksums, a damaged one, TOS with ECN,
+    an IPv6 traffic class, IPv4 and IPv6 fragments, an unknown protocol, UDP over IPv4
+    (checked at -vv only); and the same file without -v."""
+    tcp_ok = build.tcp4(sport=1000, dport=2000, seq=5, ack=7, flags=0x18, payload=b"hi")
+    tcp_bad = tcp_ok[:36] + bytes([tcp_ok[36] ^ 0xFF]) + tcp_ok[37:]
+    tos = tcp_ok[:1] + b"\x2e" + tcp_ok[2:10] + b"\0\0" + tcp_ok[12:]  # DSCP 11, ECT(0)
+    udp4 = build.udp4(1000, 2000, b"abc")
+    udp4_bad = udp4[:26] + b"\x12\x34" + udp4[28:]
+    udp6 = build.udp6(1000, 2000, b"abc")
+    classed = bytes([0x60 | 0x0B, 0x81, 0x23, 0x45]) + udp6[4:]  # class 0xb8, flowlabel
+    fragment = build.ip4(b"x" * 16, 17, frag=0x2000 | 3)
+    ping6 = build.icmp6_echo(7, 1)
+    frag6 = build.ip6(struct.pack("!BBHI", 17, 0, (3 << 3) | 1, 0xABCD) + b"y" * 16, 44)
+    unknown = build.ip4(b"x" * 16, 99, frag=0)
+    path = tmp_path / "verbose.pcap"
+    with path.open("wb") as fh:
+        writer = PcapWriter(fh, 1)
+        packets = [tcp_ok, tcp_bad, tos, udp4, udp4_bad, fragment, unknown]
+        for index, packet in enumerate(packets):
+            writer.write(1_700_000_000_000_000_000 + index * 1000, build.eth(packet))
+        for index, packet in enumerate([udp6, classed, ping6, frag6]):
+            writer.write(1_700_000_001_000_000_000 + index, build.eth(packet, 0x86DD))
+    for flags in ((), ("-v",), ("-vv",), ("-v", "-S")):
+        theirs = _tcpdump(path, *flags)
+        assert ("(correct)" in theirs and "class 0xb8" in theirs) == bool(flags)
+        assert _sniff(path, *flags).splitlines() == theirs.splitlines()

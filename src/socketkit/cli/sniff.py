@@ -164,6 +164,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print each packet from its network header as text, after its line (default: not)",
     )
     tcpdump.add_argument(
+        "-v",
+        dest="verbose",
+        action="count",
+        default=0,
+        help="-v: IP header fields (tos, ttl, id, offset, flags, proto, length) and checksums "
+        "as tcpdump; -vv: also UDP over IPv4 checked, TCP seq always (default: neither)",
+    )
+    tcpdump.add_argument(
         "-Q",
         dest="direction",
         choices=("in", "out", "inout"),
@@ -492,7 +500,7 @@ def _packet_api() -> Any:
 def _printing_options(args: argparse.Namespace) -> bool:
     """Whether a tcpdump printing option changes the summary lines beyond relative
     sequence numbers (which the fused reader does itself)."""
-    return bool(args.stamps or args.link or args.quick or args.ascii)
+    return bool(args.stamps or args.link or args.quick or args.ascii or args.verbose)
 
 
 def _printer(args: argparse.Namespace) -> Any:
@@ -507,6 +515,7 @@ def _printer(args: argparse.Namespace) -> Any:
             link=args.link,
             quick=args.quick,
             ascii=args.ascii,
+            verbose=args.verbose,
             interface_name=_interface_name,
         )
     return printer

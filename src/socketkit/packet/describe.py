@@ -128,16 +128,19 @@ def _ip_payload_length(net: IPv4 | IPv6) -> int:
 
 
 def _ip_other_text(net: IPv4 | IPv6) -> str:
+    """As tcpdump 4.99 prints an IP payload it does not decode: a later IPv4 fragment is
+    ``ip-proto-N``, an unknown protocol `` ip-proto-N LENGTH`` (its leading space too), an
+    IPv6 fragment ``frag (OFFSET|LENGTH)``."""
     length = _ip_payload_length(net)
     if isinstance(net, IPv4) and net.frag_offset:
-        more = "+" if net.mf else ""
-        return f"ip-proto-{net.proto}, frag {net.id}:{length}@{net.frag_offset}{more}"
+        return f"ip-proto-{net.proto}"
     if isinstance(net, IPv6) and net.is_fragment:
         frag = next(ext for ext in net.extensions if ext.kind == 44)
-        more = "+" if frag.more_fragments else ""
-        return f"ip-proto-{net.proto}, frag {frag.ident}:{length}@{frag.frag_offset}{more}"
+        return f"frag ({frag.frag_offset}|{net.payload_length + 40 - frag.offset - 8 + net.offset})"
     if isinstance(net, IPv6) and net.proto == 59:
         return f"no next header, length {length}"
+    if isinstance(net, IPv4):
+        return f" ip-proto-{net.proto} {length}"
     return f"ip-proto-{net.proto}, length {length}"
 
 

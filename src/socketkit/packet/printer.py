@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from .addresses import mac_text
+from .checksum import internet_checksum
 from .hexdump import network_offset
 from .summary import DIGITS3, summary, time_text
 from .tcpoptions import tcp_options_text
@@ -161,6 +162,9 @@ class LinePrinter:
         link: ``-e``, the link-level header (Ethernet and Linux cooked v2).
         quick: ``-q``, TCP as ``tcp LENGTH``.
         ascii: ``-A``, the packet from its network header as text after the line.
+        verbose: the number of ``-v``: 1 adds the IP header fields and the checksums of
+            TCP (and UDP, ICMPv6 over IPv6) as tcpdump prints them; 2 also checks UDP over
+            IPv4 and always prints the TCP sequence number. IPv4 options are not printed.
         interface_name: ``ifindex -> name`` for Linux cooked v2 lines, as tcpdump looks it
             up on the machine that prints (this package does no I/O: the caller gives it;
             default ``?``, what tcpdump prints for an index it cannot name). Cached.
@@ -174,6 +178,7 @@ class LinePrinter:
         link: bool = False,
         quick: bool = False,
         ascii: bool = False,
+        verbose: int = 0,
         interface_name: Callable[[int], str] | None = None,
     ) -> None:
         self.sequences = TcpSequences() if relative else None
@@ -181,6 +186,7 @@ class LinePrinter:
         self.link = link
         self.quick = quick
         self.ascii = ascii
+        self.verbose = verbose
         self._first: int | None = None
         self._previous: int | None = None
         self._names: dict[int, str] = {}
@@ -219,10 +225,15 @@ class LinePrinter:
         text = summary(data, linktype)
         if self.sequences is not None:
             text = self.sequences.rewrite(text, data, linktype)
+        cooked = linktype == _SLL2 and len(data) >= 20
+        if cooked:  # the line starts with the direction: the rest is as for any link
+            direction, _, text = text.partition(" ")
         if self.quick:
             text = _quick(text)
-        if linktype == _SLL2 and len(data) >= 20:
-            text = self._cooked(text, data, orig_len)
+        if self.verbose:
+            text = _verbose(text, data, linktype, self.verbose, self.sequences)
+        if cooked:
+            text = self._cooked(direction, text, data, orig_len)
         elif self.link and linktype == _ETHERNET and len(data) >= 14:
             text = _ethernet_header(data, orig_len, text)
         text = self.stamp(ts_ns) + text
@@ -230,8 +241,7 @@ class LinePrinter:
             text = f"{text}\n{ascii_text(data[network_offset(data, linktype) :])}"
         return text
 
-    def _cooked(self, text: str, data: bytes, orig_len: int) -> str:
-        direction, _, rest = text.partition(" ")
+    def _cooked(self, direction: str, rest: str, data: bytes, orig_len: int) -> str:
         name = self.interface(int.from_bytes(data[4:8], "big"))
         head = f"{name:<5} {direction:<3} "
         if not self.link:
@@ -272,3 +282,143 @@ def _quick(text: str) -> str:
     if not length.isdigit():
         return text
     return f"{text[: at + 2]}tcp {length}"
+
+
+# --- -v ---------------------------------------------------------------------------------------
+
+_PROTO_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 41: "IPv6", 44: "Fragment",
+                47: "GRE", 50: "ESP", 51: "AH", 58: "ICMPv6", 103: "PIM", 112: "VRRP",
+                132: "SCTP"}  # fmt: skip
+_ECN = ("", ",ECT(1)", ",ECT(0)", ",CE")
+
+
+def _verbose(
+    text: str, data: bytes, linktype: int, level: int, sequences: TcpSequences | None
+) -> str:
+    """tcpdump ``-v``: the IP header fields after ``IP``/``IP6``, the transport checksums."""
+    net = network_offset(data, linktype)
+    size = len(data)
+    if size < net + 20:
+        return text
+    version = data[net] >> 4
+    if version == 4 and text.startswith("IP "):
+        ihl = (data[net] & 15) * 4
+        tos, total, ident, frag, ttl, proto = struct.unpack_from("!xBHHHBB", data, net)
+        flags = ", ".join(
+            name for bit, name in ((0x2000, "+"), (0x4000, "DF"), (0x8000, "rsvd")) if frag & bit
+        )
+        head = (
+            f"IP (tos 0x{tos:x}{_ECN[tos & 3]}, ttl {ttl}, id {ident}, offset "
+            f"{(frag & 0x1FFF) * 8}, flags [{flags or 'none'}], proto "
+            f"{_PROTO_NAMES.get(proto, 'unknown')} ({proto}), length {total}"
+            f"{_ip_checksum_note(data, net, ihl)})\n    "
+        )
+        rest = text[3:]
+        if frag & 0x1FFF or ihl < 20:
+            return head + rest
+        start, end = net + ihl, min(size, net + total)
+        pseudo = data[net + 12 : net + 20] + struct.pack("!BBH", 0, proto, total - ihl)
+        full = size >= net + total
+    elif version == 6 and size >= net + 40 and text.startswith("IP6 "):
+        flow, plen, proto, hlim = struct.unpack_from("!IHBB", data, net)
+        parts = ["IP6 ("]
+        if flow & 0x0FF00000:
+            parts.append(f"class 0x{(flow >> 20) & 0xFF:02x}, ")
+        if flow & 0xFFFFF:
+            parts.append(f"flowlabel 0x{flow & 0xFFFFF:05x}, ")
+        parts.append(
+            f"hlim {hlim}, next-header {_PROTO_NAMES.get(proto, 'unknown')} ({proto}) "
+            f"payload length: {plen}) "
+        )
+        head = "".join(parts)
+        rest = text[4:]
+        start, end = net + 40, min(size, net + 40 + plen)
+        pseudo = data[net + 8 : net + 40] + struct.pack("!IxxxB", plen, proto)
+        full = size >= net + 40 + plen
+    else:
+        return text
+    if proto == 44 and size >= start + 8 and ": frag (" in rest:  # -v adds the ident
+        rest = rest.replace(": frag (", f": frag (0x{data[start + 4 : start + 8].hex()}:", 1)
+    if proto == 6:
+        rest = _tcp_verbose(rest, data, start, end, pseudo, full, level, sequences)
+    elif proto == 17 and (version == 6 or level > 1) and full and end - start >= 8:
+        rest = _udp_verbose(rest, data, start, end, pseudo)
+    elif proto == 58 and version == 6 and full and end - start >= 4:
+        rest = _icmp6_verbose(rest, data, start, end, pseudo)
+    return head + rest
+
+
+def _ip_checksum_note(data: bytes, net: int, ihl: int) -> str:
+    """tcpdump's ``, bad cksum F (->G)!`` for an IPv4 header whose checksum is wrong."""
+    if ihl < 20 or len(data) < net + ihl or internet_checksum(data[net : net + ihl]) == 0:
+        return ""
+    field = (data[net + 10] << 8) | data[net + 11]
+    good = _correct_checksum(data, net, net + ihl, net + 10, b"")
+    return f", bad cksum {field:x} (->{good:x})!"
+
+
+def _correct_checksum(data: bytes, start: int, end: int, at: int, pseudo: bytes) -> int:
+    segment = bytearray(data[start:end])
+    segment[at - start : at - start + 2] = b"\0\0"
+    return internet_checksum(pseudo + bytes(segment))
+
+
+def _tcp_verbose(  # noqa: PLR0917 - internal
+    rest: str,
+    data: bytes,
+    start: int,
+    end: int,
+    pseudo: bytes,
+    full: bool,
+    level: int,
+    sequences: TcpSequences | None,
+) -> str:
+    if end < start + 20:
+        return rest
+    at = rest.find(": Flags [")
+    close = rest.find("]", at)
+    if at < 0 or close < 0:
+        return rest
+    field = (data[start + 16] << 8) | data[start + 17]
+    text = f", cksum 0x{field:04x}"
+    if full:
+        good = _correct_checksum(data, start, end, start + 16, pseudo)
+        text += " (correct)" if good == field else f" (incorrect -> 0x{good:04x})"
+    rest = rest[: close + 1] + text + rest[close + 1 :]
+    if level > 1 and ", seq " not in rest:
+        seq = int.from_bytes(data[start + 4 : start + 8], "big")
+        if sequences is not None and data[start + 13] & 0x10:
+            net_key = pseudo[:8] if len(pseudo) == 12 else pseudo[:32]
+            bases = sequences.get(net_key + data[start : start + 4])
+            if bases is not None:
+                seq = (seq - bases[0]) & _M32
+        after = rest.find(", ", rest.find(", cksum ") + 2)
+        rest = f"{rest[:after]}, seq {seq}{rest[after:]}"
+    return rest
+
+
+def _udp_verbose(rest: str, data: bytes, start: int, end: int, pseudo: bytes) -> str:
+    at = rest.find(": UDP, ")
+    if at < 0:
+        return rest
+    field = (data[start + 6] << 8) | data[start + 7]
+    if field == 0 and len(pseudo) == 12:
+        return rest
+    good = _correct_checksum(data, start, end, start + 6, pseudo) or 0xFFFF
+    note = "[udp sum ok]" if good == field else f"[bad udp cksum 0x{field:04x} -> 0x{good:04x}!]"
+    return f"{rest[: at + 2]}{note} {rest[at + 2 :]}"
+
+
+def _icmp6_verbose(rest: str, data: bytes, start: int, end: int, pseudo: bytes) -> str:
+    at = rest.find(": ICMP6, ")
+    if at < 0:
+        return rest
+    field = (data[start + 2] << 8) | data[start + 3]
+    good = _correct_checksum(data, start, end, start + 2, pseudo)
+    note = (
+        "[icmp6 sum ok]" if good == field else f"[bad icmp6 cksum 0x{field:04x} -> 0x{good:04x}!]"
+    )
+    body = rest[at + 2 :]
+    if data[start] in (128, 129):  # echo: tcpdump -v leaves the length out
+        body = body.rpartition(", length ")[0]
+    return f"{rest[: at + 2]}{note} {body}"
