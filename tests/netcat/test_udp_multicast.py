@@ -34,10 +34,15 @@ def _listener(net: Net, *extra: str) -> tuple[subprocess.Popen[bytes], Collector
     proc = net.r.popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert proc.stderr is not None
-    first = json.loads(proc.stderr.readline())  # the "listening" event: bound and joined
-    assert first["event"] == "listening" and first["local"] == f"{GROUP}:{PORT}", first
-    return proc, Collector(proc.stdout)
+    out = Collector(proc.stdout)
+    try:
+        assert proc.stderr is not None
+        first = json.loads(proc.stderr.readline())  # the "listening" event: bound and joined
+        assert first["event"] == "listening" and first["local"] == f"{GROUP}:{PORT}", first
+    except BaseException:
+        _stop(proc, out)
+        raise
+    return proc, out
 
 
 def _socat_send(net: Net, data: bytes, bind: str) -> None:
