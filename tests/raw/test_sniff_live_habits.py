@@ -144,3 +144,24 @@ def test_print_needs_a_file(args: list[str], message: str) -> None:
     assert res.returncode == 2
     lines = res.stderr.decode().splitlines()
     assert lines[0].startswith(message) and lines[1] == "see 'socketkit sniff --help'"
+
+
+# libpcap's capture sources that are not network interfaces (sniff -D leaves them out)
+_PSEUDO = ("bluetooth", "nflog", "nfqueue", "dbus-", "usbmon")
+
+
+def test_list_interfaces_as_tcpdump() -> None:
+    """-D in a namespace with lo, a veth end up (no carrier: its peer is down) and one down,
+    and a bridge: the same interfaces, order and flags as tcpdump -D."""
+    with Lab() as lab:
+        host = lab.host("l")
+        host.run(["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"])
+        host.run(["ip", "link", "set", "v0", "up"])
+        host.run(["ip", "link", "add", "br7", "type", "bridge"])
+        ours = host.run(sk("sniff", "-D")).stdout.splitlines()
+        theirs = host.run([require_tool("tcpdump"), "-D"]).stdout.splitlines()
+    theirs = [ln.split(".", 1)[1] for ln in theirs]
+    expected = [ln for ln in theirs if not ln.startswith(_PSEUDO)]
+    assert [ln.split(".", 1)[1] for ln in ours] == expected
+    assert [ln.split(".", 1)[0] for ln in ours] == [str(n) for n in range(1, len(ours) + 1)]
+    assert "v1 [none, Disconnected]" in expected and "lo [Up, Running, Loopback]" in expected

@@ -186,6 +186,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with -w: print the summary lines as well (default: only write)",
     )
     tcpdump.add_argument(
+        "-D",
+        dest="list_interfaces",
+        action="store_true",
+        help="list the interfaces to capture on, numbered and with their flags as tcpdump "
+        "-D, and exit (libpcap's non-network sources are left out; -i takes names only)",
+    )
+    tcpdump.add_argument(
         "-l",
         dest="line_buffered",
         action="store_true",
@@ -198,6 +205,12 @@ def run(args: argparse.Namespace) -> int:
 
     expression = " ".join(args.filter).strip() or None
     snaplen = args.snaplen if args.snaplen > 0 else DEFAULT_SNAPLEN
+    if args.list_interfaces:
+        from ..raw.capture import interface_list
+
+        for line in interface_list():
+            print(line)
+        return ExitStatus.OK
     if args.print_too and args.write is None:
         return usage_error("sniff", "--print goes with -w (without -w the lines are printed)")
     if args.print_too and args.write == "-":

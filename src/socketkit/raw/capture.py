@@ -38,6 +38,7 @@ __all__ = [
     "CaptureStats",
     "CapturedPacket",
     "capture",
+    "interface_list",
     "LINKTYPE_ETHERNET",
     "LINKTYPE_LINUX_SLL2",
 ]
@@ -439,3 +440,83 @@ def capture(
         buffer_size=buffer_size,
         direction=direction,
     )
+
+
+# --- -D: the interfaces, as libpcap lists them ----------------------------------------------------
+
+_IFF_UP, _IFF_LOOPBACK, _IFF_RUNNING = 0x1, 0x8, 0x40
+_SIOCETHTOOL, _ETHTOOL_GLINK = 0x8946, 0x0A
+
+
+def _link_state(name: str) -> bool | None:
+    """The ethtool link state (ETHTOOL_GLINK), as libpcap asks it; None when the driver
+    does not say."""
+    import ctypes
+    import fcntl
+    import socket
+
+    buf = ctypes.create_string_buffer(struct.pack("II", _ETHTOOL_GLINK, 0))
+    request = struct.pack("16sP", name.encode()[:15], ctypes.addressof(buf))
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            fcntl.ioctl(sock.fileno(), _SIOCETHTOOL, request)
+    except OSError:
+        return None
+    return bool(struct.unpack("II", buf.raw[:8])[1])
+
+
+def interface_list(sysfs: str = "/sys/class/net") -> list[str]:
+    """``tcpdump -D`` lines for the network interfaces (and ``any``): ``N.NAME [flags]``,
+    ordered as libpcap orders them (running, up and connected first, loopback after the
+    others, then by the number ending the name). libpcap's other capture sources
+    (bluetooth-monitor, nflog, nfqueue, dbus) are not interfaces socketkit captures on and are
+    left out."""
+    import os
+
+    entries: list[tuple[int, int, str]] = [
+        (0x0FFFFFFF, -1, "any (Pseudo-device that captures on all interfaces) [Up, Running]")
+    ]
+    try:
+        names = os.listdir(sysfs)
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            with open(os.path.join(sysfs, name, "flags")) as fh:
+                flags = int(fh.read().strip(), 16)
+            with open(os.path.join(sysfs, name, "ifindex")) as fh:
+                ifindex = int(fh.read().strip())
+            with open(os.path.join(sysfs, name, "operstate")) as fh:
+                operstate = fh.read().strip()
+        except (OSError, ValueError):
+            continue
+        if flags & _IFF_UP and operstate in ("up", "unknown"):  # dev_get_flags' IFF_RUNNING
+            flags |= _IFF_RUNNING
+        wireless = os.path.isdir(os.path.join(sysfs, name, "wireless"))
+        digits = len(name) - len(name.rstrip("0123456789"))
+        merit = int(name[-digits:]) + 1 if digits else 0
+        words = []
+        if flags & _IFF_UP:
+            words.append("Up")
+        else:
+            merit |= 0x40000000
+        if flags & _IFF_RUNNING:
+            words.append("Running")
+        else:
+            merit |= 0x80000000
+        if wireless:
+            words.append("Wireless")
+        if flags & _IFF_LOOPBACK:
+            words.append("Loopback")
+            merit |= 0x10000000
+        else:
+            link = _link_state(name)
+            if link is not None:
+                words.append("Connected" if link else "Disconnected")
+                if not link and not wireless:
+                    merit |= 0x20000000
+        if not words or words[0] not in ("Up", "Running", "Wireless", "Loopback"):
+            words.insert(0, "none")
+        entries.append((merit, ifindex, f"{name} [{', '.join(words)}]"))
+    entries.sort(key=lambda entry: (entry[0], entry[1]))
+    return [f"{number}.{text}" for number, (_m, _i, text) in enumerate(entries, 1)]
