@@ -4,8 +4,10 @@ the file, interface names on ``-i any`` included), ``-l``."""
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +167,89 @@ def test_list_interfaces_as_tcpdump() -> None:
     assert [ln.split(".", 1)[1] for ln in ours] == expected
     assert [ln.split(".", 1)[0] for ln in ours] == [str(n) for n in range(1, len(ours) + 1)]
     assert "v1 [none, Disconnected]" in expected and "lo [Up, Running, Loopback]" in expected
+
+
+def _files(directory: Path) -> dict[str, int]:
+    return {path.name: path.stat().st_size for path in sorted(directory.iterdir())}
+
+
+@pytest.mark.parametrize("extra", [[], ["-W", "2"]], ids=["C", "C-W"])
+def test_size_rotation_names_and_cuts_files_as_tcpdump(tmp_path: Path, extra: list[str]) -> None:
+    """-C 1 (millions of bytes) on the same 2000 packets: the same file names, each file cut
+    at the same packet (so the same sizes) as tcpdump's."""
+    port = _free_udp_port()
+    ours_dir, theirs_dir = tmp_path / "ours", tmp_path / "theirs"
+    ours_dir.mkdir()
+    theirs_dir.mkdir()
+    common = ["-c", "2000", "-C", "1", *extra]
+    ours = subprocess.Popen(
+        sk("sniff", "-i", "lo", *common, "-w", str(ours_dir / "cap"), f"udp port {port}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    theirs = subprocess.Popen(
+        # -Z root: with -C tcpdump otherwise opens its files as user tcpdump
+        [require_tool("tcpdump"), "-Z", "root", "-i", "lo", "-B", "65536", *common, "-w",
+         str(theirs_dir / "cap"), f"udp port {port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _listening(ours)
+        _listening(theirs)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(20):  # tcpdump passes packets a moment after "listening"
+                s.sendto(b"w", ("127.0.0.1", port + 1 if port < 65535 else port - 1))
+            for i in range(2000):
+                s.sendto(b"%04d" % i + bytes(1396), ("127.0.0.1", port))
+        _out, err = ours.communicate(timeout=60)
+        _tout, terr = theirs.communicate(timeout=60)
+    finally:
+        stop(ours)
+        stop(theirs)
+    assert ours.returncode == 0 == theirs.returncode, (err, terr)
+    expected = ["cap0", "cap1"] if extra else ["cap", "cap1", "cap2"]
+    assert sorted(_files(theirs_dir)) == expected
+    assert _files(ours_dir) == _files(theirs_dir)
+
+
+def test_time_rotation_with_a_file_count_stops(tmp_path: Path) -> None:
+    """-G 1 -W 2: a new file (strftime name) after a second, and the end after the second
+    one, exit 0, as tcpdump."""
+    port = _free_udp_port()
+    proc = subprocess.Popen(
+        sk("sniff", "-i", "lo", "-G", "1", "-W", "2", "-w", str(tmp_path / "g-%s.pcap"),
+           f"udp port {port}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _listening(proc)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(50):  # bounded: 10 s at most
+                if proc.poll() is not None:
+                    break
+                s.sendto(b"%04d" % i, ("127.0.0.1", port))
+                time.sleep(0.2)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, err
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert len(names) == 2 and all(re.fullmatch(r"g-\d{10}\.pcap", name) for name in names)
+    assert names[0] != names[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-C", "1"], "socketkit sniff: -C and -G name files: they go with -w FILE"),
+        (["-G", "5", "-w", "-"], "socketkit sniff: -C and -G name files"),
+        (["-W", "3", "-w", "x.pcap"], "socketkit sniff: -W counts the files of -C or -G"),
+        (["-C", "0", "-w", "x.pcap"], "socketkit sniff: argument -C: '0': out of range"),
+    ],
+)
+def test_rotation_usage_errors(args: list[str], message: str) -> None:
+    res = subprocess.run(sk("sniff", *args), capture_output=True, timeout=30)
+    assert res.returncode == 2
+    assert res.stderr.decode().splitlines()[0].startswith(message)

@@ -186,6 +186,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with -w: print the summary lines as well (default: only write)",
     )
     tcpdump.add_argument(
+        "-C",
+        dest="file_size",
+        type=_file_size,
+        metavar="SIZE",
+        help="with -w FILE: start a new file when the current one is over SIZE millions of "
+        "bytes (suffix k, m, g: KiB, MiB, GiB), named FILE, FILE1, FILE2... (with -W N: "
+        "FILE0..FILE<N-1>, reused in turn), as tcpdump (default: one file)",
+    )
+    tcpdump.add_argument(
+        "-G",
+        dest="rotate_seconds",
+        type=int_range(1),
+        metavar="SECONDS",
+        help="with -w FILE: start a new file every SECONDS (at the next packet), FILE "
+        "formatted by strftime (e.g. 'cap-%%H%%M%%S.pcap'); with -W N stop after N files, as "
+        "tcpdump (default: one file)",
+    )
+    tcpdump.add_argument(
+        "-W",
+        dest="file_count",
+        type=int_range(1),
+        metavar="N",
+        help="with -C: keep N files, reused in turn; with -G: stop after N files "
+        "(default: no limit)",
+    )
+    tcpdump.add_argument(
         "-D",
         dest="list_interfaces",
         action="store_true",
@@ -211,6 +237,13 @@ def run(args: argparse.Namespace) -> int:
         for line in interface_list():
             print(line)
         return ExitStatus.OK
+    rotating = args.file_size is not None or args.rotate_seconds is not None
+    if rotating and (args.write is None or args.write == "-"):
+        return usage_error("sniff", "-C and -G name files: they go with -w FILE")
+    if rotating and args.read is not None:
+        return usage_error("sniff", "-C and -G rotate the files of a live capture, not of -r")
+    if args.file_count is not None and not rotating:
+        return usage_error("sniff", "-W counts the files of -C or -G: give one of them")
     if args.print_too and args.write is None:
         return usage_error("sniff", "--print goes with -w (without -w the lines are printed)")
     if args.print_too and args.write == "-":
@@ -234,11 +267,15 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
     from ..raw.capture import Capture, pcap_file_header
 
     fh: IO[bytes] | None = None
+    rotation: _Rotation | None = None
     if args.write is not None:
+        if args.file_size is not None or args.rotate_seconds is not None:
+            rotation = _Rotation(args, snaplen)
+        name = args.write if rotation is None else rotation.name()
         try:  # before the capture starts: a path that cannot be written is one line, no stats
-            fh = _open_output(args.write)
+            fh = _open_output(name)
         except OSError as exc:
-            return _io_error(args.write, exc)
+            return _io_error(name, exc)
     try:
         cap = Capture(
             args.interface,
@@ -260,7 +297,9 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
         # The file header goes out (flushed) before "listening": a full disk or a broken
         # output is one line before the capture, not a surprise at the first packet.
         try:
-            if args.pcapng or args.print_too:
+            if rotation is not None:
+                writer = rotation.start(fh, cap)
+            elif args.pcapng or args.print_too:
                 writer = _writer(fh, cap.linktype, snaplen, args)
             else:
                 fh.write(pcap_file_header(cap.linktype, snaplen, nanosecond=args.nano))
@@ -300,7 +339,7 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
                             )  # fmt: skip
                             if line_buffered or not cap.buffered:
                                 out.flush()
-                                out_fh.flush()
+                                _current(rotation, out_fh).flush()
 
                 elif writer is not None:
                     write_ng = writer
@@ -314,12 +353,12 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
                         cap.write_pcap(out_fh, nanosecond=args.nano)
 
                 _until_interrupted(cap, pump)
-                out_fh.flush()
+                _current(rotation, out_fh).flush()
                 sys.stdout.flush()
             except BrokenPipeError:
                 raise
             except OSError as exc:
-                status = _io_error(args.write, exc)
+                status = _io_error(args.write if rotation is None else rotation.current, exc)
         else:
             out = sys.stdout
             line_buffered = args.line_buffered
@@ -338,7 +377,9 @@ def _live(args: argparse.Namespace, expression: str | None, snaplen: int) -> int
         quiet_end = True  # the reader left (| head): quiet, as tcpdump ended by SIGPIPE
         raise
     finally:
-        if fh is not None:
+        if rotation is not None:
+            rotation.close()
+        elif fh is not None:
             _close_output(fh)
         cap.close()
         if not quiet_end:
@@ -644,6 +685,103 @@ def _writer(
         wp.write(ts_ns, data, orig_len)
 
     return write
+
+
+def _current(rotation: _Rotation | None, fh: IO[bytes]) -> IO[bytes]:
+    """The -w file being written: the rotation's latest, or the one file."""
+    return fh if rotation is None or rotation.fh is None else rotation.fh
+
+
+def _file_size(text: str) -> int:
+    """-C: millions of bytes as tcpdump, or with a k/m/g suffix KiB/MiB/GiB; in bytes."""
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    scale = units.get(text[-1:].lower())
+    number = text[:-1] if scale else text
+    try:
+        value = int(number, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file size") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: out of range: value >= 1")
+    return value * (scale or 1_000_000)
+
+
+class _StopWriting(Exception):
+    """-G with -W: the last file is full; tcpdump exits there."""
+
+
+class _Rotation:
+    """The -w files of -C / -G / -W, named as tcpdump names them (MakeFilename in tcpdump.c):
+    with -C a number after the name (none on the first file without -W; with -W N all of
+    them, padded to the digits of N-1), with -G the name through strftime."""
+
+    def __init__(self, args: argparse.Namespace, snaplen: int) -> None:
+        self.args = args
+        self.snaplen = snaplen
+        self.limit: int | None = args.file_size
+        self.seconds: int | None = args.rotate_seconds
+        self.count: int | None = args.file_count
+        self.width = len(str(self.count - 1)) if self.count and self.count > 1 else 0
+        self.index = 0
+        self.files = 1
+        self.current = ""
+        self.started = 0.0
+        self.fh: IO[bytes] | None = None
+        self.cap: Any = None
+        self.write_one: Callable[[int, bytes, int, int], None] | None = None
+        self.done = False
+
+    def name(self) -> str:
+        import time
+
+        base: str = self.args.write
+        if self.seconds is not None:
+            base = time.strftime(base)
+        if self.limit is not None and (self.index or self.width):
+            base = f"{base}{self.index:0{self.width}d}"
+        self.current = base
+        return base
+
+    def start(self, fh: IO[bytes], cap: Any) -> Callable[[int, bytes, int, int], None]:
+        import time
+
+        self.fh, self.cap = fh, cap
+        self.write_one = _writer(fh, cap.linktype, self.snaplen, self.args)
+        self.started = time.monotonic()
+        return self.write
+
+    def write(self, ts_ns: int, data: bytes, orig_len: int, linktype: int) -> None:
+        import time
+
+        if self.done:
+            return
+        assert self.fh is not None and self.write_one is not None
+        now = time.monotonic()
+        if self.seconds is not None and now - self.started >= self.seconds:
+            if self.count is not None and self.limit is None and self.files >= self.count:
+                self.done = True
+                self.cap.stop()
+                return
+            self.started = now
+            self.index = 0
+            self._next()
+        elif self.limit is not None and self.fh.tell() > self.limit:
+            self.index += 1
+            if self.count is not None and self.index >= self.count:
+                self.index = 0
+            self._next()
+        self.write_one(ts_ns, data, orig_len, linktype)
+
+    def _next(self) -> None:
+        assert self.fh is not None
+        self.fh.close()
+        self.files += 1
+        self.fh = _open_output(self.name())
+        self.write_one = _writer(self.fh, self.cap.linktype, self.snaplen, self.args)
+
+    def close(self) -> None:
+        if self.fh is not None:
+            _close_output(self.fh)
 
 
 def _io_error(path: str, exc: OSError) -> int:
