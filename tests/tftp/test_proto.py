@@ -286,8 +286,9 @@ _ACTIONS = st.lists(
 )
 
 
-@settings(max_examples=60)
+@settings(max_examples=80)
 @given(
+    fast=st.booleans(),
     direction=st.sampled_from(["get", "put"]),
     size=st.sampled_from([0, 100, 512, 4096, 9000]),
     windowsize=st.sampled_from([1, 2, 5]),
@@ -295,7 +296,7 @@ _ACTIONS = st.lists(
     impair=_ACTIONS,
 )
 def test_lossy_network_delivers_exactly(
-    direction: str, size: int, windowsize: int, blksize: int, impair: list[str]
+    *, fast: bool, direction: str, size: int, windowsize: int, blksize: int, impair: list[str]
 ) -> None:
     payload = _payload(size, seed=size)
     out = run(
@@ -303,6 +304,7 @@ def test_lossy_network_delivers_exactly(
         payload,
         asked=tftp.Options(blksize=blksize, windowsize=windowsize),
         impair=impair,
+        fast=fast,
     )
     assert out.server_error is None
     assert out.client.done, "the client did not finish"

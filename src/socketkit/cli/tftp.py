@@ -354,6 +354,17 @@ def _serve(args: argparse.Namespace, events: _Events) -> int:
         }[name](fields)
         events.emit(name, text, **fields)
 
+    # SIGTERM ends the server cleanly (exit 0); installed before the socket is bound, so a
+    # SIGTERM right after the "listening" event cannot kill the process instead.
+    stopped = threading.Event()
+    running: list[Any] = []
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        stopped.set()
+        for each in running:
+            each.close()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     server = serve(
         args.directory,
         address,
@@ -365,15 +376,10 @@ def _serve(args: argparse.Namespace, events: _Events) -> int:
         retries=args.retries,
         on_event=on_event,
     )
-    stopped = threading.Event()
-
-    def on_sigterm(_signum: int, _frame: object) -> None:
-        stopped.set()
-        server.close()
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    running.append(server)
     try:
-        server.serve_forever()
+        if not stopped.is_set():
+            server.serve_forever()
     finally:
         server.close()
     events.emit("closed", "stopped", address=server.address)

@@ -698,6 +698,75 @@ class _Sender(_Machine):
     def _resend(self) -> list[bytes]:
         return list(self._window) if self._sending else list(self._last)
 
+    def lockstep_begin(self) -> int | None:
+        """The block in flight (not wrapped) when plain lock-step is under way (see
+        :meth:`_Receiver.lockstep_begin`), else None. ``source`` is the file's ``read``."""
+        if (
+            self.done
+            or self.failed
+            or not self._sending
+            or self.options.windowsize != 1
+            or self._eof_block is not None
+            or len(self._window) != 1
+        ):
+            return None
+        return self._base
+
+    @property
+    def source(self) -> Callable[[int], bytes]:
+        return self._read
+
+    @property
+    def window_packet(self) -> bytes:
+        """The DATA in flight (lock-step)."""
+        return self._window[0]
+
+    def lockstep_end(self, base: int, size: int, packet: bytes, sent_at: float) -> None:
+        """The loop got the ACKs of every block before ``base`` and sent ``packet`` (block
+        ``base``, ``size`` more bytes of file in all) at ``sent_at``."""
+        if base == self._base:
+            return
+        self._base = base
+        self.stats.blocks = base - 1
+        self.stats.size += size
+        if len(packet) - 4 < self.options.blksize:
+            self._eof_block = base
+        self._window = [packet]
+        self._last = [packet]
+        self._sent_at = sent_at
+        self._tries = 0
+        self._wait = self.base_timeout
+        self.deadline = sent_at + self.base_timeout
+
+    def fast(self, datagram: bytes, now: float) -> bytes | None:
+        """The lock-step common case, in fewer steps: ``datagram`` is the ACK of the block in
+        flight. Returns the next DATA (``b""`` when that ACK ended the transfer), or None
+        when this is not that case (then call :meth:`receive`, which handles everything).
+        Same state changes as :meth:`receive` would make."""
+        if (
+            len(datagram) != 4
+            or datagram[1] != 4
+            or datagram[0] != 0
+            or not self._sending
+            or self.options.windowsize != 1
+            or ((datagram[2] << 8) | datagram[3]) != self._base & 0xFFFF
+        ):
+            return None
+        acked = self._base
+        self._window.clear()
+        self.stats.blocks = acked
+        self._base = acked + 1
+        if self._eof_block is not None:
+            self._finish()
+            return b""
+        new = self._fill()
+        self._sent_at = now
+        self._last = new
+        self._tries = 0
+        self._wait = self.base_timeout
+        self.deadline = now + self.base_timeout
+        return new[0]
+
     def on_timeout(self, now: float) -> list[bytes]:
         out = super().on_timeout(now)
         if out:
@@ -772,6 +841,65 @@ class _Receiver(_Machine):
         self._progress(now)  # keep waiting for the rest of the window
         return []
 
+    def fast(self, datagram: bytes, now: float) -> bytes | None:
+        """The lock-step common case, in fewer steps: ``datagram`` is the next full DATA
+        block. Returns its ACK, or None when this is not that case (then call
+        :meth:`receive`, which handles everything). Same state changes as :meth:`receive`."""
+        block = self._received + 1
+        if (
+            len(datagram) != self._full
+            or datagram[1] != 3
+            or datagram[0] != 0
+            or self.done
+            or self.options.windowsize != 1
+            or ((datagram[2] << 8) | datagram[3]) != block & 0xFFFF
+        ):
+            return None
+        self._write(datagram[4:])
+        self._received = block
+        self.stats.blocks = block
+        self.stats.size += len(datagram) - 4
+        ack = _HEAD.pack(4, block & 0xFFFF)
+        self._acked = block
+        self._last = [ack]
+        self._tries = 0
+        self._wait = self.base_timeout
+        self.deadline = now + self.base_timeout
+        return ack
+
+    @property
+    def _full(self) -> int:
+        return self.options.blksize + 4
+
+    # An I/O loop may run plain lock-step itself, in a tight loop of its own, and hand the
+    # result back: lockstep_begin() says whether and from which block, lockstep_end() applies
+    # what the loop did. The loop must do exactly what fast() does for each block.
+
+    def lockstep_begin(self) -> int | None:
+        """The next block number (not wrapped) when plain lock-step is under way, else None.
+        ``sink`` is where the loop writes the blocks."""
+        if self.done or self.failed or self.options.windowsize != 1 or self._received < 1:
+            return None
+        return self._received + 1
+
+    @property
+    def sink(self) -> Callable[[bytes], object]:
+        return self._write
+
+    def lockstep_end(self, received: int, size: int, acked_at: float) -> None:
+        """The loop wrote blocks up to ``received`` (``size`` bytes in all) and sent the ACK
+        of ``received`` at ``acked_at`` (its clock)."""
+        if received == self._received:
+            return
+        self._received = received
+        self.stats.blocks = received
+        self.stats.size += size
+        self._acked = received
+        self._last = [_HEAD.pack(4, received & 0xFFFF)]
+        self._tries = 0
+        self._wait = self.base_timeout
+        self.deadline = acked_at + self.base_timeout
+
     def _resend_ack(self, now: float) -> list[bytes]:
         if self.done:
             return list(self._last)
@@ -834,6 +962,9 @@ class ClientRead(_Receiver):
     def start(self, now: float) -> list[bytes]:
         return self._send([encode(self.request)], now)
 
+    def fast(self, datagram: bytes, now: float) -> bytes | None:
+        return super().fast(datagram, now) if self.locked else None
+
     def receive(self, datagram: bytes, now: float) -> list[bytes]:
         if len(datagram) >= 4 and datagram[1] == Opcode.DATA and datagram[0] == 0:
             if not self.locked:
@@ -881,6 +1012,9 @@ class ClientWrite(_Sender):
 
     def start(self, now: float) -> list[bytes]:
         return self._send([encode(self.request)], now)
+
+    def fast(self, datagram: bytes, now: float) -> bytes | None:
+        return super().fast(datagram, now) if self.locked else None
 
     def receive(self, datagram: bytes, now: float) -> list[bytes]:
         if len(datagram) == 4 and datagram[0] == 0 and datagram[1] == Opcode.ACK:

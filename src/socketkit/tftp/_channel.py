@@ -10,13 +10,16 @@ wait changes by more than a tenth), and sends with ``sendto``.
 from __future__ import annotations
 
 import errno
+import math
+import select
 import socket
 import struct
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from .._errors import ConnectionRefused, SocketkitError, translate_os_error
+from .._udp_batch import enable_gro, receive_many, send_many
 from ..proto import tftp
 
 __all__ = ["Channel", "Progress", "drive", "same_host"]
@@ -27,12 +30,12 @@ PROGRESS_EVERY = 0.25
 #: Large enough for any DATA (4 + 65464 bytes) and for a request.
 RECEIVE_SIZE = 65536
 _TIMEVAL = struct.Struct("@ll")
+_HEAD = struct.Struct("!HH")
 #: linux/in.h and linux/in6.h (not exported by Python's socket module everywhere).
 _IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 _IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-#: Receive queue sizes requested for a transfer (see Channel.reserve).
-MIN_RECEIVE_BUFFER = 256 * 1024
+#: The largest receive queue requested for a transfer (see Channel.reserve).
 MAX_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
@@ -53,7 +56,12 @@ class Channel:
     def __init__(self, sock: socket.socket, *, report_refused: bool = False) -> None:
         self.sock = sock
         self.closed = False
+        self.gro = False
         self._wait = -1.0
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLIN)
+        self._poll_out = select.poll()
+        self._poll_out.register(sock.fileno(), select.POLLOUT)
         sock.settimeout(None)
         if report_refused:
             if sock.family == socket.AF_INET6:
@@ -66,9 +74,10 @@ class Channel:
 
     def reserve(self, windowsize: int, blksize: int) -> None:
         """Room in the kernel's receive queue for two windows of DATA (each datagram costs
-        its size plus about 1 KiB of bookkeeping there), from 256 KiB up to 4 MiB; as root
-        past ``net.core.rmem_max`` (``SO_RCVBUFFORCE``), else up to it."""
-        want = min(MAX_RECEIVE_BUFFER, max(MIN_RECEIVE_BUFFER, 2 * windowsize * (blksize + 1024)))
+        its size plus about 1 KiB of bookkeeping there), up to 4 MiB; as root past
+        ``net.core.rmem_max`` (``SO_RCVBUFFORCE``), else up to it. Only ever grown: a
+        lock-step transfer keeps the kernel's default (as tftp-hpa does)."""
+        want = min(MAX_RECEIVE_BUFFER, 2 * windowsize * (blksize + 1024))
         if self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= want:
             return
         try:
@@ -76,15 +85,17 @@ class Channel:
         except OSError:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, want)
 
+    def set_wait(self, wait: float) -> None:
+        """``SO_RCVTIMEO``: how long one blocking receive waits."""
+        self._wait = max(wait, 0.001)
+        seconds = int(self._wait)
+        usec = max(1, int((self._wait - seconds) * 1_000_000))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL.pack(seconds, usec))
+
     def recv(self, wait: float) -> tuple[bytes, Any] | None:
         """One datagram within ``wait`` seconds, or None when none came."""
         if not (0.9 * self._wait <= wait <= self._wait):
-            self._wait = max(wait, 0.001)
-            seconds = int(self._wait)
-            usec = max(1, int((self._wait - seconds) * 1_000_000))
-            self.sock.setsockopt(
-                socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL.pack(seconds, usec)
-            )
+            self.set_wait(wait)
         try:
             got = self.sock.recvfrom(RECEIVE_SIZE)
             if got[1] is None:  # shut down (close() from another thread)
@@ -97,6 +108,45 @@ class Channel:
             if exc.errno == errno.EINTR:
                 return None
             raise self.error(exc, "receive") from exc
+
+    def enable_batches(self) -> None:
+        """A window receiver: GRO on, so a window sent with GSO arrives as one buffer (read
+        through :meth:`recv_many` from now on)."""
+        self.gro = enable_gro(self.sock)
+
+    def recv_many(self, wait: float) -> list[tuple[bytes, Any]]:
+        """Every datagram queued, after waiting up to ``wait`` seconds for the first."""
+        try:
+            datagrams = receive_many(self.sock, 64, RECEIVE_SIZE)
+        except BlockingIOError:
+            if not self._poll.poll(max(1, math.ceil(wait * 1000))):
+                return []
+            try:
+                datagrams = receive_many(self.sock, 64, RECEIVE_SIZE)
+            except BlockingIOError:
+                return []
+            except OSError as exc:
+                raise self.error(exc, "receive") from exc
+        except OSError as exc:
+            raise self.error(exc, "receive") from exc
+        if self.closed:
+            return []
+        return [(d.data, d.address) for d in datagrams if d.address is not None]
+
+    def send_all(self, datagrams: list[bytes], address: Any) -> None:
+        """Send ``datagrams`` in order: one ``sendmmsg`` (with GSO) for a window."""
+        if len(datagrams) < 2:
+            for datagram in datagrams:
+                self.send(datagram, address)
+            return
+        sent = 0
+        while sent < len(datagrams):
+            try:
+                sent += send_many(self.sock, datagrams[sent:], to=address)
+            except BlockingIOError:
+                self._poll_out.poll(1000)
+            except OSError as exc:
+                raise self.error(exc, "send") from exc
 
     def send(self, datagram: bytes, address: Any) -> None:
         try:
@@ -138,6 +188,10 @@ def drive(
     the destination's host, from any port, fixes the peer (RFC 1350 section 4); a datagram
     from another port is answered with ERROR 5 and otherwise ignored.
 
+    With a window (windowsize > 1) the datagrams of a window leave in one ``sendmmsg`` (GSO
+    where the kernel has it) and a receiver reads everything queued with ``recvmmsg`` (GRO
+    on), so a window costs a few system calls instead of one per block.
+
     ``finish`` runs when the last DATA was received, before its ACK goes out; a
     :class:`~socketkit.proto.tftp.TftpRefusal` it raises is answered with that ERROR instead.
 
@@ -149,7 +203,9 @@ def drive(
         channel.send(datagram, destination)
     peer = destination if locked else None
     recv, send, clock = channel.recv, channel.send, time.monotonic
+    receive, fast = machine.receive, machine.fast
     last_progress = clock()
+    batched = False
     while not machine.done:
         if stop is not None and stop():
             raise tftp.TransferTimeout("the server is shutting down")
@@ -158,41 +214,76 @@ def drive(
         if deadline is None:
             break
         if now >= deadline:
-            for datagram in machine.on_timeout(now):
-                send(datagram, peer if peer is not None else destination)
+            channel.send_all(machine.on_timeout(now), peer if peer is not None else destination)
             continue
-        got = recv(deadline - now)
-        if got is None:
+        if not batched and peer is not None and machine.options.windowsize > 1:
+            batched = True
+            if isinstance(machine, tftp.ClientRead | tftp.ServerWrite):
+                channel.enable_batches()
+        if batched and channel.gro:
+            arrived = channel.recv_many(deadline - now)
+            now = clock()
+        elif (
+            peer is not None
+            and machine.options.windowsize == 1
+            and ((left := _lockstep(machine, channel, peer, progress, total)) is not None)
+        ):
+            if left is _EXPIRED or not left[0]:
+                continue  # the timer ran out (handled above), or the last block went out
+            arrived = [left]
+            now = clock()
+        else:
+            got = recv(deadline - now)
+            if got is not None and got[1] == peer:
+                # the lock-step common case (the next DATA, the ACK of the block in flight)
+                reply = fast(got[0], now)
+                if reply is not None:
+                    if reply:
+                        send(reply, peer)
+                    if progress is not None and now - last_progress >= PROGRESS_EVERY:
+                        last_progress = now
+                        progress(machine.stats.size, total)
+                    continue
+            arrived = [got] if got is not None else []
+        if not arrived:
             if channel.closed:
                 raise tftp.TransferTimeout("the transfer was stopped (the socket was closed)")
             continue
-        data, address = got
-        if peer is None:
-            if not same_host(address, destination):
+        out: list[bytes] = []
+        for data, address in arrived:
+            if peer is None:
+                if not same_host(address, destination):
+                    continue
+                peer = address
+            elif address[1] != peer[1] or address[0] != peer[0]:
+                error = tftp.Error(tftp.ErrorCode.UNKNOWN_TID, "unknown transfer ID")
+                send(tftp.encode(error), address)
                 continue
-            peer = address
-        elif address[1] != peer[1] or address[0] != peer[0]:
-            send(
-                tftp.encode(tftp.Error(tftp.ErrorCode.UNKNOWN_TID, "unknown transfer ID")), address
-            )
-            continue
-        try:
-            out = machine.receive(data, now)
-            if finish is not None and machine.done:
-                finish()  # before the last ACK: the peer's success means the file is there
-        except (tftp.MalformedPacket, tftp.TftpRefusal) as exc:
-            send(tftp.encode(tftp.Error(exc.code, str(exc))), peer)
-            exc.answered = True  # the peer was told
-            machine.failed, machine.done = True, False
-            raise
-        except OSError as exc:  # the local file: a full disk, an I/O error
-            full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-            code = tftp.ErrorCode.DISK_FULL if full else tftp.ErrorCode.NOT_DEFINED
-            send(tftp.encode(tftp.Error(code, (exc.strerror or str(exc)).lower())), peer)
-            machine.failed, machine.done = True, False
-            raise
-        for datagram in out:
-            send(datagram, peer)
+            try:
+                replies = receive(data, now)
+                if machine.done and finish is not None:
+                    finish()  # before the last ACK: the peer's success means the file is there
+            except (tftp.MalformedPacket, tftp.TftpRefusal) as exc:
+                channel.send_all(out, peer)
+                send(tftp.encode(tftp.Error(exc.code, str(exc))), peer)
+                exc.answered = True  # the peer was told
+                machine.failed, machine.done = True, False
+                raise
+            except OSError as exc:  # the local file: a full disk, an I/O error
+                full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+                code = tftp.ErrorCode.DISK_FULL if full else tftp.ErrorCode.NOT_DEFINED
+                send(tftp.encode(tftp.Error(code, (exc.strerror or str(exc)).lower())), peer)
+                machine.failed, machine.done = True, False
+                raise
+            if replies:
+                out += replies
+            if machine.done:
+                break
+        if out:
+            if len(out) == 1:
+                send(out[0], peer)
+            else:
+                channel.send_all(out, peer)
         if progress is not None and now - last_progress >= PROGRESS_EVERY:
             last_progress = now
             progress(machine.stats.size, total)
@@ -201,21 +292,120 @@ def drive(
     return peer
 
 
+_EXPIRED: Final = object()
+#: The tight lock-step loops report progress every this many blocks.
+_PROGRESS_BLOCKS = 512
+
+
+def _lockstep(
+    machine: tftp.ClientRead | tftp.ClientWrite | tftp.ServerRead | tftp.ServerWrite,
+    channel: Channel,
+    peer: Any,
+    progress: Progress | None,
+    total: int | None,
+) -> Any:
+    """Plain lock-step (windowsize 1) in a tight loop: one ``recvfrom`` (the kernel's
+    ``SO_RCVTIMEO`` is the retransmission timer) and one ``sendto`` per block, nothing else
+    per block but the file's read or write. Leaves on anything but the next DATA or the ACK
+    of the block in flight, handing the state back to ``machine``.
+
+    Returns:
+        None when lock-step is not under way; ``_EXPIRED`` when the timer ran out; else the
+        ``(datagram, address)`` that left the common case, for the general path (an empty
+        datagram: the sender's last block went out, nothing to process).
+    """
+    begin = machine.lockstep_begin()
+    if begin is None:
+        return None
+    sock, clock, pack = channel.sock, time.monotonic, _HEAD.pack
+    recvfrom, sendto = sock.recvfrom, sock.sendto
+    channel.set_wait(machine.base_timeout)
+    blksize = machine.options.blksize
+    size = 0
+    count = 0
+    left: Any = _EXPIRED
+    if isinstance(machine, tftp.ClientRead | tftp.ServerWrite):
+        block, write, full = begin, machine.sink, blksize + 4
+        acked_at = clock()
+        try:
+            while True:
+                data, address = recvfrom(RECEIVE_SIZE)
+                if (
+                    address != peer
+                    or len(data) != full
+                    or data[1] != 3
+                    or data[0] != 0
+                    or ((data[2] << 8) | data[3]) != block & 0xFFFF
+                ):
+                    left = (data, address)
+                    break
+                write(data[4:])
+                sendto(pack(4, block & 0xFFFF), peer)
+                acked_at = clock()
+                size += blksize
+                block += 1
+                count += 1
+                if progress is not None and count % _PROGRESS_BLOCKS == 0:
+                    progress(machine.stats.size + size, total)
+        except (BlockingIOError, TimeoutError):
+            pass
+        except OSError as exc:
+            machine.lockstep_end(block - 1, size, acked_at)
+            raise channel.error(exc, "receive") from exc
+        machine.lockstep_end(block - 1, size, acked_at)
+    else:
+        block, read = begin, machine.source
+        expect = pack(4, block & 0xFFFF)
+        packet = machine.window_packet
+        sent_at = clock()
+        try:
+            while True:
+                data, address = recvfrom(RECEIVE_SIZE)
+                if data != expect or address != peer:
+                    left = (data, address)
+                    break
+                block += 1
+                chunk = read(blksize)
+                packet = pack(3, block & 0xFFFF) + chunk
+                sendto(packet, peer)
+                sent_at = clock()
+                size += len(chunk)
+                if len(chunk) < blksize:  # the last block: its ACK takes the general path
+                    left = (b"", peer)
+                    break
+                expect = pack(4, block & 0xFFFF)
+                count += 1
+                if progress is not None and count % _PROGRESS_BLOCKS == 0:
+                    progress(machine.stats.size + size, total)
+        except (BlockingIOError, TimeoutError):
+            pass
+        except OSError as exc:
+            machine.lockstep_end(block, size, packet, sent_at)
+            raise channel.error(exc, "send") from exc
+        machine.lockstep_end(block, size, packet, sent_at)
+    if left is not _EXPIRED and left[1] is None:  # shut down (close() from another thread)
+        channel.closed = True
+        return _EXPIRED
+    return left
+
+
 def dally(
     machine: tftp.ClientRead | tftp.ServerWrite, channel: Channel, peer: Any, seconds: float
 ) -> None:
     """After the last ACK: answer a retransmitted last DATA (our ACK was lost) for a while."""
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0 and not channel.closed:
-        got = channel.recv(left)
-        if got is None:
-            continue
-        data, address = got
-        if address[0] != peer[0] or address[1] != peer[1]:
-            continue
-        try:
-            out = machine.receive(data, time.monotonic())
-        except tftp.TftpError:
-            return
-        for datagram in out:
-            channel.send(datagram, peer)
+        if channel.gro:
+            arrived = channel.recv_many(left)
+        else:
+            got = channel.recv(left)
+            arrived = [got] if got is not None else []
+        for data, address in arrived:
+            if address[0] != peer[0] or address[1] != peer[1]:
+                continue
+            try:
+                out = machine.receive(data, time.monotonic())
+            except tftp.TftpError:
+                return
+            for datagram in out:
+                channel.send(datagram, peer)
