@@ -73,6 +73,9 @@ GRO_BUFFER = 65536
 #: slots and the new objects in cache: on loopback (1400 B) 4 runs per call took about
 #: 0.5-1 us per datagram where 64 runs (4 MiB of slots, ~2900 datagrams) took 3 us.
 GRO_SLOTS = 4
+#: At most this many bytes of receive slots per thread (UDP_RECEIVE_SCRATCH in _speedups.c):
+#: fewer messages per call when max_size is large.
+RECEIVE_SCRATCH = 8 << 20
 #: recvmmsg flag: take what is queued, never wait (MSG_DONTWAIT is used instead).
 MSG_WAITFORONE = 0x10000
 _NAME_SIZE = 128  # sizeof(struct sockaddr_storage)
@@ -755,10 +758,11 @@ def _receive_mmsg(
 ) -> list[Datagram]:
     gro = st.gro
     slot = max(max_size, GRO_BUFFER) if gro else max(max_size, 1)
-    count = min(max_count, GRO_SLOTS if gro else BATCH)
+    slots = max(1, min(GRO_SLOTS if gro else BATCH, RECEIVE_SCRATCH // slot))
+    count = min(max_count, slots)
     rx: _Receiver | None = getattr(_local, "receiver", None)
     if rx is None or rx.slot_size != slot or rx.slots < count:
-        rx = _local.receiver = _Receiver(max(count, BATCH if not gro else GRO_SLOTS), slot)
+        rx = _local.receiver = _Receiver(slots, slot)
     n = rx.receive(sock.fileno(), count)
     out: list[Datagram] = []
     u32, words = rx.u32, rx.words

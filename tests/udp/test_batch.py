@@ -569,3 +569,17 @@ def test_bad_addresses_fail_as_sendto_fails(path: str) -> None:
             batch.send_many(tx, [b"x"], (host, port, 0x100000, 0))
         send_all(tx, [b"ok"], (host, port, 0xFFFFF, 0))
         assert [d.data for d in receive(rx, 1)] == [b"ok"]
+
+
+def test_receive_slots_are_bounded_for_a_huge_max_size(
+    unix_pair: tuple[socket.socket, socket.socket], path: str
+) -> None:
+    """max_size is the room per message: with 3 MiB per message, one call reads only as many
+    messages as fit in 8 MiB (2), so a large max_size cannot make a call allocate 64 x it."""
+    tx, rx = unix_pair
+    items = [bytes([n]) * 10 for n in range(5)]
+    send_all(tx, items)
+    first = batch.receive_many(rx, 64, 3 << 20)
+    assert [d.data for d in first] == (items[:2] if path != "plain" else items)
+    rest = [] if path == "plain" else batch.receive_many(rx, 64, 3 << 20)
+    assert [d.data for d in first + rest] == items[: len(first) + len(rest)]
