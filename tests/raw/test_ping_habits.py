@@ -20,7 +20,7 @@ pytestmark = pytest.mark.root
 
 A4, R4A, R4B, B4 = "198.18.20.1", "198.18.20.254", "198.18.21.254", "198.18.21.2"
 A4_2 = "198.18.20.7"  # a second address of a, for -I ADDR
-NET_UNREACH = "198.18.99.1"  # r rejects it: ICMP net unreachable
+HOST_UNREACH = "198.18.99.1"  # r rejects it: ICMP host unreachable
 BLACKHOLE = "198.18.97.1"  # r: 'blackhole' route: silence
 
 
@@ -36,13 +36,15 @@ class Net:
         self.a.run(["ip", "addr", "add", f"{A4_2}/24", "dev", self.ia])
         lab.route(self.a, "198.18.0.0/16", R4A)
         lab.route(self.b, "198.18.20.0/24", R4B)
-        # nftables' reject, not an 'unreachable' route: the kernel's route errors have their own
-        # rate limit (net.ipv4.route.error_cost, not per namespace) that would hide answers
+        # nftables' reject in r's forward path (so r routes the network on to b), not an
+        # 'unreachable' route: the kernel's route errors have a rate limit of their own
+        # (net.ipv4.route.error_cost, not per namespace) that would hide answers
         r = self.r
+        r.run(["ip", "route", "add", "198.18.99.0/24", "via", B4])
         r.run(["nft", "add table inet base"])
         r.run(["nft", "add chain inet base fw { type filter hook forward priority 10; }"])
         r.run(["nft", "add rule inet base fw ip daddr 198.18.99.0/24 "
-               "reject with icmp type net-unreachable"])  # fmt: skip
+               "reject with icmp type host-unreachable"])  # fmt: skip
         self.r.run(["ip", "route", "add", "blackhole", "198.18.97.0/24"])
 
     @contextmanager
@@ -127,17 +129,30 @@ def test_deadline_and_no_reply(net: Net) -> None:
 
 
 def test_deadline_stops_at_an_icmp_error(net: Net) -> None:
-    res = _same(net.a, ["-w", "3", "-i", "0.3", NET_UNREACH])
-    assert f"From {R4A} icmp_seq=1 Destination Net Unreachable" in res.stdout
+    res = _same(net.a, ["-w", "3", "-i", "0.3", HOST_UNREACH])
+    assert f"From {R4A} icmp_seq=1 Destination Host Unreachable" in res.stdout
     assert "1 packets transmitted, 0 received, +1 errors, 100% packet loss" in res.stdout
     assert res.returncode == 1
 
 
 def test_errors_without_replies_end_with_a_blank_line(net: Net) -> None:
-    res = _same(net.a, ["-c", "2", "-i", "0.2", NET_UNREACH])
+    res = _same(net.a, ["-c", "2", "-i", "0.2", HOST_UNREACH])
     assert "2 packets transmitted, 0 received, +2 errors, 100% packet loss" in res.stdout
     assert res.stdout.endswith("ms\n\n")
     assert res.returncode == 1
+
+
+def test_linger_is_two_round_trips_once_a_reply_came(net: Net) -> None:
+    """iputils -W: the wait after the last request only while no reply came; after one, twice
+    the longest round trip (at least the interval)."""
+    with net.drop_seq(2):
+        started = time.monotonic()
+        res = _same(net.a, ["-c", "2", "-i", "0.2", "-W", "5", B4])
+        took = time.monotonic() - started
+    assert "2 packets transmitted, 1 received, 50% packet loss" in res.stdout
+    assert took < 5  # both runs: not one -W wait of 5 s
+    silent = _same(net.a, ["-c", "1", "-W", "1", BLACKHOLE])  # no reply: -W applies
+    assert "1 packets transmitted, 0 received, 100% packet loss" in silent.stdout
 
 
 def test_outstanding_reports_the_request_without_answer(net: Net) -> None:
@@ -199,6 +214,8 @@ def test_pattern_fills_the_data_as_iputils_does(net: Net) -> None:
     assert res.stdout.startswith("PATTERN: 0xff00a5\nPING ")
     quiet = _same(net.a, ["-q", *args])
     assert "PATTERN" not in quiet.stdout
+    long = _same(net.a, ["-c", "1", "-p", "0102030405060708090a0b0c0d0e0f1011", B4])
+    assert long.stdout.startswith("PATTERN: 0x0102030405060708090a0b0c0d0e0f10\n")  # 16 bytes
 
 
 def test_interface_or_source_address(net: Net) -> None:
@@ -223,6 +240,9 @@ def test_flood(net: Net) -> None:
     assert body == theirs.stdout.split("\n")[1] == ".\b \b" * 5
     assert "5 packets transmitted, 5 received" in ours.stdout
     assert re.search(r"ms, ipg/ewma \d+\.\d{3}/\d+\.\d{3} ms\n$", ours.stdout), ours.stdout
+    theirs, ours = _both(net.a, ["-f", "-c", "2", HOST_UNREACH])  # errors: 'E'
+    assert ours.returncode == theirs.returncode == 1
+    assert ours.stdout.split("\n")[1] == theirs.stdout.split("\n")[1]
 
 
 def test_flood_and_short_interval_need_root(net: Net) -> None:

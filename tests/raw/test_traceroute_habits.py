@@ -125,6 +125,10 @@ def test_silent_hop_before_the_target_does_not_cost_the_full_wait(net: Net) -> N
     assert _marks(ours.stdout) == _marks(theirs.stdout) == [["1", "*", "*", "*"],
                                                             ["2", B4]]  # fmt: skip
     assert our_time <= their_time + 1.5, (our_time, their_time)
+    # the factors off: each silent probe waits its full MAX (in parallel: about 1 s in all)
+    (theirs, their_time), (ours, our_time) = _both(net, ["-w", "1,0,0", B4])
+    assert _marks(ours.stdout) == _marks(theirs.stdout) == [["1", "*", "*", "*"], ["2", B4]]
+    assert our_time >= 1.0 and their_time >= 1.0
 
 
 def _tcp_listener(host: Host) -> subprocess.Popen[bytes]:
@@ -140,11 +144,12 @@ def _tcp_listener(host: Host) -> subprocess.Popen[bytes]:
     return proc
 
 
-@pytest.mark.parametrize("port", [OPEN_PORT, CLOSED_PORT])
-def test_tcp_syn_probes(net: Net, port: int) -> None:
+@pytest.mark.parametrize("port", [OPEN_PORT, CLOSED_PORT, None])
+def test_tcp_syn_probes(net: Net, port: int | None) -> None:
     listener = _tcp_listener(net.b)
     try:
-        (theirs, _), (ours, _) = _both(net, ["-T", "-p", str(port), "-q", "2", B4])
+        ports = [] if port is None else ["-p", str(port)]  # -T's default: 80 (closed on b)
+        (theirs, _), (ours, _) = _both(net, ["-T", *ports, "-q", "2", B4])
     finally:
         listener.kill()
         listener.communicate()
@@ -161,9 +166,10 @@ def test_tcp_syn_probes(net: Net, port: int) -> None:
 def test_interface_source_and_sendwait(net: Net) -> None:
     (theirs, _), (ours, _) = _both(net, ["-i", net.ia, "-q", "1", B4])
     assert _marks(ours.stdout) == _marks(theirs.stdout) == [["1", R4A], ["2", B4]]
-    (theirs, their_time), (ours, our_time) = _both(net, ["-z", "0.3", "-q", "2", B4])
-    assert _marks(ours.stdout) == _marks(theirs.stdout)
-    assert their_time >= 0.9 and our_time >= 0.9  # 4 probes, 0.3 s apart
+    for sendwait in ("0.3", "300"):  # seconds, or milliseconds when above 10
+        (theirs, their_time), (ours, our_time) = _both(net, ["-z", sendwait, "-q", "2", B4])
+        assert _marks(ours.stdout) == _marks(theirs.stdout)
+        assert their_time >= 0.9 and our_time >= 0.9  # 4 probes, 0.3 s apart
     for bad in (["-i", "nosuch0"], ["-s", "198.18.77.7"]):
         res = net.a.run(sk("traceroute", "-n", *bad, B4), check=False, timeout=30)
         assert res.returncode == 2, res

@@ -22,10 +22,14 @@ DESCRIPTION = (
 EPILOG = """examples:
   socketkit ping -c 3 127.0.0.1
   socketkit ping -6 -c 5 -i 0.2 -W 1 ::1
+  socketkit ping -w 5 -c 3 -D -O 198.18.2.2     # up to 5 s for 3 replies
+SIGQUIT (Ctrl-\\) prints the running summary, as iputils, and goes on.
 
-exit codes: 0 at least one reply (also after Ctrl-C), 1 no reply, 2 usage (a value out of
-range), 3 HOST did not resolve, 4 network or host unreachable, 8 no permission (the message
-says why and how to allow it), 130 interrupted before the first request, 141 stdout closed.
+exit codes: 0 at least one reply (also after Ctrl-C), 1 no reply (or, with -w and -c, fewer
+than COUNT replies by the deadline), 2 usage (a value out of range, -f or -i below 0.002
+when not root, an unknown -I interface or address), 3 HOST did not resolve, 4 network or
+host unreachable, 8 no permission (the message says why and how to allow it),
+130 interrupted before the first request, 141 stdout closed.
 More: socketkit help ping."""
 
 #: iputils' limits: 1..255 for the TTL, 65507 data bytes over IPv4 (65535 - 20 IPv4 - 8 ICMP),
@@ -73,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=seconds,
         default=10.0,
         metavar="SECONDS",
-        help="wait this long for replies after the last request (default 10)",
+        help="after the last request, wait this long for replies while none came; once one "
+        "came, twice the longest round trip (at least the interval), as iputils (default 10)",
     )
     parser.add_argument(
         "-s",
@@ -115,10 +120,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="IPv4 only (default: IPv4 first, then IPv6)",
     )
     family.add_argument(
-        "-6", dest="family", action="store_const", const=socket.AF_INET6, help="IPv6 only"
+        "-6",
+        dest="family",
+        action="store_const",
+        const=socket.AF_INET6,
+        help="IPv6 only (default: IPv4 first, then IPv6)",
     )
     parser.add_argument(
-        "-q", dest="quiet", action="store_true", help="print only the header and the statistics"
+        "-q",
+        dest="quiet",
+        action="store_true",
+        help="print only the header and the statistics (default: a line per reply)",
     )
     parser.add_argument(
         "-n",
@@ -222,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
             interface=interface,
             flood=args.flood,
             on_send=on_send,
+            reply_wait=True,
         )
     except AddressError as exc:
         if args.source is None:

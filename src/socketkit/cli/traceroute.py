@@ -25,8 +25,9 @@ EPILOG = """examples:
 output: one line per hop: hop number, address (name and address without -n), one RTT per
 probe, '*' for a probe nobody answered; !H !N !P !X mark unreachable answers (the last hop).
 exit codes: 0 done (also when the target was not reached, like traceroute), 2 usage (a value
-out of range), 3 HOST did not resolve, 4 network or host unreachable, 8 ICMP probes without
-permission (the message says why and how to allow them), 130 interrupted, 141 stdout closed.
+out of range, an unknown -i interface, a -s address that is not local), 3 HOST did not
+resolve, 4 network or host unreachable, 8 ICMP probes without permission (the message says
+why and how to allow them), 130 interrupted, 141 stdout closed.
 More: socketkit help traceroute."""
 
 
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="method",
         action="store_const",
         const="icmp",
-        help="ICMP echo probes (raw socket as root, else an ICMP datagram socket)",
+        help="ICMP echo probes (raw socket as root, else an ICMP datagram socket; default: UDP)",
     )
     parser.add_argument(
         "-U",
@@ -126,7 +127,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send through this interface (SO_BINDTODEVICE; default: as the route says)",
     )
     parser.add_argument(
-        "-n", dest="numeric", action="store_true", help="print addresses only (no reverse DNS)"
+        "-n",
+        dest="numeric",
+        action="store_true",
+        help="print addresses only (default: name and address, by reverse DNS)",
     )
     parser.add_argument(
         "-4",
@@ -136,7 +140,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="IPv4 only (default: IPv4 first, then IPv6)",
     )
     parser.add_argument(
-        "-6", dest="family", action="store_const", const=socket.AF_INET6, help="IPv6 only"
+        "-6",
+        dest="family",
+        action="store_const",
+        const=socket.AF_INET6,
+        help="IPv6 only (default: IPv4 first, then IPv6)",
     )
 
 

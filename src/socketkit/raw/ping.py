@@ -350,6 +350,7 @@ def iter_ping(
     interface: str | None = None,
     flood: bool = False,
     on_send: Callable[[int], None] | None = None,
+    reply_wait: bool = False,
 ) -> Generator[Probe, None, None]:
     """Check the arguments, resolve ``host`` and open the socket at once (errors are raised by
     this call, before any packet), then return a generator that yields a :class:`Probe` for
@@ -367,6 +368,9 @@ def iter_ping(
         flood: send the next request as soon as the previous ones are answered, at most every
             ``interval`` and at least every 10 ms (iputils ``-f``).
         on_send: called with each sequence number just before its request is sent.
+        reply_wait: iputils' ``-W``: ``timeout`` is the wait after the last request only
+            while no reply came; after one, the wait is twice the longest round trip (at
+            least ``interval``).
 
     Raises:
         AddressError: a value out of range (size 0..65507 for IPv4, 0..65527 for IPv6,
@@ -413,7 +417,7 @@ def iter_ping(
     except BaseException:
         sock.close()
         raise
-    plan = _Plan(count, interval, timeout, size, deadline, pattern, flood, on_send)
+    plan = _Plan(count, interval, timeout, size, deadline, pattern, flood, on_send, reply_wait)
     return _probes(pinger, report, plan)
 
 
@@ -427,6 +431,7 @@ class _Plan:
     pattern: bytes | None
     flood: bool
     on_send: Callable[[int], None] | None
+    reply_wait: bool
 
 
 def _probes(pinger: _Pinger, report: PingReport, plan: _Plan) -> Generator[Probe, None, None]:
@@ -499,8 +504,11 @@ def _run(pinger: _Pinger, report: PingReport, plan: _Plan) -> Iterator[Probe]:
                 break
             # Past the wait for the last reply, replies already queued are still read (with
             # -W 0 every reply is one of those): only an empty socket ends the run.
-            late = not more and now >= last_send + timeout
-            wake = next_send if more else last_send + timeout
+            linger = timeout
+            if plan.reply_wait and rtts:  # iputils: two round trips once a reply came
+                linger = max(2 * max(rtts) / 1000.0, interval)
+            late = not more and now >= last_send + linger
+            wake = next_send if more else last_send + linger
             if end is not None:
                 wake = min(wake, end)
             if not poller.poll(0 if late else max(0, int((wake - now) * 1000) + 1)):
