@@ -87,19 +87,21 @@ _CONTROL_SIZE = socket.CMSG_SPACE(4) * 2
 _SEND_CONTROL = socket.CMSG_SPACE(2)
 
 
-def _probe(option: int) -> bool:
+def _probe(option: int, value: int) -> bool:
+    """The kernel takes ``setsockopt(SOL_UDP, option, value)`` (setting is what counts:
+    ``getsockopt`` of UDP_GRO came to Linux later than the option itself, 5.0)."""
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.getsockopt(SOL_UDP, option)
+            probe.setsockopt(SOL_UDP, option, value)
     except OSError:
         return False
     return True
 
 
 #: The kernel has UDP_SEGMENT (GSO). Set to False to force one message per datagram.
-HAVE_GSO: bool = _probe(UDP_SEGMENT)
+HAVE_GSO: bool = _probe(UDP_SEGMENT, 0)
 #: The kernel has UDP_GRO. When False, ``enable_gro`` refuses and nothing is coalesced.
-HAVE_GRO: bool = _probe(UDP_GRO)
+HAVE_GRO: bool = _probe(UDP_GRO, 1)
 
 
 # ---------------------------------------------------------------------------------------------
