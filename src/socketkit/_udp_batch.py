@@ -4,8 +4,10 @@ One implementation of the batched paths for the library (``DatagramSocket.send_m
 ``receive_many``) and for ``socketkit bench``:
 
 * ``sendmmsg(2)``/``recvmmsg(2)`` (Linux 3.0): up to :data:`BATCH` datagrams per system call.
-  Python 3.11 has neither call; they are reached through ctypes here (``MmsgBatch`` for the
-  bench's fixed slots, ``send_many``/``receive_many`` for the library).
+  Python 3.11 has neither call. ``send_many``/``receive_many`` use the C extension
+  (``udp_send_many``/``udp_receive_many`` in ``_speedups.c``: no interpreter per datagram)
+  and otherwise the same calls through ctypes, whose Python code here is the definition of
+  what they do; ``MmsgBatch`` gives the bench fixed slots through ctypes.
 * GSO (``UDP_SEGMENT``, Linux 4.18): one message carries a run of datagrams of one size (the
   last may be shorter) to one destination; the kernel cuts it into ordinary datagrams, so a
   receiver sees exactly what one ``send`` per datagram would have produced (udp(7)).
@@ -14,8 +16,8 @@ One implementation of the batched paths for the library (``DatagramSocket.send_m
   splits it back into the datagrams.
 
 All three are detected at run time; without them the same functions fall back to one datagram
-per system call (``HAVE_MMSG``, ``HAVE_GSO``, ``HAVE_GRO`` say which paths are in use, and the
-tests force each fallback through them). None of these functions waits: a socket with nothing
+per system call (``HAVE_MMSG``, ``HAVE_GSO``, ``HAVE_GRO`` and ``_c`` say which paths are in
+use, and the tests force each fallback through them; ``SOCKETKIT_PURE=1`` leaves out C). None of these functions waits: a socket with nothing
 to send or read gives ``BlockingIOError``.
 """
 
@@ -517,7 +519,7 @@ def _sockaddr(family: int, dest: Any) -> bytes | None:
 
 def _send_mmsg(
     sock: socket.socket, st: _State, messages: list[tuple[list[Bytes], int, Any, int]]
-) -> int | None:
+) -> int | None:  # st: the socket's family
     """sendmmsg the first up-to-BATCH messages; None when some address needs ``sendto``."""
     sender: _Sender | None = getattr(_local, "sender", None)
     if sender is None:
