@@ -17,8 +17,9 @@ One implementation of the batched paths for the library (``DatagramSocket.send_m
 
 All three are detected at run time; without them the same functions fall back to one datagram
 per system call (``HAVE_MMSG``, ``HAVE_GSO``, ``HAVE_GRO`` and ``_c`` say which paths are in
-use, and the tests force each fallback through them; ``SOCKETKIT_PURE=1`` leaves out C). None of these functions waits: a socket with nothing
-to send or read gives ``BlockingIOError``.
+use, and the tests force each fallback through them; ``SOCKETKIT_PURE=1`` leaves out C).
+None of these functions waits: a socket with nothing to send or read gives
+``BlockingIOError``.
 """
 
 from __future__ import annotations
