@@ -17,6 +17,8 @@
  *   aio   Stream.receive_into  its first, non-blocking recv into the caller's buffer
  *   aio   StreamProtocol.data_received   bytes handed straight to a DRIVEN reader
  *   aio   HandlerDriver._step   resume the handler coroutine (PyIter_Send in its context)
+ *   sync  DatagramSocket.receive  recvmsg(2) straight to a Datagram (socketkit/_sync/udp.py)
+ *   sync  DatagramSocket.send     send(2) on a connected datagram socket, as send_all offers it
  *
  * And, called directly by socketkit/_udp_batch.py (which keeps the same in Python, and the
  * ctypes fallback): udp_send_many / udp_receive_many, sendmmsg/recvmmsg batches with GSO runs
@@ -44,6 +46,8 @@ enum {
     K_AIO_RECEIVE_INTO,
     K_DATA_RECEIVED,
     K_STEP,
+    K_SYNC_DGRAM_RECEIVE,
+    K_SYNC_DGRAM_SEND,
     K_COUNT
 };
 
@@ -974,6 +978,11 @@ data_received(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwn
     Py_RETURN_NONE;
 }
 
+static PyObject *sync_dgram_receive(FastMethod *m, PyObject *const *args, size_t nargsf,
+                                    PyObject *kwnames);
+static PyObject *sync_dgram_send(FastMethod *m, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames);
+
 static const vectorcallfunc KINDS[K_COUNT] = {
     [K_SYNC_RECEIVE_SOME] = (vectorcallfunc)sync_receive_some,
     [K_SYNC_SEND_ALL] = (vectorcallfunc)sync_send_all,
@@ -982,6 +991,8 @@ static const vectorcallfunc KINDS[K_COUNT] = {
     [K_AIO_RECEIVE_INTO] = (vectorcallfunc)aio_receive_into,
     [K_DATA_RECEIVED] = (vectorcallfunc)data_received,
     [K_STEP] = (vectorcallfunc)step,
+    [K_SYNC_DGRAM_RECEIVE] = (vectorcallfunc)sync_dgram_receive,
+    [K_SYNC_DGRAM_SEND] = (vectorcallfunc)sync_dgram_send,
 };
 
 static PyObject *
@@ -1152,7 +1163,8 @@ udp_scratch(void)
 static PyTypeObject *DATAGRAM_T;
 static Py_ssize_t o_dg_data, o_dg_address, o_dg_truncated, o_dg_dropped;
 static PyObject *DECODE_ADDRESS; /* _udp_batch._decode_address, for the rare families */
-static PyObject *s_enabled, *s_total;
+static PyObject *s_enabled, *s_total, *s_max_size, *s_drops, *s_drops_known, *s_closed_,
+    *s_remote_;
 
 /* `dest` as a kernel sockaddr in `out`: its length, 0 when only Python can say (a name to
  * resolve, a scoped IPv6 name, a bad value: sendto resolves or raises). -1 with an error. */
@@ -1636,6 +1648,231 @@ fail:
     return NULL;
 }
 
+/* dropped_before for a datagram received on `self` with control data `h` (DatagramSocket's
+ * _drops / _drops_known, as DropCounter.update): a new reference, NULL with an error. */
+static PyObject *
+dgram_dropped(PyObject *self, struct msghdr *h)
+{
+    int known = attr_is(self, s_drops_known, Py_True);
+    if (known < 0)
+        return NULL;
+    if (!known) /* a Unix datagram socket: nothing is dropped on receive */
+        return PyLong_FromLong(0);
+    PyObject *counter = PyObject_GetAttr(self, s_drops);
+    if (counter == NULL)
+        return NULL;
+    PyObject *result = NULL;
+    int enabled = attr_is(counter, s_enabled, Py_True);
+    if (enabled < 0)
+        goto done;
+    if (!enabled) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    long dropped = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_RXQ_OVFL_ ||
+            c->cmsg_len < CMSG_LEN(sizeof(uint32_t)))
+            continue;
+        uint32_t count;
+        memcpy(&count, CMSG_DATA(c), sizeof(count));
+        PyObject *t = PyObject_GetAttr(counter, s_total);
+        if (t == NULL)
+            goto done;
+        unsigned long total = PyLong_AsUnsignedLong(t);
+        Py_DECREF(t);
+        if (total == (unsigned long)-1 && PyErr_Occurred())
+            goto done;
+        if (count != (uint32_t)total) {
+            dropped = (long)((count - (uint32_t)total) & 0xffffffffUL);
+            PyObject *n = PyLong_FromUnsignedLong(count);
+            if (n == NULL || PyObject_SetAttr(counter, s_total, n) < 0) {
+                Py_XDECREF(n);
+                goto done;
+            }
+            Py_DECREF(n);
+        }
+        break;
+    }
+    result = PyLong_FromLong(dropped);
+done:
+    Py_DECREF(counter);
+    return result;
+}
+
+/* sync DatagramSocket.receive() while the socket is direct (open, no default timeout): one
+ * recvmsg(2) with the GIL released, then the Datagram built here, as the Python method's own
+ * direct branch does. Small datagrams land in the thread's scratch buffer (as receive_some). */
+static PyObject *
+sync_dgram_receive(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 1 || DATAGRAM_T == NULL)
+        return slow(m, args, nargsf, kwnames);
+    PyObject *self = args[0];
+    int fd = direct_fd(self);
+    if (fd < 0)
+        return fd == -2 ? NULL : slow(m, args, nargsf, kwnames);
+    PyObject *v = PyObject_GetAttr(self, s_max_size);
+    if (v == NULL)
+        return NULL;
+    Py_ssize_t max_size = PyLong_AsSsize_t(v);
+    Py_DECREF(v);
+    if (max_size < 1) {
+        if (PyErr_Occurred())
+            return NULL;
+        return slow(m, args, nargsf, kwnames);
+    }
+    Scratch *sc = max_size <= SCRATCH_SIZE ? thread_scratch() : NULL;
+    PyObject *data = NULL;
+    char *into;
+    if (sc != NULL && sc->last <= SMALL_READ) {
+        into = sc->buf;
+    } else {
+        sc = NULL;
+        data = PyBytes_FromStringAndSize(NULL, max_size);
+        if (data == NULL)
+            return NULL;
+        into = PyBytes_AS_STRING(data);
+    }
+    struct sockaddr_storage name;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(uint32_t)) + 64];
+    } control;
+    struct iovec iov = {into, (size_t)max_size};
+    struct msghdr h;
+    ssize_t n;
+    int err;
+    for (;;) {
+        memset(&h, 0, sizeof(h));
+        h.msg_name = &name;
+        h.msg_namelen = sizeof(name);
+        h.msg_iov = &iov;
+        h.msg_iovlen = 1;
+        h.msg_control = control.buf;
+        h.msg_controllen = sizeof(control.buf);
+        Py_BEGIN_ALLOW_THREADS
+        n = recvmsg(fd, &h, 0);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (n >= 0)
+            break;
+        int retry = again(&err, fd, POLLIN);
+        if (retry > 0)
+            continue;
+        Py_XDECREF(data);
+        if (retry < 0)
+            return NULL;
+        return raise_translated(self, err, s_receive);
+    }
+    Scratch *mine = pthread_getspecific(scratch_key);
+    if (mine != NULL)
+        mine->last = n;
+    if (n == 0) {
+        /* close() shuts the socket down to wake a blocked receive: then the Python method
+         * says so; an empty datagram of a peer is returned as usual. */
+        int closed = attr_is(self, s_closed_, Py_True);
+        if (closed != 0) {
+            Py_XDECREF(data);
+            return closed < 0 ? NULL : slow(m, args, nargsf, kwnames);
+        }
+    }
+    if (data == NULL) {
+        if ((data = PyBytes_FromStringAndSize(sc->buf, n)) == NULL)
+            return NULL;
+    } else if (n != max_size && _PyBytes_Resize(&data, n) < 0) {
+        return NULL;
+    }
+    PyObject *address = udp_decode((const char *)&name, h.msg_namelen);
+    if (address == NULL) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    PyObject *dropped = dgram_dropped(self, &h);
+    PyObject *result = NULL;
+    if (dropped != NULL) {
+        result = udp_datagram(data, address, (h.msg_flags & MSG_TRUNC) != 0, dropped);
+        Py_DECREF(dropped);
+    }
+    Py_DECREF(address);
+    Py_DECREF(data);
+    return result;
+}
+
+/* sync DatagramSocket.send(data) on a connected socket while it is direct: one send(2),
+ * first offered with MSG_DONTWAIT while the GIL is held (as send_all), then with the GIL
+ * released when the send buffer is full. Errors go to self._error(exc, "send", size), which
+ * needs the size for DatagramTooLarge. */
+static PyObject *
+sync_dgram_send(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 2)
+        return slow(m, args, nargsf, kwnames);
+    PyObject *self = args[0];
+    int fd = direct_fd(self);
+    if (fd < 0)
+        return fd == -2 ? NULL : slow(m, args, nargsf, kwnames);
+    int unconnected = attr_is(self, s_remote_, Py_None);
+    if (unconnected != 0)
+        return unconnected < 0 ? NULL : slow(m, args, nargsf, kwnames);
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear(); /* not a contiguous byte buffer: the Python method says what is wrong */
+        return slow(m, args, nargsf, kwnames);
+    }
+    ssize_t n = -1;
+    int err = EAGAIN;
+    if (view.len <= HELD_SEND_MAX) {
+        for (;;) {
+            n = send(fd, view.buf, (size_t)view.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+            err = errno;
+            if (n >= 0 || err != EINTR)
+                break;
+            if (PyErr_CheckSignals() < 0) {
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+        }
+    }
+    while (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)) {
+        if (err == EINTR && PyErr_CheckSignals() < 0) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        n = send(fd, view.buf, (size_t)view.len, MSG_NOSIGNAL);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+            int retry = again(&err, fd, POLLOUT); /* non-blocking behind our back: wait */
+            if (retry < 0) {
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+            if (retry > 0)
+                err = EAGAIN;
+        }
+    }
+    Py_ssize_t size = view.len;
+    PyBuffer_Release(&view);
+    if (n >= 0)
+        return PyLong_FromSsize_t(n);
+    errno = err;
+    PyErr_SetFromErrno(PyExc_OSError);
+    PyObject *value = take_exception();
+    PyObject *mapped = PyObject_CallMethod(self, "_error", "OOn", value, s_send, size);
+    if (mapped == NULL) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    Py_INCREF(value);
+    PyException_SetContext(mapped, value);
+    PyException_SetCause(mapped, value); /* steals; also sets __suppress_context__ */
+    PyErr_SetObject((PyObject *)Py_TYPE(mapped), mapped);
+    Py_DECREF(mapped);
+    return NULL;
+}
+
 static Py_ssize_t slot_offset(PyTypeObject *type, const char *name);
 
 /* configure_udp(datagram_type, decode_address) */
@@ -1795,6 +2032,11 @@ PyInit__speedups(void)
     INTERN(s_close, "close");
     INTERN(s_enabled, "enabled");
     INTERN(s_total, "total");
+    INTERN(s_max_size, "_max_size");
+    INTERN(s_drops, "_drops");
+    INTERN(s_drops_known, "_drops_known");
+    INTERN(s_closed_, "_closed");
+    INTERN(s_remote_, "_remote");
     if (PyType_Ready(&FastMethodType) < 0 || PyType_Ready(&DrivenReadType) < 0)
         return NULL;
     if (pthread_key_create(&scratch_key, free) != 0 ||
@@ -1812,7 +2054,9 @@ PyInit__speedups(void)
         PyModule_AddIntConstant(module, "AIO_RECEIVE_SOME", K_AIO_RECEIVE_SOME) < 0 ||
         PyModule_AddIntConstant(module, "AIO_RECEIVE_INTO", K_AIO_RECEIVE_INTO) < 0 ||
         PyModule_AddIntConstant(module, "DATA_RECEIVED", K_DATA_RECEIVED) < 0 ||
-        PyModule_AddIntConstant(module, "STEP", K_STEP) < 0) {
+        PyModule_AddIntConstant(module, "STEP", K_STEP) < 0 ||
+        PyModule_AddIntConstant(module, "SYNC_DGRAM_RECEIVE", K_SYNC_DGRAM_RECEIVE) < 0 ||
+        PyModule_AddIntConstant(module, "SYNC_DGRAM_SEND", K_SYNC_DGRAM_SEND) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -9,6 +9,8 @@ AIO_RECEIVE_SOME: int
 AIO_RECEIVE_INTO: int
 DATA_RECEIVED: int
 STEP: int
+SYNC_DGRAM_RECEIVE: int
+SYNC_DGRAM_SEND: int
 
 class FastMethod:
     __wrapped__: Callable[..., Any]

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import _udp_batch as _batch
+from .._accel import accelerate
 from .._addr import AddressLike, format_sockaddr
 from .._errors import (
     AddressError,
@@ -577,3 +578,10 @@ class DatagramSocket:
         state = "closed" if self._closed else "open"
         remote = f" -> {self._remote}" if self._remote else ""
         return f"<DatagramSocket {self._local}{remote} {state}>"
+
+
+# receive's and send's direct branches (no timeout, no default timeout; send on a connected
+# socket), done in C where the extension is built: one recvmsg with the GIL released and the
+# Datagram made there; one send, offered first without releasing the GIL.
+accelerate(DatagramSocket, "receive", "SYNC_DGRAM_RECEIVE")
+accelerate(DatagramSocket, "send", "SYNC_DGRAM_SEND")
