@@ -253,17 +253,19 @@ def test_error_from_the_reader_ends_the_session(server: Running, peer: socket.so
         peer.recvfrom(1000)
 
 
-def test_unknown_tid_gets_error_5_and_the_transfer_goes_on(
+def test_an_unknown_tid_is_not_heard_and_the_transfer_goes_on(
     server: Running, peer: socket.socket
 ) -> None:
     reply, tid = ask(peer, server.port, rrq("f.bin"))
     assert isinstance(reply, tftp.Data)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        # The transfer's socket is connected to its peer (as tftp-hpa's are): the kernel
+        # drops a stranger's datagrams, so its ACK moves nothing and gets no answer.
         stranger.bind((HOST, 0))
-        stranger.settimeout(10)
+        stranger.settimeout(0.3)
         stranger.sendto(tftp.encode(tftp.Ack(1)), tid)
-        data, _ = stranger.recvfrom(1000)
-        assert tftp.decode(data) == tftp.Error(5, "unknown transfer ID")
+        with pytest.raises(TimeoutError):
+            stranger.recvfrom(1000)
     got = bytearray(reply.data)
     block = 1
     while True:

@@ -4,7 +4,8 @@ transfer loop that drives a :mod:`socketkit.proto.tftp` machine over it.
 The loop is the hot path of a transfer (one datagram in, one or a window out, per block): it
 uses the socket underneath the :class:`~socketkit.DatagramSocket` directly, receives with one
 blocking ``recvfrom`` whose wait is the kernel's ``SO_RCVTIMEO`` (set again only when the
-wait changes by more than a tenth), and sends with ``sendto``.
+wait changes by more than a tenth), and sends with ``send`` once the socket is connected to
+the peer's transfer ID.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Channel:
 
     def __init__(self, sock: socket.socket, *, report_refused: bool = False) -> None:
         self.sock = sock
+        self.peer: Any = None
         self.closed = False
         self.gro = False
         self._wait = -1.0
@@ -148,9 +150,22 @@ class Channel:
             except OSError as exc:
                 raise self.error(exc, "send") from exc
 
+    def connect(self, peer: Any) -> None:
+        """Fix the peer's transfer ID in the kernel: datagrams from anywhere else are dropped
+        there (as tftp-hpa's sockets do), sends skip the per-datagram route lookup, and an
+        ICMP port unreachable from the peer is reported (ConnectionRefused)."""
+        try:
+            self.sock.connect(peer)
+        except OSError as exc:
+            raise self.error(exc, "connect") from exc
+        self.peer = peer
+
     def send(self, datagram: bytes, address: Any) -> None:
         try:
-            self.sock.sendto(datagram, address)
+            if address == self.peer:
+                self.sock.send(datagram)
+            else:
+                self.sock.sendto(datagram, address)
         except OSError as exc:
             raise self.error(exc, "send") from exc
 
@@ -185,8 +200,8 @@ def drive(
     """Run ``machine`` until it is done; returns the peer's address (its TID).
 
     ``first`` goes to ``destination``. A client is not ``locked`` yet: the first answer from
-    the destination's host, from any port, fixes the peer (RFC 1350 section 4); a datagram
-    from another port is answered with ERROR 5 and otherwise ignored.
+    the destination's host, from any port, fixes the peer (RFC 1350 section 4), and the
+    socket is connected to it: datagrams from other ports are dropped by the kernel.
 
     With a window (windowsize > 1) the datagrams of a window leave in one ``sendmmsg`` (GSO
     where the kernel has it) and a receiver reads everything queued with ``recvmmsg`` (GRO
@@ -199,6 +214,8 @@ def drive(
         TransferTimeout, PeerError, MalformedPacket and TftpRefusal (after sending the ERROR),
         socket errors.
     """
+    if locked:
+        channel.connect(destination)
     for datagram in first:
         channel.send(datagram, destination)
     peer = destination if locked else None
@@ -255,6 +272,7 @@ def drive(
                 if not same_host(address, destination):
                     continue
                 peer = address
+                channel.connect(peer)
             elif address[1] != peer[1] or address[0] != peer[0]:
                 error = tftp.Error(tftp.ErrorCode.UNKNOWN_TID, "unknown transfer ID")
                 send(tftp.encode(error), address)
@@ -305,7 +323,7 @@ def _lockstep(
     total: int | None,
 ) -> Any:
     """Plain lock-step (windowsize 1) in a tight loop: one ``recvfrom`` (the kernel's
-    ``SO_RCVTIMEO`` is the retransmission timer) and one ``sendto`` per block, nothing else
+    ``SO_RCVTIMEO`` is the retransmission timer) and one ``send`` per block, nothing else
     per block but the file's read or write. Leaves on anything but the next DATA or the ACK
     of the block in flight, handing the state back to ``machine``.
 
@@ -318,7 +336,7 @@ def _lockstep(
     if begin is None:
         return None
     sock, clock, pack = channel.sock, time.monotonic, _HEAD.pack
-    recvfrom, sendto = sock.recvfrom, sock.sendto
+    recvfrom, send = sock.recvfrom, sock.send  # connected to the peer (Channel.connect)
     channel.set_wait(machine.base_timeout)
     blksize = machine.options.blksize
     size = 0
@@ -340,7 +358,7 @@ def _lockstep(
                     left = (data, address)
                     break
                 write(data[4:])
-                sendto(pack(4, block & 0xFFFF), peer)
+                send(pack(4, block & 0xFFFF))
                 acked_at = clock()
                 size += blksize
                 block += 1
@@ -367,7 +385,7 @@ def _lockstep(
                 block += 1
                 chunk = read(blksize)
                 packet = pack(3, block & 0xFFFF) + chunk
-                sendto(packet, peer)
+                send(packet)
                 sent_at = clock()
                 size += len(chunk)
                 if len(chunk) < blksize:  # the last block: its ACK takes the general path
