@@ -126,8 +126,10 @@ class UdpSender(Mover):
             self._batch_plainly()
         self._seq = 0
         if not window:
-            # On loopback a datagram stays charged to the sender until the receiver reads
-            # it: a larger send queue rides out the receiver's pauses instead of blocking.
+            # A datagram stays charged to the sender's queue until the device has sent it
+            # (on loopback that is at once: loopback_xmit orphans it, and 5000 x 1400 B
+            # to an unread socket went without blocking through an 8 KiB SO_SNDBUF): a
+            # larger queue rides out a real device's pauses instead of blocking.
             grow_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, UDP_SNDBUF)
 
     def _batch_plainly(self) -> None:
