@@ -87,7 +87,7 @@ def test_time_and_special_lines() -> None:
     assert line.endswith(".123456 IP 198.18.0.1.40000 > 198.18.0.2.45000: UDP, length 5")
     assert summary(frame, 1) == "IP 198.18.0.1.40000 > 198.18.0.2.45000: UDP, length 5"
     tagged = build.eth(build.udp4(1, 2, b""), vlans=(10,))
-    assert summary(tagged, 1) == "vlan 10, p 3, IP 198.18.0.1.1 > 198.18.0.2.2: UDP, length 0"
+    assert summary(tagged, 1) == "IP 198.18.0.1.1 > 198.18.0.2.2: UDP, length 0"
     assert summary(frame[:40], 1) == "IP 198.18.0.1 > 198.18.0.2: [|udp]"
     assert summary(frame[:20], 1) == "[|ip]"
     assert summary(b"\x44" + bytes(30), 101) == "[|ip: header length 16 < 20]"

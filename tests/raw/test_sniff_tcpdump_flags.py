@@ -236,3 +236,27 @@ def test_verbose_on_crafted_packets(tmp_path: Path) -> None:
         theirs = _tcpdump(path, *flags)
         assert ("(correct)" in theirs and "class 0xb8" in theirs) == bool(flags)
         assert _sniff(path, *flags).splitlines() == theirs.splitlines()
+
+
+def test_link_header_of_arp_and_vlan_frames(tmp_path: Path) -> None:
+    """-e names ARP and each 802.1Q tag (vlan, priority, DEI) as tcpdump; without -e a tag
+    is not printed at all (tcpdump 4.99)."""
+    arp = build.arp(1, b"\x02" * 6, "198.18.0.1", b"\0" * 6, "198.18.0.2")
+    frames = [
+        build.eth(arp, 0x0806),
+        build.eth(build.udp4(1, 2, b"abc"), vlans=(5,)),
+        build.eth(build.udp4(1, 2, b"abc"), vlans=(7, 5)),
+        build.eth(build.udp6(1, 2, b"abc"), 0x86DD, vlans=(4094,)),
+    ]
+    dei = bytearray(frames[1])
+    dei[14] |= 0x10  # the DEI bit of the tag
+    frames.append(bytes(dei))
+    path = tmp_path / "link.pcap"
+    with path.open("wb") as fh:
+        writer = PcapWriter(fh, 1)
+        for index, frame in enumerate(frames):
+            writer.write(1_700_000_000_000_000_000 + index * 1000, frame)
+    for flags in ((), ("-e",)):
+        theirs = _tcpdump(path, *flags)
+        assert ("vlan 5, p 3, DEI," in theirs) == bool(flags)
+        assert _sniff(path, *flags).splitlines() == theirs.splitlines()

@@ -70,8 +70,7 @@ def format_packet(packet: Packet, ts_ns: int | None = None) -> str:
         if isinstance(layer, Ethernet | Dot1Q):
             ethertype = layer.type
             link_end = layer.offset + layer.header_length
-            if isinstance(layer, Dot1Q):
-                out.append(f"vlan {layer.vid}, p {layer.pcp}, ")
+            # a VLAN tag is printed with -e only, as tcpdump (printer.LinePrinter does it)
         elif isinstance(layer, LinuxSLL | LinuxSLL2):
             ethertype = layer.protocol
             link_end = layer.header_length

@@ -31,6 +31,7 @@ _ETHERNET, _SLL2 = 1, 276
 _TCP_HEAD = struct.Struct("!HHIIBB").unpack_from
 _ETHERTYPE_NAMES = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP"}
 _NET_WORDS = ("IP ", "IP6 ")
+_VLAN_NAMES = {0x8100: "802.1Q", 0x88A8: "802.1Q-QinQ"}
 # tcpdump's ascii_print: graphic characters, space, tab and newline as they are, others "."
 _ASCII = bytes(b if 0x20 <= b < 0x7F or b in (9, 10) else 0x2E for b in range(256))
 
@@ -256,14 +257,29 @@ class LinePrinter:
 
 
 def _ethernet_header(data: bytes, orig_len: int, text: str) -> str:
+    """tcpdump ``-e`` on Ethernet: the addresses, each EtherType with its name, the length;
+    a VLAN tag's ``vlan V, p P, `` is followed by the inner EtherType."""
     ethertype = (data[12] << 8) | data[13]
+    head = f"{mac_text(data[6:12])} > {mac_text(data[0:6])}, "
+    offset = 14
+    while ethertype in _VLAN_NAMES and len(data) >= offset + 4:
+        tci = (data[offset] << 8) | data[offset + 1]
+        head += f"ethertype {_VLAN_NAMES[ethertype]} (0x{ethertype:04x}), "
+        if offset == 14:
+            head += f"length {orig_len}: "
+        dei = ", DEI" if tci & 0x1000 else ""
+        head += f"vlan {tci & 0xFFF}, p {tci >> 13}{dei}, "
+        ethertype = (data[offset + 2] << 8) | data[offset + 3]
+        offset += 4
     kind = _ETHERTYPE_NAMES.get(ethertype)
-    if kind is None or kind == "ARP":
-        return text
-    return (
-        f"{mac_text(data[6:12])} > {mac_text(data[0:6])}, ethertype {kind} (0x{ethertype:04x}), "
-        f"length {orig_len}: {_without_net_word(text)}"
-    )
+    if kind is None:
+        return text if offset == 14 else head + text
+    head += f"ethertype {kind} (0x{ethertype:04x}), "
+    if offset == 14:
+        head += f"length {orig_len}: "
+    if kind == "ARP" and text.startswith("ARP, "):
+        return head + text[5:]
+    return head + _without_net_word(text)
 
 
 def _without_net_word(text: str) -> str:
