@@ -98,6 +98,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "tcpdump (default: none)",
     )
     parser.add_argument(
+        "-x",
+        dest="hex_plain",
+        action="count",
+        default=0,
+        help="add a hex dump (no ASCII) from the network header; -xx from the link header, "
+        "as tcpdump; -X wins over it (default: none)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="one JSON object per packet line (default: text)"
     )
     parser.add_argument(
@@ -464,6 +472,7 @@ def _read_file(args: argparse.Namespace, expression: str | None) -> int:
                 plain
                 and not args.json
                 and not args.hex
+                and not args.hex_plain
                 and not _printing_options(args)
                 and capture.linktype != packet.LINKTYPE_LINUX_SLL2  # lines name the interface
             ):
@@ -606,11 +615,13 @@ def _format(  # noqa: PLR0917
         }
         if ifindex is not None:
             record["ifindex"] = ifindex
-        if args.hex:
-            record["hex"] = _dumped(data, linktype, args.hex).hex()
+        if args.hex or args.hex_plain:
+            record["hex"] = _dumped(data, linktype, args.hex or args.hex_plain).hex()
         return json.dumps(record, separators=(",", ":")) + "\n"
-    if args.hex:
-        dump = packet.hexdump(_dumped(data, linktype, args.hex))
+    if args.hex or args.hex_plain:
+        dump = packet.hexdump(
+            _dumped(data, linktype, args.hex or args.hex_plain), ascii=bool(args.hex)
+        )
         return f"{line}\n{dump}\n" if dump else line + "\n"
     return line + "\n"
 

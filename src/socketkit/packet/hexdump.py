@@ -13,7 +13,7 @@ _FIXED = {_NULL: 4, _LOOP: 4, _SLL: 16, _SLL2: 20, _RAW: 0, _IPV4: 0, _IPV6: 0}
 _PRINTABLE = bytes(b if 0x20 < b < 0x7F else 0x2E for b in range(256))
 
 
-def hexdump(data: bytes | bytearray | memoryview, *, offset: int = 0) -> str:
+def hexdump(data: bytes | bytearray | memoryview, *, offset: int = 0, ascii: bool = True) -> str:
     """Format ``data`` as tcpdump ``-X`` does: 16 bytes a line, hex in 2-byte groups, then
     the graphic ASCII characters (others, space included, as ``.``)::
 
@@ -22,6 +22,7 @@ def hexdump(data: bytes | bytearray | memoryview, *, offset: int = 0) -> str:
     Args:
         data: the bytes to dump.
         offset: the number printed for the first line (e.g. where ``data`` starts in a packet).
+        ascii: False for ``tcpdump -x``: the hex groups only, nothing after them.
 
     Returns:
         The lines joined with ``\\n`` (no trailing newline); ``""`` for empty data.
@@ -32,6 +33,9 @@ def hexdump(data: bytes | bytearray | memoryview, *, offset: int = 0) -> str:
         chunk = raw[start : start + 16]
         text = chunk.hex()
         groups = " ".join(text[i : i + 4] for i in range(0, len(text), 4))
+        if not ascii:
+            lines.append(f"\t0x{offset + start:04x}:  {groups}")
+            continue
         lines.append(
             f"\t0x{offset + start:04x}:  {groups:<39}  {chunk.translate(_PRINTABLE).decode()}"
         )
