@@ -170,7 +170,7 @@ def test_interface_source_and_sendwait(net: Net) -> None:
         (theirs, their_time), (ours, our_time) = _both(net, ["-z", sendwait, "-q", "2", B4])
         assert _marks(ours.stdout) == _marks(theirs.stdout)
         assert their_time >= 0.9 and our_time >= 0.9  # 4 probes, 0.3 s apart
-    for bad in (["-i", "nosuch0"], ["-s", "198.18.77.7"]):
+    for bad in (["-i", "nosuch0"], ["-s", "198.18.77.7"], ["-s", "::1"]):
         res = net.a.run(sk("traceroute", "-n", *bad, B4), check=False, timeout=30)
         assert res.returncode == 2, res
         assert res.stdout == ""

@@ -185,6 +185,11 @@ def bind_source(sock: socket.socket, source: str) -> None:
         AddressError: ``source`` is not an address of this host (or not of its family).
     """
     try:
+        socket.inet_pton(sock.family, source)
+    except OSError:
+        version = 6 if sock.family == socket.AF_INET6 else 4
+        raise AddressError(f"{source}: not an IPv{version} address, as the target is") from None
+    try:
         sock.bind((source, 0))
     except (OSError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -437,12 +437,19 @@ class _Tracer:
             rc = p.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if rc in (0, errno.ECONNREFUSED):  # SYN-ACK or RST: the target answered
                 self._answer(p, self.address, None, 0)
-            return
-        try:  # a UDP answer from the target itself counts as reaching it
-            p.sock.recv(1)
-        except OSError:
-            return
-        self._answer(p, self.address, None, 0)
+                return
+        else:
+            try:  # a UDP answer from the target itself counts as reaching it
+                p.sock.recv(1)
+            except OSError:
+                pass
+            else:
+                self._answer(p, self.address, None, 0)
+                return
+        # an error without an ICMP answer to show (a failed connect, a stale error): nothing
+        # more will come on this socket; the probe expires as unanswered
+        self.by_fd.pop(fd, None)
+        self.poller.unregister(fd)
 
     def _icmp_events(self) -> None:
         sock = self.icmp_sock
