@@ -160,6 +160,10 @@ def test_outstanding_reports_the_request_without_answer(net: Net) -> None:
         res = _same(net.a, ["-O", "-c", "4", "-i", "0.3", "-W", "1", B4])
     assert "no answer yet for icmp_seq=2\n" in res.stdout
     assert res.stdout.count("no answer yet") == 1
+    # an ICMP error is no answer either; -D stamps the error and -O lines too
+    res = _same(net.a, ["-D", "-O", "-c", "3", "-i", "0.2", "-W", "1", HOST_UNREACH])
+    assert "[D] no answer yet for icmp_seq=2\n" in _mask(res.stdout)
+    assert f"[D] From {R4A} icmp_seq=3 Destination Host Unreachable\n" in _mask(res.stdout)
 
 
 def test_timestamps_bell_and_names(net: Net) -> None:
