@@ -250,6 +250,64 @@ def test_flood(net: Net) -> None:
     assert ours.stdout.split("\n")[1] == theirs.stdout.split("\n")[1]
 
 
+_SLOW_ECHO = """
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(0.01)
+late = []
+print("ready", flush=True)
+end = time.monotonic() + 30
+while time.monotonic() < end:
+    try:
+        data, (src, _p) = s.recvfrom(70000)
+        icmp = bytearray(data[(data[0] & 15) * 4 :])
+        if icmp[0] == 8:
+            icmp[0], icmp[2:4] = 0, b"\\0\\0"
+            total = sum(struct.unpack(f"!{len(icmp) // 2}H", bytes(icmp[: len(icmp) // 2 * 2])))
+            total += icmp[-1] << 8 if len(icmp) % 2 else 0
+            while total >> 16:
+                total = (total & 0xFFFF) + (total >> 16)
+            icmp[2:4] = struct.pack("!H", ~total & 0xFFFF)
+            late.append((time.monotonic() + 0.1, bytes(icmp), src))
+    except TimeoutError:
+        pass
+    while late and late[0][0] <= time.monotonic():
+        _t, reply, dst = late.pop(0)
+        s.sendto(reply, (dst, 0))
+"""
+
+
+def test_pipe_when_requests_outrun_their_replies(net: Net) -> None:
+    """iputils adds ', pipe N' (the most requests outstanding when a reply came) to the rtt
+    line. Here b's kernel ignores echo requests and a responder answers each 100 ms late,
+    while requests leave every 20 ms."""
+    net.b.sysctl("net.ipv4.icmp_echo_ignore_all", "1")
+    results = []
+    try:
+        for tool in (["ping"], sk("ping")):
+            with net.b.popen(["python3", "-c", _SLOW_ECHO], stdout=subprocess.PIPE) as echo:
+                try:
+                    assert echo.stdout is not None and echo.stdout.readline() == b"ready\n"
+                    results.append(
+                        net.a.run(
+                            [*tool, "-q", "-c", "10", "-i", "0.02", "-W", "2", B4],
+                            check=False,
+                            timeout=60,
+                        )
+                    )
+                finally:
+                    echo.kill()
+    finally:
+        net.b.sysctl("net.ipv4.icmp_echo_ignore_all", "0")
+    theirs, ours = results
+    assert ours.returncode == theirs.returncode == 0, (theirs, ours)
+    for res in (theirs, ours):
+        assert "10 packets transmitted, 10 received" in res.stdout, res.stdout
+        found = re.search(r"^rtt min/avg/max/mdev = [\d./]+ ms, pipe (\d+)$", res.stdout, re.M)
+        assert found, res.stdout
+        assert 3 <= int(found.group(1)) <= 10, res.stdout
+
+
 def test_flood_and_short_interval_need_root(net: Net) -> None:
     net.a.sysctl("net.ipv4.ping_group_range", "0 2147483647")
     try:

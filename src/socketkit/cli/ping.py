@@ -256,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
     out.flush()
     rtts: list[float] = []
     ewma: list[float] = []  # iputils' moving average: += (rtt - avg) / 8
+    pipe = 0  # iputils' "pipe": the most requests outstanding when a reply came
 
     def status(_signum: int, _frame: object) -> None:
         sent, got = report.transmitted, len(rtts)
@@ -275,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
         for probe in probes:
             if probe.error is None and not probe.duplicate and probe.rtt_ms is not None:
                 answered.add(probe.seq)
+                pipe = max(pipe, ((report.transmitted - probe.seq) & 0xFFFF) + 1)
                 rtts.append(probe.rtt_ms)
                 if ewma:
                     ewma[0] += (probe.rtt_ms - ewma[0]) / 8
@@ -321,6 +323,8 @@ def run(args: argparse.Namespace) -> int:
             f"rtt min/avg/max/mdev = {stats.rtt_min:.3f}/{stats.rtt_avg:.3f}/"
             f"{stats.rtt_max:.3f}/{stats.rtt_mdev:.3f} ms"
         )
+        if pipe > 1:
+            line += f", pipe {pipe}"
         if stats.transmitted > 1 and (args.flood or interval == 0) and ewma:
             ipg = stats.time_ms / (stats.transmitted - 1)
             line += f", ipg/ewma {ipg:.3f}/{ewma[0]:.3f} ms"
