@@ -421,6 +421,9 @@ class UDPServer:
         self._timer_at: float | None = None
         self._handler_exit: asyncio.Future[None] | None = None
         self._refusals_logged_at = -_REFUSAL_LOG_INTERVAL
+        # The clock admissions and refusal log lines are timed by (the loop's; a test may
+        # put its own here to step over REFUSAL_LOG_INTERVAL without waiting for it).
+        self._clock: Callable[[], float] = self._loop.time
         self._context = contextvars.copy_context()
         if sock.family == socket.AF_UNIX:
             limit = 1 << 30  # the kernel says (EMSGSIZE) when asked: see send()
@@ -532,7 +535,7 @@ class UDPServer:
     def _new_peer(self, addr: Any, data: bytes) -> None:
         if self._closing:
             return
-        now = self._loop.time()
+        now = self._clock()
         got = self._table.admit(addr, now)
         if not isinstance(got, Peer):
             self._refused(addr, got, now)
