@@ -37,6 +37,7 @@ from socketkit.packet import (
     summary,
     verify_checksums,
 )
+from socketkit.packet.printer import LinePrinter
 
 LINKTYPES = [int(value) for value in LinkType] + [147, 9999]
 
@@ -165,6 +166,8 @@ def _exercise(data: bytes, linktype: int) -> bool:
     """One input through every decoder entry point. True when it decoded cleanly."""
     line = summary(data, linktype, 1_700_000_000_000_000_000)  # must never raise
     assert isinstance(line, str)
+    for printer in _PRINTERS:  # sniff's tcpdump options (relative seq, -v, -e, -q, -A, -t)
+        assert isinstance(printer.line(data, linktype, 1_700_000_000_000_000_000, len(data)), str)
     hexdump(data[:64])
     try:
         packet = decode(data, linktype, lazy=False)
@@ -182,6 +185,12 @@ def _exercise(data: bytes, linktype: int) -> bool:
     except DecodeError:
         return False
     return True
+
+
+_PRINTERS = (
+    LinePrinter(verbose=2, link=True, ascii=True, stamps=3),
+    LinePrinter(relative=False, quick=True, verbose=1, stamps=4),
+)
 
 
 @dataclass

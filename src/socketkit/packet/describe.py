@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .addresses import ipv4_text
 from .decoder import Packet
+from .dnstext import dns_text
 from .fastpath import SLL_DIRECTION, TCP_FLAGS
 from .layers import (
     ARP,
@@ -26,7 +27,10 @@ from .layers import (
 from .summary import time_text
 from .tcpoptions import tcp_options_text
 
-__all__ = ["format_packet"]
+__all__ = ["DNS_PORT", "format_packet"]
+
+#: UDP port whose payload is printed as DNS (the fast paths leave these packets to this one)
+DNS_PORT = 53
 
 _ICMP_NAMES = {3: "unreachable", 4: "source quench", 5: "redirect",
                11: "time exceeded in-transit", 12: "parameter problem",
@@ -93,6 +97,9 @@ def format_packet(packet: Packet, ts_ns: int | None = None) -> str:
             else:
                 ulen = layer.length
                 tail = f"UDP, length {ulen - 8}" if ulen >= 8 else f"UDP, bad length {ulen}"
+                if ulen >= 8 and DNS_PORT in (layer.sport, layer.dport):
+                    body = layer.offset + 8
+                    tail = dns_text(data[body : layer.offset + ulen], ulen - 8)
             net = None
         elif isinstance(layer, ICMP | ICMPV6) and net is not None:
             word = "IP" if isinstance(net, IPv4) else "IP6"

@@ -18,7 +18,7 @@ from .headers import ETHERNET, ICMP, ICMPV6, IPV4, IPV6, LINUX_SLL2, TCP, UDP
 from .linktype import LinkType
 from .tcpoptions import tcp_flags_text, tcp_options_text
 
-__all__ = ["FAST_PATHS", "SLL_DIRECTION", "TCP_FLAGS", "no_fast_path"]
+__all__ = ["FAST_PATHS", "SLL_DIRECTION", "TCP_FLAGS", "is_dns6", "no_fast_path"]
 
 #: cached texts per table before it is cleared (bounded memory on captures of many flows).
 MAX_CACHED_FLOWS = 65536
@@ -163,7 +163,7 @@ def _ip4(data: bytes, ip: int, head: str) -> str | None:
         line = UDP4.get(key)
         if line is None:
             src, dst, sport, dport, ulen = _U4(data, ip)
-            if ulen < 8:
+            if ulen < 8 or sport == 53 or dport == 53:  # DNS: printed by the object path
                 return None
             if len(UDP4) >= MAX_CACHED_FLOWS:
                 UDP4.clear()
@@ -211,7 +211,7 @@ def _ip6(data: bytes, ip: int, head: str) -> str | None:
         return None if rest is None else f"{head}{flow}{rest}"
     if nxt == 17:
         plen, ulen = U6_UNPACK(data, ip)
-        if ulen < 8 or plen < 8:
+        if ulen < 8 or plen < 8 or is_dns6(data, ip + 40):
             return None
         key = data[ip + 8 : ip + 44]
         flow = FLOWS6.get(key) or flow6(key)
@@ -230,6 +230,12 @@ def _ip6(data: bytes, ip: int, head: str) -> str | None:
         pair = PAIRS6.get(key) or pair6(key)
         return f"{head}{pair}ICMP6, echo {kind}, id {ident}, seq {seq}, length {plen}"
     return None
+
+
+def is_dns6(data: bytes, udp: int) -> bool:
+    """Whether the UDP header at ``udp`` has port 53 on either side (DNS, printed by the
+    object path)."""
+    return (not data[udp] and data[udp + 1] == 53) or (not data[udp + 2] and data[udp + 3] == 53)
 
 
 def fast_ethernet(data: bytes, head: str) -> str | None:

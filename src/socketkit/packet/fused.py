@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from .._errors import DecodeError
 from . import fastpath
 from ._chunks import read_more
-from .fastpath import FAST_PATHS, TCP_FLAGS, no_fast_path
+from .fastpath import FAST_PATHS, TCP_FLAGS, is_dns6, no_fast_path
 from .linktype import LinkType
 from .summary import DIGITS3, HMS_CACHE, hms_text, summary
 
@@ -184,7 +184,7 @@ def pcap_summary_batches(
                         continue
                 elif nxt == 17:
                     plen, ulen = udp6(data, 14)
-                    if ulen >= 8 and plen >= 8:
+                    if ulen >= 8 and plen >= 8 and not is_dns6(data, 54):
                         key = data[22:58]
                         flow = flows6_get(key) or flow6(key)
                         append(

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from .addresses import mac_text
 from .checksum import internet_checksum
+from .dnstext import dns_text
 from .hexdump import network_offset
 from .summary import DIGITS3, summary, time_text
 from .tcpoptions import tcp_options_text
@@ -355,6 +356,10 @@ def _verbose(
         return text
     if proto == 44 and size >= start + 8 and ": frag (" in rest:  # -v adds the ident
         rest = rest.replace(": frag (", f": frag (0x{data[start + 4 : start + 8].hex()}:", 1)
+    if proto == 17 and end - start >= 8 and _is_dns(data, start):
+        ulen = (data[start + 4] << 8) | data[start + 5]
+        message = data[start + 8 : min(end, start + ulen)]
+        rest = rest.replace(dns_text(message, ulen - 8), dns_text(message, ulen - 8, level), 1)
     if proto == 6:
         rest = _tcp_verbose(rest, data, start, end, pseudo, full, level, sequences)
     elif proto == 17 and (version == 6 or level > 1) and full and end - start >= 8:
@@ -362,6 +367,10 @@ def _verbose(
     elif proto == 58 and version == 6 and full and end - start >= 4:
         rest = _icmp6_verbose(rest, data, start, end, pseudo)
     return head + rest
+
+
+def _is_dns(data: bytes, udp: int) -> bool:
+    return 53 in ((data[udp] << 8) | data[udp + 1], (data[udp + 2] << 8) | data[udp + 3])
 
 
 def _ip_checksum_note(data: bytes, net: int, ihl: int) -> str:
