@@ -15,6 +15,7 @@ duplicates). Jitter is RFC 1889 style, ``J += (|D| - J) / 16``, in seconds.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -96,23 +97,67 @@ class UdpReceiveStats:
     duplicates: int = 0
     jitter: float = 0.0
     _prev_transit: float | None = None
-    #: Sequence numbers not (yet) arrived, oldest first; at most MAX_MISSING of them.
-    _missing: dict[int, None] = field(default_factory=dict)
+    #: Sequence numbers not (yet) arrived, as half-open ranges ``[_starts[i], _ends[i])``,
+    #: oldest first: a gap is one range whatever its length, so a lossy stream costs O(1) per
+    #: gap. At most MAX_MISSING numbers in all.
+    _starts: list[int] = field(default_factory=list)
+    _ends: list[int] = field(default_factory=list)
+    #: How many numbers the ranges hold.
+    missing_count: int = 0
     #: Below this sequence number, whether a datagram arrived is no longer known.
     _horizon: int = 1
 
+    @property
+    def missing_runs(self) -> int:
+        """How many ranges of missing sequence numbers are remembered."""
+        return len(self._starts)
+
     def _gap(self, first: int, end: int) -> None:
-        """Sequence numbers ``first`` .. ``end - 1`` are missing."""
-        missing = self._missing
+        """Sequence numbers ``first`` .. ``end - 1`` are missing (all above every range)."""
+        starts, ends = self._starts, self._ends
         if end - first >= MAX_MISSING:
-            missing.clear()
+            starts.clear()
+            ends.clear()
+            self.missing_count = 0
             first = end - MAX_MISSING
             self._horizon = first
-        missing.update(dict.fromkeys(range(first, end)))
-        while len(missing) > MAX_MISSING:
-            oldest = next(iter(missing))
-            del missing[oldest]
-            self._horizon = oldest + 1
+        starts.append(first)
+        ends.append(end)
+        self.missing_count += end - first
+        excess = self.missing_count - MAX_MISSING
+        if excess <= 0:
+            return
+        # Forget the oldest numbers: whole ranges, then the front of the next one.
+        self.missing_count = MAX_MISSING
+        whole = 0
+        while ends[whole] - starts[whole] <= excess:
+            excess -= ends[whole] - starts[whole]
+            whole += 1
+        self._horizon = ends[whole - 1] if whole else self._horizon
+        del starts[:whole], ends[:whole]
+        if excess:
+            starts[0] += excess
+            self._horizon = starts[0]
+
+    def _arrived_late(self, seq: int) -> bool:
+        """Take ``seq`` out of the missing ranges; False if it was not missing."""
+        starts, ends = self._starts, self._ends
+        i = bisect_right(starts, seq) - 1
+        if i < 0 or seq >= ends[i]:
+            return False
+        start, end = starts[i], ends[i]
+        if end - start == 1:
+            del starts[i], ends[i]
+        elif seq == start:
+            starts[i] = seq + 1
+        elif seq == end - 1:
+            ends[i] = seq
+        else:  # split the range around it
+            ends[i] = seq
+            starts.insert(i + 1, seq + 1)
+            ends.insert(i + 1, end)
+        self.missing_count -= 1
+        return True
 
     def record(self, seq: int, sent: float, arrived: float) -> None:
         """Account one datagram: sequence ``seq`` sent at ``sent``, received at ``arrived``."""
@@ -124,8 +169,7 @@ class UdpReceiveStats:
             self.packet_count = seq
         else:
             self.out_of_order += 1  # late or repeated: iperf3 counts both as out of order
-            if seq in self._missing:  # late: no longer lost
-                del self._missing[seq]
+            if self._arrived_late(seq):  # late: no longer lost
                 self.errors -= 1
             elif seq >= self._horizon:  # it had arrived: a duplicate, not a late datagram
                 self.duplicates += 1
