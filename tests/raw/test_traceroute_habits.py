@@ -175,3 +175,21 @@ def test_interface_source_and_sendwait(net: Net) -> None:
         assert res.returncode == 2, res
         assert res.stdout == ""
         assert res.stderr.startswith(f"socketkit traceroute: argument {bad[0]}: {bad[1]}: ")
+
+
+def test_marks_are_linux_traceroutes() -> None:
+    """traceroute.c parse_icmp_res(): the mark per ICMP(v6) type/code, and which end a trace."""
+    from socketkit.raw.trace import _final, _note
+
+    v4 = {0: "!N", 1: "!H", 2: "!P", 3: "", 4: "!F", 5: "!S", 6: "!N", 7: "!H", 8: "!N",
+          9: "!X", 10: "!X", 11: "!N", 12: "!H", 13: "!X", 14: "!V", 15: "!C",
+          16: "!<16>"}  # fmt: skip
+    assert {code: _note(False, 3, code)[1] for code in v4} == v4
+    v6 = {0: "!N", 1: "!X", 2: "!H", 3: "!H", 4: "", 5: "!<5>"}
+    assert {code: _note(True, 1, code)[1] for code in v6} == v6
+    assert _note(False, 11, 0) == (False, "") and _note(True, 3, 0) == (False, "")
+    assert _note(False, 12, 0)[1] == "!<12-0>" and _note(False, 11, 1)[1] == "!<11-1>"
+    assert _note(False, 3, 3) == (True, "") and _note(True, 1, 4) == (True, "")
+    assert not _final(False, 11, 0) and not _final(True, 3, 0)
+    assert all(_final(False, 3, code) for code in v4) and _final(False, 12, 0)
+    assert all(_final(True, 1, code) for code in v6) and _final(True, 2, 0)

@@ -74,17 +74,39 @@ class TraceReport:
     reached: bool = False
 
 
+#: Linux traceroute's marks for ICMP "destination unreachable" codes (RFC 792, RFC 1812).
+_MARKS4 = {
+    0: "!N", 6: "!N", 8: "!N", 11: "!N",  # net, net unknown, isolated, net for TOS
+    1: "!H", 7: "!H", 12: "!H",  # host, host unknown, host for TOS
+    9: "!X", 10: "!X", 13: "!X",  # net / host / communication prohibited
+    2: "!P", 3: "", 4: "!F", 5: "!S", 14: "!V", 15: "!C",
+}  # fmt: skip
+#: The same for ICMPv6 (RFC 4443): no route, prohibited, beyond scope, address, port.
+_MARKS6 = {0: "!N", 1: "!X", 2: "!H", 3: "!H", 4: ""}
+
+
 def _note(ipv6: bool, kind: int, code: int) -> tuple[bool, str]:
-    """(the destination answered, annotation) for an ICMP type/code."""
+    """(the destination answered, annotation) for an ICMP type/code, as Linux traceroute
+    marks them: ``!N`` ``!H`` ``!X`` ``!P`` ... for "unreachable", ``!<code>`` for an unknown
+    code, ``!<type-code>`` for another type; none for "time exceeded" in transit."""
     if ipv6:
         if kind == 1:
-            return code == 4, {0: "!N", 1: "!X", 3: "!H", 4: ""}.get(code, f"!<{code}>")
-        return False, ""
+            return code == 4, _MARKS6.get(code, f"!<{code}>")
+        if kind == 2:
+            return False, "!F"
+        if kind == 3 and code == 0:
+            return False, ""
+        return False, f"!<{kind}-{code}>"
     if kind == 3:
-        return code in (2, 3), {0: "!N", 1: "!H", 2: "!P", 3: "", 4: "!F", 13: "!X"}.get(
-            code, f"!<{code}>"
-        )
-    return False, ""
+        return code in (2, 3), _MARKS4.get(code, f"!<{code}>")
+    if kind == 11 and code == 0:
+        return False, ""
+    return False, f"!<{kind}-{code}>"
+
+
+def _final(ipv6: bool, kind: int, code: int) -> bool:
+    """Every ICMP answer but "time exceeded" in transit ends a Linux traceroute at its hop."""
+    return (kind, code) != ((3, 0) if ipv6 else (11, 0))
 
 
 def probe_port(port: int, probe_no: int) -> int:
@@ -417,8 +439,10 @@ class _Tracer:
         if kind is None:
             self._finish(p, HopProbe(source, rtt), final=True)
             return
+        if kind in ((137,) if self.ipv6 else (4, 5)):
+            return  # a redirect or source quench is about the route, not an answer
         reached, note = _note(self.ipv6, kind, code)
-        final = reached or source == self.address or _unreachable(self.ipv6, kind)
+        final = reached or source == self.address or _final(self.ipv6, kind, code)
         self._finish(p, HopProbe(source, rtt, note), final=final)
 
     def _event(self, fd: int, ev: int) -> None:
@@ -489,11 +513,6 @@ class _Tracer:
                 self._answer(p, source, None, 0)
             else:
                 self._answer(p, source, parsed.type, parsed.code)
-
-
-def _unreachable(ipv6: bool, kind: int) -> bool:
-    """Every ICMP answer but "time exceeded" ends a Linux traceroute at its hop."""
-    return kind == (1 if ipv6 else 3)
 
 
 def traceroute(
