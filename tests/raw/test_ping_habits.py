@@ -160,6 +160,11 @@ def test_outstanding_reports_the_request_without_answer(net: Net) -> None:
         res = _same(net.a, ["-O", "-c", "4", "-i", "0.3", "-W", "1", B4])
     assert "no answer yet for icmp_seq=2\n" in res.stdout
     assert res.stdout.count("no answer yet") == 1
+    with net.drop_seq(2):  # -O speaks with -q and between flood dots too, as iputils
+        quiet = _same(net.a, ["-q", "-O", "-c", "3", "-i", "0.2", "-W", "1", B4])
+        flood = _same(net.a, ["-f", "-O", "-c", "3", "-W", "1", B4])
+    assert "no answer yet for icmp_seq=2\n" in quiet.stdout
+    assert ".\b \b.no answer yet for icmp_seq=2\n.\b \b\n" in flood.stdout
     # an ICMP error is no answer either; -D stamps the error and -O lines too
     res = _same(net.a, ["-D", "-O", "-c", "3", "-i", "0.2", "-W", "1", HOST_UNREACH])
     assert "[D] no answer yet for icmp_seq=2\n" in _mask(res.stdout)

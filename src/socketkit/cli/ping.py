@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         return f"[{now // 1_000_000}.{now % 1_000_000:06d}] "
 
     def on_send(seq: int) -> None:
-        if args.outstanding and show and seq > 1 and (seq - 1) not in answered:
+        if args.outstanding and seq > 1 and (seq - 1) not in answered:  # also with -q, -f
             out.write(f"{stamp()}no answer yet for icmp_seq={seq - 1}\n")
         if args.flood and not args.quiet:
             out.write(".")
