@@ -6,6 +6,7 @@ for what loopback traffic never has (SACK blocks, which tcpdump makes relative t
 
 from __future__ import annotations
 
+import json
 import struct
 import subprocess
 import sys
@@ -263,3 +264,18 @@ def test_link_header_of_arp_and_vlan_frames(tmp_path: Path) -> None:
         theirs = _tcpdump(path, *flags)
         assert ("vlan 5, p 3, DEI," in theirs) == bool(flags)
         assert _sniff(path, *flags).splitlines() == theirs.splitlines()
+
+
+def test_json_records_stay_one_line(captures: dict[str, Path]) -> None:
+    """--json with -A: one JSON object per line, the summary without the text dump; the
+    summaries are the tcpdump lines (relative numbers included)."""
+    res = subprocess.run(
+        sk("sniff", "--json", "-A", "-r", str(captures["lo"])),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    theirs = _tcpdump(captures["lo"]).splitlines()
+    assert [r["summary"] for r in records] == theirs

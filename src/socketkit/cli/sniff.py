@@ -577,7 +577,7 @@ def _printer(args: argparse.Namespace) -> Any:
             stamps=args.stamps,
             link=args.link,
             quick=args.quick,
-            ascii=args.ascii,
+            ascii=args.ascii and not args.json,  # a JSON record is one line: no text dump
             verbose=args.verbose,
             interface_name=_interface_name,
         )
