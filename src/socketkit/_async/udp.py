@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -60,6 +61,7 @@ async def udp(
     max_size: int = DEFAULT_MAX_SIZE,
     default_timeout: float | None = None,
     dont_fragment: bool = False,
+    gro: bool = False,
 ) -> DatagramSocket:
     """Open a datagram socket on the running loop. Parameters, result and errors as the sync
     :func:`socketkit.udp`; a host name is looked up in the loop's executor (as asyncio's own
@@ -79,7 +81,7 @@ async def udp(
     else:
         sock, owns_path = open_()
     return DatagramSocket(
-        sock, max_size=max_size, default_timeout=default_timeout, _owns_path=owns_path
+        sock, max_size=max_size, default_timeout=default_timeout, gro=gro, _owns_path=owns_path
     )
 
 
@@ -96,10 +98,14 @@ class DatagramSocket:
         *,
         max_size: int = DEFAULT_MAX_SIZE,
         default_timeout: float | None = None,
+        gro: bool = False,
         _owns_path: bool = False,
     ) -> None:
         if sock.type != socket.SOCK_DGRAM:
             raise ValueError(f"not a datagram socket: {sock!r}")
+        # GRO: as the sync socket, every receive goes through the batch layer's split.
+        self._gro = gro and sock.family != socket.AF_UNIX and _batch.enable_gro(sock)
+        self._pending: deque[Datagram] = deque()
         sock.setblocking(False)
         self._sock = sock
         self._fd = sock.fileno()
@@ -150,6 +156,11 @@ class DatagramSocket:
     def max_size(self) -> int:
         """The longest datagram ``receive`` returns whole."""
         return self._max_size
+
+    @property
+    def gro(self) -> bool:
+        """True when UDP GRO is on (``udp(gro=True)`` on a kernel that has it)."""
+        return self._gro
 
     @property
     def drops(self) -> int:
@@ -238,6 +249,8 @@ class DatagramSocket:
         """
         if self._closed:
             raise ClosedResourceError("the datagram socket is closed")
+        if self._gro:
+            return await self._receive_split(timeout)
         sock = self._sock
         limit: float | None = None
         deadline: float | None = None
@@ -267,6 +280,13 @@ class DatagramSocket:
             self._drops.update(ancdata) if self._drops_known else 0,
         )
 
+    async def _receive_split(self, timeout: float) -> Datagram:
+        """``receive`` on a GRO socket: the next datagram of the last read, or a new read
+        (cancelled while waiting, it took nothing: the read's result is kept at once)."""
+        if not self._pending:
+            self._pending.extend(await self.receive_many(timeout=timeout))
+        return self._pending.popleft()
+
     async def receive_into(
         self, buffer: bytearray | memoryview, *, timeout: float = _UNSET
     ) -> tuple[int, Any, bool]:
@@ -274,6 +294,11 @@ class DatagramSocket:
         :meth:`receive_into`. A cancelled call took nothing (``buffer`` is untouched)."""
         if self._closed:
             raise ClosedResourceError("the datagram socket is closed")
+        if self._gro:
+            datagram = await self._receive_split(timeout)
+            count = min(len(datagram.data), len(buffer))
+            buffer[:count] = datagram.data[:count]
+            return count, datagram.address, datagram.truncated or count < len(datagram.data)
         sock = self._sock
         deadline: float | None = None
         started = False
@@ -411,6 +436,10 @@ class DatagramSocket:
             raise ClosedResourceError("the datagram socket is closed")
         if max < 1:
             raise ValueError(f"max must be at least 1, not {max}")
+        if self._pending:  # split from an earlier GRO read: they come first
+            got = list(self._pending)
+            self._pending.clear()
+            return got
         deadline: float | None = None
         started = False
         while True:

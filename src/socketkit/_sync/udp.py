@@ -15,6 +15,7 @@ import select
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -71,6 +72,7 @@ def udp(
     max_size: int = DEFAULT_MAX_SIZE,
     default_timeout: float | None = None,
     dont_fragment: bool = False,
+    gro: bool = False,
 ) -> DatagramSocket:
     """Open a datagram socket (UDP over IPv4/IPv6, or a Unix datagram socket).
 
@@ -96,6 +98,11 @@ def udp(
             :class:`DatagramTooLarge` naming the MTU-based limit, instead of leaving in
             fragments. Without it the limit is only the protocol's (65507 bytes over IPv4,
             65527 over IPv6) and the kernel fragments what the path cannot carry whole.
+        gro: turn UDP GRO on (``UDP_GRO``, Linux 5.0) where the kernel has it: the kernel
+            may hand over a run of one sender's datagrams in one read, which
+            :meth:`~DatagramSocket.receive_many` and :meth:`~DatagramSocket.receive` split back
+            into datagrams (fewer system calls at high rates). Where the kernel lacks it,
+            the socket works as without it (:attr:`~DatagramSocket.gro` says which).
 
     Returns:
         A :class:`DatagramSocket`; close it (or use ``with``).
@@ -113,7 +120,7 @@ def udp(
         receive_buffer=receive_buffer, send_buffer=send_buffer, dont_fragment=dont_fragment,
     )  # fmt: skip
     return DatagramSocket(
-        sock, max_size=max_size, default_timeout=default_timeout, _owns_path=owns_path
+        sock, max_size=max_size, default_timeout=default_timeout, gro=gro, _owns_path=owns_path
     )
 
 
@@ -134,10 +141,16 @@ class DatagramSocket:
         *,
         max_size: int = DEFAULT_MAX_SIZE,
         default_timeout: float | None = None,
+        gro: bool = False,
         _owns_path: bool = False,
     ) -> None:
         if sock.type != socket.SOCK_DGRAM:
             raise ValueError(f"not a datagram socket: {sock!r}")
+        # With GRO on, one read may carry several datagrams: every receive goes through the
+        # batch layer, which splits them, and what one read brought beyond the datagrams asked
+        # for waits here, in order, ahead of the socket's queue.
+        self._gro = gro and sock.family != socket.AF_UNIX and _batch.enable_gro(sock)
+        self._pending: deque[Datagram] = deque()
         if sock.gettimeout() is not None:
             sock.settimeout(None)  # blocking: each call keeps its own deadline (see above)
         self._sock = sock
@@ -145,7 +158,7 @@ class DatagramSocket:
         self._default_timeout = default_timeout
         # True while receive/send without a timeout can go straight to the socket (open, no
         # default timeout): the per-datagram path, kept short (benchmarks/bench_udp_api.py).
-        self._direct = default_timeout is None
+        self._direct = default_timeout is None and not self._gro
         self._owns_path = _owns_path
         self._closed = False
         self._close_lock = threading.Lock()
@@ -199,6 +212,11 @@ class DatagramSocket:
         return self._max_size
 
     @property
+    def gro(self) -> bool:
+        """True when UDP GRO is on (``udp(gro=True)`` on a kernel that has it)."""
+        return self._gro
+
+    @property
     def drops(self) -> int:
         """Datagrams the kernel dropped from this socket's receive queue so far, as learned
         from the datagrams received since (``SO_RXQ_OVFL``): a drop is seen when the next
@@ -222,7 +240,7 @@ class DatagramSocket:
     @default_timeout.setter
     def default_timeout(self, value: float | None) -> None:
         self._default_timeout = value
-        self._direct = value is None and not self._closed
+        self._direct = value is None and not self._closed and not self._gro
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -302,6 +320,8 @@ class DatagramSocket:
                     )
                     return datagram
         self._check_open()
+        if self._gro:
+            return self._receive_split(timeout)
         deadline = self._deadline(timeout)
         try:
             data, ancdata, flags, address = self._recvmsg(self._max_size, deadline)
@@ -318,6 +338,12 @@ class DatagramSocket:
             self._drops.update(ancdata) if self._drops_known else 0,
         )
 
+    def _receive_split(self, timeout: float) -> Datagram:
+        """``receive`` on a GRO socket: the next datagram of the last read, or a new read."""
+        if not self._pending:
+            self._pending.extend(self.receive_many(timeout=timeout))
+        return self._pending.popleft()
+
     def receive_into(
         self, buffer: bytearray | memoryview, *, timeout: float = _UNSET
     ) -> tuple[int, Any, bool]:
@@ -332,6 +358,11 @@ class DatagramSocket:
             ReadTimeout, ConnectionRefused, ClosedResourceError: as :meth:`receive`.
         """
         self._check_open()
+        if self._gro:
+            datagram = self._receive_split(timeout)
+            count = min(len(datagram.data), len(buffer))
+            buffer[:count] = datagram.data[:count]
+            return count, datagram.address, datagram.truncated or count < len(datagram.data)
         deadline = self._deadline(timeout)
         sock = self._sock
         flags = 0 if deadline is None else _DONTWAIT
@@ -483,6 +514,10 @@ class DatagramSocket:
         self._check_open()
         if max < 1:
             raise ValueError(f"max must be at least 1, not {max}")
+        if self._pending:  # split from an earlier GRO read: they come first
+            got = list(self._pending)
+            self._pending.clear()
+            return got
         deadline = self._deadline(timeout)
         try:
             while True:
