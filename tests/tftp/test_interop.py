@@ -204,3 +204,43 @@ def test_error_from_tftpd_hpa_is_one_line_and_exit_1(tmp_path: Path) -> None:
     )
     assert existing.read_bytes() == b"good"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.bin", "srv"]
+
+
+# --- IPv6 and the dual-stack default ----------------------------------------------------------
+
+
+def test_ipv6_both_ways(tmp_path: Path) -> None:
+    served = tmp_path / "srv"
+    served.mkdir()
+    source = make_file(served / "f.bin", 70_000, seed=6)
+    work = tmp_path / "work"
+    work.mkdir()
+    with sk_server(served, "--write", host="::1") as (port, events, _proc):
+        result = run_sk(
+            "tftp", "get", f"[::1]:{port}", "f.bin", "-o", str(work / "a.bin"), "--json",
+            "--windowsize", "4",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert '"server":"[::1]:' in result.stderr
+        got = tftp_hpa("::1", port, "get f.bin b.bin", cwd=work)
+        assert got.returncode == 0, got.stdout + got.stderr
+        events.wait("done", 2)
+    with tftpd_hpa(served, host="::1", create=True) as port:
+        result = run_sk("tftp", "put", f"[::1]:{port}", str(work / "a.bin"), "up6.bin")
+        assert result.returncode == 0, result.stderr
+    assert sha256(work / "a.bin") == sha256(work / "b.bin") == sha256(source)
+    assert sha256(served / "up6.bin") == sha256(source)
+
+
+def test_default_bind_serves_ipv4_and_ipv6(tmp_path: Path) -> None:
+    source = make_file(tmp_path / "f.bin", 5000, seed=7)
+    with sk_server(tmp_path, host="") as (port, events, _proc):
+        listening = events.named("listening")[0]
+        assert listening["address"] == f"[::]:{port}"
+        for host in (f"127.0.0.1:{port}", f"[::1]:{port}"):
+            out = tmp_path / "out.bin"
+            result = run_sk("tftp", "get", host, "f.bin", "-o", str(out))
+            assert result.returncode == 0, result.stderr
+            assert sha256(out) == sha256(source)
+        peers = [e["peer"] for e in events.wait("done", 2)]
+    assert peers[0].startswith("127.0.0.1:") and peers[1].startswith("[::1]:")

@@ -11,6 +11,7 @@ the peer's transfer ID.
 from __future__ import annotations
 
 import errno
+import io
 import math
 import select
 import socket
@@ -57,6 +58,7 @@ class Channel:
     def __init__(self, sock: socket.socket, *, report_refused: bool = False) -> None:
         self.sock = sock
         self.peer: Any = None
+        self.buffer = bytearray(RECEIVE_SIZE)  # the lock-step loop's receive buffer
         self.closed = False
         self.gro = False
         self._wait = -1.0
@@ -336,7 +338,11 @@ def _lockstep(
     if begin is None:
         return None
     sock, clock, pack = channel.sock, time.monotonic, _HEAD.pack
-    recvfrom, send = sock.recvfrom, sock.send  # connected to the peer (Channel.connect)
+    # Connected to the peer (Channel.connect): the kernel drops other senders, so recv_into
+    # needs no address, and a reused buffer saves an allocation per datagram.
+    recv_into, send = sock.recv_into, sock.send
+    buf = channel.buffer
+    view = memoryview(buf)
     channel.set_wait(machine.base_timeout)
     blksize = machine.options.blksize
     size = 0
@@ -344,20 +350,22 @@ def _lockstep(
     left: Any = _EXPIRED
     if isinstance(machine, tftp.ClientRead | tftp.ServerWrite):
         block, write, full = begin, machine.sink, blksize + 4
+        # A buffered file copies what it is given: it may have a view of our buffer. Any other
+        # sink (netascii, a caller's object that may keep what it gets) gets bytes.
+        views = isinstance(getattr(write, "__self__", None), io.BufferedWriter)
         acked_at = clock()
         try:
             while True:
-                data, address = recvfrom(RECEIVE_SIZE)
+                n = recv_into(buf)
                 if (
-                    address != peer
-                    or len(data) != full
-                    or data[1] != 3
-                    or data[0] != 0
-                    or ((data[2] << 8) | data[3]) != block & 0xFFFF
+                    n != full
+                    or buf[1] != 3
+                    or buf[0] != 0
+                    or ((buf[2] << 8) | buf[3]) != block & 0xFFFF
                 ):
-                    left = (data, address)
+                    left = (bytes(view[:n]), peer)
                     break
-                write(data[4:])
+                write(view[4:n] if views else bytes(view[4:n]))  # type: ignore[arg-type]
                 send(pack(4, block & 0xFFFF))
                 acked_at = clock()
                 size += blksize
@@ -373,14 +381,18 @@ def _lockstep(
         machine.lockstep_end(block - 1, size, acked_at)
     else:
         block, read = begin, machine.source
-        expect = pack(4, block & 0xFFFF)
         packet = machine.window_packet
         sent_at = clock()
         try:
             while True:
-                data, address = recvfrom(RECEIVE_SIZE)
-                if data != expect or address != peer:
-                    left = (data, address)
+                n = recv_into(buf)
+                if (
+                    n != 4
+                    or buf[1] != 4
+                    or buf[0] != 0
+                    or ((buf[2] << 8) | buf[3]) != block & 0xFFFF
+                ):
+                    left = (bytes(view[:n]), peer)
                     break
                 block += 1
                 chunk = read(blksize)
@@ -391,7 +403,6 @@ def _lockstep(
                 if len(chunk) < blksize:  # the last block: its ACK takes the general path
                     left = (b"", peer)
                     break
-                expect = pack(4, block & 0xFFFF)
                 count += 1
                 if progress is not None and count % _PROGRESS_BLOCKS == 0:
                     progress(machine.stats.size + size, total)
@@ -401,7 +412,7 @@ def _lockstep(
             machine.lockstep_end(block, size, packet, sent_at)
             raise channel.error(exc, "send") from exc
         machine.lockstep_end(block, size, packet, sent_at)
-    if left is not _EXPIRED and left[1] is None:  # shut down (close() from another thread)
+    if left is not _EXPIRED and not left[0] and channel.sock.fileno() < 0:
         channel.closed = True
         return _EXPIRED
     return left

@@ -171,7 +171,7 @@ def get(
             target = AtomicFile(path)
         except OSError as exc:
             raise OSError(f"cannot write {path}: {(exc.strerror or str(exc)).lower()}") from exc
-        sink: Any = target
+        sink: Any = target.file  # its write() straight: the per-block path
         local_name: str | None = path
     else:
         sink = local

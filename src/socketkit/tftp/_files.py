@@ -102,6 +102,11 @@ def resolve_for_write(root: str, name: str, size: int | None) -> str:
         raise Refused(f"{name}: no such directory on the server", tftp.ErrorCode.ACCESS_VIOLATION)
     if os.path.isdir(path):
         raise Refused(f"{name}: refused: it is a directory", tftp.ErrorCode.ACCESS_VIOLATION)
+    if os.path.islink(path) and not _inside(root, os.path.realpath(path)):
+        raise Refused(
+            f"{name}: refused: it leads out of the served directory",
+            tftp.ErrorCode.ACCESS_VIOLATION,
+        )
     if size is not None:
         fs = os.statvfs(real_parent)
         if size > fs.f_bavail * fs.f_frsize:
@@ -116,18 +121,31 @@ class AtomicFile:
     :meth:`commit`; :meth:`discard` (or leaving the ``with`` block with an error) removes
     the temporary file, so a good file at ``path`` is never replaced by a partial one.
 
-    ``directory_check`` (the server's root): the directory is re-checked right before the
-    rename, so a directory swapped for a symlink meanwhile is not followed out.
+    The directory is opened once and used by descriptor from then on (``openat``,
+    ``renameat``). With ``root`` (the server's directory), the opened directory's real path
+    must be inside it: a directory swapped for a symlink after the name was checked is
+    refused (ERROR 2) before anything is created, and cannot be followed out later.
     """
 
     def __init__(self, path: str, *, root: str | None = None, mode: int = 0o644) -> None:
         self.path = path
-        self._root = root
         directory, base = os.path.split(os.path.abspath(path))
-        self.temp = os.path.join(
-            directory, f"{TEMP_PREFIX}{base}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
-        )
-        fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if root is not None and not _inside(root, os.readlink(f"/proc/self/fd/{dir_fd}")):
+                raise Refused(
+                    f"{base}: refused: its directory leads out of the served directory",
+                    tftp.ErrorCode.ACCESS_VIOLATION,
+                )
+            self._name = f"{TEMP_PREFIX}{base}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+            fd = os.open(self._name, flags, mode, dir_fd=dir_fd)
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        self._dir: int | None = dir_fd
+        self._base = base
+        self.temp = os.path.join(directory, self._name)
         self.file: IO[bytes] = os.fdopen(fd, "wb", buffering=256 * 1024)
         self.done = False
 
@@ -135,25 +153,25 @@ class AtomicFile:
         self.file.write(data)
 
     def commit(self) -> None:
-        """Flush, then rename over ``path`` (atomic on one file system)."""
+        """Flush, then rename over ``path`` in the directory opened at the start (atomic)."""
         self.file.close()
-        if self._root is not None:
-            real = os.path.realpath(os.path.dirname(self.temp))
-            if not _inside(self._root, real):
-                self.discard()
-                raise Refused(
-                    "the target directory moved out of the served directory",
-                    tftp.ErrorCode.ACCESS_VIOLATION,
-                )
-        os.replace(self.temp, self.path)
+        assert self._dir is not None
+        os.replace(self._name, self._base, src_dir_fd=self._dir, dst_dir_fd=self._dir)
         self.done = True
+        self._close_dir()
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):
             self.file.close()
-        if not self.done:
+        if not self.done and self._dir is not None:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.temp)
+                os.unlink(self._name, dir_fd=self._dir)
+        self._close_dir()
+
+    def _close_dir(self) -> None:
+        if self._dir is not None:
+            os.close(self._dir)
+            self._dir = None
 
     def __enter__(self) -> AtomicFile:
         return self

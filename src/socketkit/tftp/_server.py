@@ -96,7 +96,15 @@ class TftpServer:
         self._sock = self._listener.socket
         self._sock.settimeout(None)
         bound = self._sock.getsockname()
-        self._session_host = bound[0]
+        # Each transfer's socket is bound like the listener: the same address, or, for a
+        # dual-stack "[::]" listener, dual-stack too (IPv4 peers arrive as ::ffff:a.b.c.d).
+        dual = (
+            self._sock.family == socket.AF_INET6
+            and bound[0] == "::"
+            and not (self._sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
+        )
+        self._session_local = ":0" if dual else _format((bound[0], 0))
+        self._session_family = None if dual else self._sock.family
         self.address = _format(bound)
         self._lock = threading.Lock()
         self._sessions: dict[tuple[str, int], Channel] = {}
@@ -134,6 +142,9 @@ class TftpServer:
                     break
                 self._request(data, address)
         finally:
+            # Also on Ctrl-C (KeyboardInterrupt here): running transfers are ended now, their
+            # temporary files removed, instead of waiting for their timers.
+            self.close()
             for thread in list(self._threads):
                 thread.join(self.timeout * 2 + 1)
 
@@ -219,9 +230,7 @@ class TftpServer:
         try:
             from .._sync.udp import udp
 
-            channel = Channel(
-                udp(_format((self._session_host, 0)), family=self._sock.family).socket
-            )
+            channel = Channel(udp(self._session_local, family=self._session_family).socket)
             with self._lock:
                 self._sessions[key] = channel
             if self._closed:
@@ -317,9 +326,9 @@ class TftpServer:
         path = resolve_for_write(self.root, request.filename, options.tsize)
         channel.reserve(options.windowsize, options.blksize)
         with AtomicFile(path, root=self.root) as target:
-            decoder = tftp.NetasciiDecoder(target.write) if netascii else None
+            decoder = tftp.NetasciiDecoder(target.file.write) if netascii else None
             writer = tftp.ServerWrite(
-                decoder.write if decoder else target.write,
+                decoder.write if decoder else target.file.write,
                 options=options,
                 oack=oack,
                 timeout=self._timeout(options),
