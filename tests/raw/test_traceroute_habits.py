@@ -29,6 +29,9 @@ A4, A4_2, R4A, R4B, B4 = (
     "198.18.41.254",
     "198.18.41.2",
 )
+A6, A6_2, R6A, R6B, B6 = (
+    "fd00:5e:40::1", "fd00:5e:40::7", "fd00:5e:40::fe", "fd00:5e:41::fe", "fd00:5e:41::2",
+)  # fmt: skip
 HOST_UNREACH, PROHIBITED, BLACKHOLE, NET_UNREACH = (
     "198.18.99.1", "198.18.98.1", "198.18.97.1", "198.18.96.1",
 )  # fmt: skip
@@ -51,6 +54,19 @@ class Net:
         for kind, net in (("unreachable", "198.18.99.0/24"), ("prohibit", "198.18.98.0/24"),
                           ("blackhole", "198.18.97.0/24")):  # fmt: skip
             self.r.run(["ip", "route", "add", kind, net])
+        # IPv6 on the same links: r's route errors are ICMPv6 errors, limited per namespace
+        self.r.sysctl("net.ipv6.icmp.ratelimit", "0")
+        self.b.sysctl("net.ipv6.icmp.ratelimit", "0")
+        ra, rb = self.r.interfaces
+        ib = self.b.interfaces[0]
+        v6 = [(self.a, self.ia, A6), (self.a, self.ia, A6_2), (self.r, ra, R6A),
+              (self.r, rb, R6B), (self.b, ib, B6)]  # fmt: skip
+        for host, iface, addr in v6:
+            host.run(["ip", "addr", "add", f"{addr}/64", "dev", iface, "nodad"])
+        self.a.run(["ip", "-6", "route", "add", "fd00:5e::/32", "via", R6A])
+        self.b.run(["ip", "-6", "route", "add", "fd00:5e:40::/64", "via", R6B])
+        for kind, net in (("unreachable", "fd00:5e:99::/64"), ("prohibit", "fd00:5e:98::/64")):
+            self.r.run(["ip", "-6", "route", "add", kind, net])
 
 
 @pytest.fixture
@@ -67,12 +83,13 @@ def _timed(host: Host, argv: list[str]) -> tuple[subprocess.CompletedProcess[str
     return res, time.monotonic() - started
 
 
-def _both(net: Net, args: list[str]) -> tuple[
+def _both(net: Net, args: list[str], v6: bool = False) -> tuple[
     tuple[subprocess.CompletedProcess[str], float], tuple[subprocess.CompletedProcess[str], float]
 ]:  # fmt: skip
     """(traceroute, elapsed), (socketkit, elapsed): each from its own source address."""
-    theirs = _timed(net.a, ["traceroute", "-n", "-s", A4, *args])
-    ours = _timed(net.a, sk("traceroute", "-n", "-s", A4_2, *args))
+    mine, yours = (A6, A6_2) if v6 else (A4, A4_2)
+    theirs = _timed(net.a, ["traceroute", "-n", "-s", mine, *args])
+    ours = _timed(net.a, sk("traceroute", "-n", "-s", yours, *args))
     return theirs, ours
 
 
@@ -102,6 +119,29 @@ def test_stops_at_an_unreachable_mark_as_fast_as_traceroute(
     assert our_hops == their_hops, (ours.stdout, theirs.stdout)
     # a second for our interpreter's start under load; a serial trace takes minutes here
     assert our_time <= their_time + 1.5, (our_time, their_time)
+
+
+@pytest.mark.parametrize(
+    ("target", "mark"), [("fd00:5e:99::1", "!N"), ("fd00:5e:98::1", "!X"), ("fd00:5e:97::1", "!N")]
+)
+def test_ipv6_stops_at_an_unreachable_mark_as_fast_as_traceroute(
+    net: Net, target: str, mark: str
+) -> None:
+    # 'unreachable' and a missing route both answer "no route" (code 0), 'prohibit' code 1
+    (theirs, their_time), (ours, our_time) = _both(net, [target], v6=True)
+    assert theirs.returncode == ours.returncode == 0, (theirs.stderr, ours.stderr)
+    assert _marks(ours.stdout) == _marks(theirs.stdout), (ours.stdout, theirs.stdout)
+    assert _marks(ours.stdout)[-1][1:3] == [R6A, mark], ours.stdout
+    assert our_time <= their_time + 1.5, (our_time, their_time)
+
+
+def test_ipv6_tcp_and_udp_reach_the_target(net: Net) -> None:
+    for method in ([], ["-T", "-p", str(CLOSED_PORT)]):
+        (theirs, _), (ours, _) = _both(net, [*method, "-q", "1", B6], v6=True)
+        assert _marks(ours.stdout) == _marks(theirs.stdout) == [["1", R6A], ["2", B6]], (
+            ours.stdout,
+            theirs.stdout,
+        )
 
 
 def test_a_silent_path_is_probed_in_parallel(net: Net) -> None:
