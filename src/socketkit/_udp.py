@@ -131,6 +131,7 @@ def open_udp_socket(
     *,
     family: int | None,
     reuse_port: bool,
+    reuse_address: bool = False,
     broadcast: bool,
     receive_buffer: int | None,
     send_buffer: int | None,
@@ -190,8 +191,9 @@ def open_udp_socket(
         bind_to = ("::", port, 0, 0) if want == socket.AF_INET6 else ("0.0.0.0", port)
     try:
         return _open_inet(
-            want, bind_to, target, dual=dual, reuse_port=reuse_port, broadcast=broadcast,
-            send_buffer=send_buffer, receive_buffer=receive_buffer, dont_fragment=dont_fragment,
+            want, bind_to, target, dual=dual, reuse_port=reuse_port,
+            reuse_address=reuse_address, broadcast=broadcast, send_buffer=send_buffer,
+            receive_buffer=receive_buffer, dont_fragment=dont_fragment,
         ), False  # fmt: skip
     except SocketkitError:
         if not dual:
@@ -199,8 +201,8 @@ def open_udp_socket(
     # No IPv6 here after all (a kernel booted with ipv6.disable=1): plain IPv4.
     return _open_inet(
         socket.AF_INET, ("0.0.0.0", port), target, dual=False, reuse_port=reuse_port,
-        broadcast=broadcast, send_buffer=send_buffer, receive_buffer=receive_buffer,
-        dont_fragment=dont_fragment,
+        reuse_address=reuse_address, broadcast=broadcast, send_buffer=send_buffer,
+        receive_buffer=receive_buffer, dont_fragment=dont_fragment,
     ), False  # fmt: skip
 
 
@@ -223,6 +225,7 @@ def _open_inet(
     *,
     dual: bool,
     reuse_port: bool,
+    reuse_address: bool = False,
     broadcast: bool,
     send_buffer: int | None,
     receive_buffer: int | None,
@@ -239,6 +242,8 @@ def _open_inet(
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual else 1)
             if reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if reuse_address:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if broadcast:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             _set_buffers(sock, send_buffer, receive_buffer)

@@ -199,3 +199,36 @@ def test_broadcast_between_namespaces(net: Net) -> None:
         got = rx.receive(timeout=10)
         assert (got.data, got.peer) == (b"subnet broadcast", tx.local)
         assert queued(other.socket) == []  # another link: not reached
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_reuse_address_receivers_on_one_group_port_keep_every_datagram(
+    net: Net, family: socket.AddressFamily
+) -> None:
+    """Several receivers of one group bound to the *same* address and port, the usual
+    multicast set-up: with ``reuse_address=True`` (SO_REUSEADDR) each member gets every
+    datagram, and after one leaves the other still gets every one (with reuse_port the IPv4
+    early-demux quirk hands some to the one that left: docs/multicast.md)."""
+    group = GROUP[family]
+    addrs = net.family_addrs(family)
+    with inside(net.r):
+        r1 = socketkit.udp(_at(group, PORT), reuse_address=True)
+        r2 = socketkit.udp(_at(group, PORT), reuse_address=True)
+    with inside(net.s):
+        tx = socketkit.udp(_at(addrs["s"], 0))
+    with r1, r2, tx:
+        for rx in (r1, r2):
+            assert rx.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 1
+            rx.join(group, interface=net.r_if)
+        tx.set_multicast(interface=net.s_to_r)
+        sent = [b"m%d" % i for i in range(20)]
+        for data in sent:
+            tx.send(data, _at(group, PORT))
+        for rx in (r1, r2):
+            assert [rx.receive(timeout=10).data for _ in sent] == sent
+        r1.leave(group, interface=net.r_if)
+        after = [b"a%d" % i for i in range(30)]
+        for data in after:
+            tx.send(data, _at(group, PORT))
+        assert [r2.receive(timeout=10).data for _ in after] == after
+        assert queued(r1.socket) == []

@@ -55,6 +55,7 @@ async def udp(
     remote: AddressLike | None = None,
     family: socket.AddressFamily | None = None,
     reuse_port: bool = False,
+    reuse_address: bool = False,
     broadcast: bool = False,
     receive_buffer: int | None = None,
     send_buffer: int | None = None,
@@ -71,7 +72,8 @@ async def udp(
 
     def open_() -> tuple[socket.socket, bool]:
         return open_udp_socket(
-            local, remote, family=family, reuse_port=reuse_port, broadcast=broadcast,
+            local, remote, family=family, reuse_port=reuse_port, reuse_address=reuse_address,
+            broadcast=broadcast,
             receive_buffer=receive_buffer, send_buffer=send_buffer,
             dont_fragment=dont_fragment,
         )  # fmt: skip

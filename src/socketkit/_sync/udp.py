@@ -66,6 +66,7 @@ def udp(
     remote: AddressLike | None = None,
     family: socket.AddressFamily | None = None,
     reuse_port: bool = False,
+    reuse_address: bool = False,
     broadcast: bool = False,
     receive_buffer: int | None = None,
     send_buffer: int | None = None,
@@ -86,6 +87,9 @@ def udp(
             unbound or host-less local address with no remote is dual-stack ``[::]``).
         reuse_port: ``SO_REUSEPORT``: several sockets share the port (the kernel spreads
             datagrams between them by source).
+        reuse_address: ``SO_REUSEADDR``: several sockets bound to one address and port each
+            get every multicast or broadcast datagram sent there (the usual way for several
+            receivers of one group on one host; see docs/multicast.md).
         broadcast: ``SO_BROADCAST``: allow sending to broadcast addresses.
         receive_buffer: ``SO_RCVBUF`` request in bytes (the kernel doubles it and caps it at
             ``net.core.rmem_max``); ``None``: the kernel default.
@@ -116,7 +120,8 @@ def udp(
     if max_size < 1:
         raise ValueError(f"max_size must be at least 1, not {max_size}")
     sock, owns_path = open_udp_socket(
-        local, remote, family=family, reuse_port=reuse_port, broadcast=broadcast,
+        local, remote, family=family, reuse_port=reuse_port, reuse_address=reuse_address,
+            broadcast=broadcast,
         receive_buffer=receive_buffer, send_buffer=send_buffer, dont_fragment=dont_fragment,
     )  # fmt: skip
     return DatagramSocket(
