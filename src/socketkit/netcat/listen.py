@@ -72,11 +72,17 @@ def run_listen(opts: NetcatOptions, reporter: Reporter) -> int:
 def _join(sock: socket.socket, opts: NetcatOptions) -> None:
     """``--multicast``: make the listening socket a member of the group (for each
     ``--multicast-source``, or for any source)."""
+    from .._errors import AddressError
     from .._multicast import join
 
     assert opts.multicast_group is not None
     for source in opts.multicast_sources or (None,):
-        join(sock, opts.multicast_group, interface=opts.multicast_interface, source=source)
+        try:
+            join(sock, opts.multicast_group, interface=opts.multicast_interface, source=source)
+        except AddressError as exc:
+            # The library names its parameter; a command-line user needs the option.
+            text = str(exc).replace("(interface=...)", "with --multicast-interface")
+            raise AddressError(text) from exc
 
 
 def _server_context(opts: NetcatOptions, reporter: Reporter) -> ssl.SSLContext | None:
