@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from rawkit import sk
+from rawkit import sk, sk_as_nobody
 
 from support.netlab import Host, Lab
 from support.privilege import require_root, require_tool
@@ -195,6 +195,11 @@ def test_tcp_syn_probes(net: Net, port: int | None) -> None:
         listener.communicate()
     assert theirs.returncode == ours.returncode == 0, (theirs.stderr, ours.stderr)
     assert _marks(ours.stdout) == [["1", R4A], ["2", B4]], ours.stdout
+    if port == CLOSED_PORT:  # no privilege needed: a connect() per probe
+        nobody = net.a.run(sk_as_nobody("traceroute", "-n", "-T", "-p", str(port), B4),
+                           check=False, timeout=60)  # fmt: skip
+        assert nobody.returncode == 0, nobody.stderr
+        assert _marks(nobody.stdout) == [["1", R4A], ["2", B4]], nobody.stdout
     # the same hops; traceroute's raw SYNs may share a source port, so b can take a later
     # one for a retransmission and not answer it ('*'): each of ours has its own socket
     assert [[w for w in hop if w != "*"] for hop in _marks(theirs.stdout)] == [
