@@ -24,6 +24,8 @@ import subprocess
 import time
 
 from .._errors import SocketkitError, SocketkitTimeout
+from .._udp import Datagram
+from .._udp_batch import receive_many
 from ..proto.peers import FULL, Peer, PeerTable
 from .access import AccessList
 from .conn import shown as show
@@ -39,6 +41,8 @@ __all__ = ["UdpServer"]
 MAX_DATAGRAM = 65507
 #: Unix datagrams are limited only by the sender's socket buffer (212,992 bytes by default).
 MAX_UNIX_DATAGRAM = 256 * 1024
+#: Datagrams taken from the socket per wake-up (one ``receive_many`` call).
+RECEIVE_BURST = 64
 #: Peers remembered as denied, so each is reported once (bounded: a spoofed flood cannot
 #: grow it without limit).
 MAX_DENIED_MEMORY = 4096
@@ -97,8 +101,6 @@ class UdpServer:
         unix = sock.family == socket.AF_UNIX
         self._max = MAX_UNIX_DATAGRAM if unix else MAX_DATAGRAM
         self._proto = "unixgram" if unix else "udp"
-        self._buf = bytearray(self._max + 1)
-        self._view = memoryview(self._buf)
 
     # -- sessions -------------------------------------------------------------------------
     @property
@@ -214,39 +216,44 @@ class UdpServer:
             self.reporter.warning(f"send to {session.shown}: {exc.strerror}")
 
     def _on_datagram(self, now: float) -> None:
-        for _ in range(64):  # drain a burst, bounded
+        """The socket is readable: take a burst of datagrams (up to ``RECEIVE_BURST``, one
+        ``recvmmsg`` where the kernel has it) through the library's batch layer."""
+        for _ in range(2):
             try:
-                n, addr = self.sock.recvfrom_into(
-                    self._view, self._max + 1, socket.MSG_DONTWAIT | socket.MSG_TRUNC
-                )
+                grams = receive_many(self.sock, RECEIVE_BURST, self._max)
             except BlockingIOError:
                 return
             except ConnectionRefusedError:
                 continue  # an ICMP error for an earlier reply: not ours to act on
-            session = self._session_for(addr, now)
-            if session is None:
-                continue
-            if n > self._max:  # MSG_TRUNC: n is the datagram's real size
-                self.reporter.warning(
-                    f"a datagram of {n} bytes from {session.shown} was longer than "
-                    f"{self._max}: it is dropped"
-                )
-                continue
-            session.received += n
-            chunk = self._view[:n]
-            if session.child is not None:
-                assert session.child.stdin is not None
-                try:
-                    session.child.stdin.write(chunk)
-                    session.child.stdin.flush()
-                except OSError:
-                    self._end(session, "program closed its input")
-                continue
-            if self.opts.send_only:
-                continue
-            if self.tap is not None:
-                self.tap.received(chunk)
-            write_all(1, chunk, "stdout", broken_pipe=True)
+            for gram in grams:
+                self._on_one(gram, now)
+            return
+
+    def _on_one(self, gram: Datagram, now: float) -> None:
+        session = self._session_for(gram.address, now)
+        if session is None:
+            return
+        if gram.truncated:  # MSG_TRUNC: longer than the buffer, and cut: never pass it on
+            self.reporter.warning(
+                f"a datagram from {session.shown} was longer than {self._max} bytes: it is dropped"
+            )
+            return
+        n = len(gram.data)
+        session.received += n
+        chunk = memoryview(gram.data)
+        if session.child is not None:
+            assert session.child.stdin is not None
+            try:
+                session.child.stdin.write(chunk)
+                session.child.stdin.flush()
+            except OSError:
+                self._end(session, "program closed its input")
+            return
+        if self.opts.send_only:
+            return
+        if self.tap is not None:
+            self.tap.received(chunk)
+        write_all(1, chunk, "stdout", broken_pipe=True)
 
     def _on_child_output(self, fd: int) -> None:
         session = self.by_child_fd.get(fd)
