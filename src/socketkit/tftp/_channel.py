@@ -279,6 +279,11 @@ def drive(
                 error = tftp.Error(tftp.ErrorCode.UNKNOWN_TID, "unknown transfer ID")
                 send(tftp.encode(error), address)
                 continue
+            reply = fast(data, now)
+            if reply is not None:  # the next full block (or the ACK of the block in flight)
+                if reply:
+                    out.append(reply)
+                continue
             try:
                 replies = receive(data, now)
                 if machine.done and finish is not None:
