@@ -34,6 +34,7 @@ from .._errors import (
     RemoteProtocolError,
     WriteTimeout,
 )
+from .._timeout import UNSET, check_timeout
 from ..proto.framing import DEFAULT_MAX_MESSAGE, Framer, LineFramer
 from ..proto.tls import TLSEngine
 from .driver import DRIVEN, RUNNING, HandlerDriver, _enter_task, _leave_task
@@ -45,7 +46,7 @@ __all__ = ["DEFAULT_RECEIVE_SIZE", "DrivenStream", "Stream"]
 DEFAULT_RECEIVE_SIZE = 64 * 1024
 #: Seconds ``aclose`` waits for buffered writes to flush before it aborts the connection.
 CLOSE_FLUSH_TIMEOUT = 5.0
-_UNSET: float = -1.0
+_UNSET: float = UNSET  # 'not given': compared with `is` (socketkit/_timeout.py)
 #: receive_into tries this many more loop iterations before it sleeps (see there) ...
 SPIN_READS = 30
 #: ... when its buffer is at least this large (a bulk reader).
@@ -155,7 +156,7 @@ class Stream:
             self._p._read_waiter = None
 
     def _timeout(self, timeout: float) -> float | None:
-        return self.default_timeout if timeout == _UNSET else timeout
+        return self.default_timeout if timeout is _UNSET else check_timeout(timeout)
 
     def _remaining(self, deadline: float | None) -> float | None:
         return None if deadline is None else deadline - asyncio.get_running_loop().time()
@@ -183,7 +184,7 @@ class Stream:
         if self._closed:
             raise ClosedResourceError("the stream is closed")
         p = self._p
-        if not len(p.buffer) and not p.eof and timeout == _UNSET and self.default_timeout is None:
+        if not len(p.buffer) and not p.eof and timeout is _UNSET and self.default_timeout is None:
             waiter = p.new_read_waiter(max_bytes)
             try:
                 return await waiter  # type: ignore[no-any-return]
@@ -567,7 +568,7 @@ class DrivenStream(Stream):
         p = self._p
         if (
             p.driver._waiting is RUNNING  # type: ignore[union-attr]
-            and timeout == _UNSET
+            and timeout is _UNSET
             and self.default_timeout is None
             and (p.buffer is _NO_DATA or not len(p.buffer))
             and not p.eof

@@ -26,6 +26,7 @@ from .._errors import (
     SocketkitError,
     WriteTimeout,
 )
+from .._timeout import UNSET, check_timeout
 from .._udp import (
     ANCILLARY_SIZE,
     DEFAULT_MAX_SIZE,
@@ -45,7 +46,7 @@ from .._udp import (
 
 __all__ = ["DatagramSocket", "udp"]
 
-_UNSET: float = -1.0
+_UNSET: float = UNSET  # 'not given': compared with `is` (socketkit/_timeout.py)
 _MSG_TRUNC = socket.MSG_TRUNC
 
 
@@ -69,6 +70,7 @@ async def udp(
     ``getaddrinfo``), numeric addresses without one."""
     if max_size < 1:
         raise ValueError(f"max_size must be at least 1, not {max_size}")
+    default_timeout = check_timeout(default_timeout, "default_timeout")  # before any socket
 
     def open_() -> tuple[socket.socket, bool]:
         return open_udp_socket(
@@ -112,7 +114,7 @@ class DatagramSocket:
         self._sock = sock
         self._fd = sock.fileno()
         self._max_size = max_size
-        self.default_timeout = default_timeout
+        self.default_timeout = check_timeout(default_timeout, "default_timeout")
         self._owns_path = _owns_path
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -181,7 +183,7 @@ class DatagramSocket:
     # -- waiting for readiness -----------------------------------------------------------------
 
     def _timeout(self, timeout: float) -> float | None:
-        return self.default_timeout if timeout == _UNSET else timeout
+        return self.default_timeout if timeout is _UNSET else check_timeout(timeout)
 
     def _on_readable(self) -> None:
         self._wake(self._readers)
@@ -249,6 +251,8 @@ class DatagramSocket:
             ConnectionRefused: (connected socket) ICMP port unreachable for an earlier datagram.
             ClosedResourceError: the socket is closed (also when closed while this call waits).
         """
+        if timeout is not _UNSET:
+            check_timeout(timeout)  # refused at once, even when no wait is needed
         if self._closed:
             raise ClosedResourceError("the datagram socket is closed")
         if self._gro:
@@ -294,6 +298,8 @@ class DatagramSocket:
     ) -> tuple[int, Any, bool]:
         """Receive one datagram into ``buffer``: ``(count, address, truncated)``, as the sync
         :meth:`receive_into`. A cancelled call took nothing (``buffer`` is untouched)."""
+        if timeout is not _UNSET:
+            check_timeout(timeout)  # refused at once, even when no wait is needed
         if self._closed:
             raise ClosedResourceError("the datagram socket is closed")
         if self._gro:
@@ -350,6 +356,8 @@ class DatagramSocket:
     ) -> int:
         """Send ``data`` as one datagram. As the sync :meth:`send` (``to`` with a host name
         is looked up in the executor the first time, then cached)."""
+        if timeout is not _UNSET:
+            check_timeout(timeout)  # refused at once, even when no wait is needed
         if self._closed:
             raise ClosedResourceError("the datagram socket is closed")
         sock = self._sock
@@ -401,6 +409,8 @@ class DatagramSocket:
         """Send each item as one datagram, many per system call. As the sync
         :meth:`~socketkit.DatagramSocket.send_many` (a cancelled call may have sent the first
         items; ``WriteTimeout.sent`` counts datagrams)."""
+        if timeout is not _UNSET:
+            check_timeout(timeout)  # refused at once, even when no wait is needed
         if self._closed:
             raise ClosedResourceError("the datagram socket is closed")
         items, target = prepare_batch(self._destinations, datagrams, to, self._remote is not None)
@@ -434,6 +444,8 @@ class DatagramSocket:
         """Wait for at least one datagram, then return every one queued (up to ``max`` kernel
         messages). As the sync :meth:`~socketkit.DatagramSocket.receive_many`; a cancelled or
         timed-out call took nothing."""
+        if timeout is not _UNSET:
+            check_timeout(timeout)  # refused at once, even when no wait is needed
         if self._closed:
             raise ClosedResourceError("the datagram socket is closed")
         if max < 1:

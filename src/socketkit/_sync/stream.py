@@ -29,6 +29,7 @@ from .._errors import (
     WriteTimeout,
     translate_os_error,
 )
+from .._timeout import UNSET, check_timeout
 from ..proto.buffer import DEFAULT_CHUNK, ByteBuffer
 from ..proto.framing import DEFAULT_MAX_MESSAGE, Framer, LineFramer
 from ..proto.tls import TLSEngine
@@ -39,7 +40,7 @@ __all__ = ["DEFAULT_RECEIVE_SIZE", "Stream"]
 DEFAULT_RECEIVE_SIZE = 64 * 1024
 #: "No timeout" — wait as long as it takes.
 _NO_TIMEOUT = None
-_UNSET: float = -1.0
+_UNSET: float = UNSET  # 'not given': compared with `is` (socketkit/_timeout.py)
 _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
 _SENT_EOF = "send: this side already ended its sending direction (send_eof)"
@@ -174,7 +175,7 @@ class Stream:
                 self._wait_ready(_POLLIN, deadline)
 
     def _deadline(self, timeout: float) -> float | None:
-        t = self.default_timeout if timeout == _UNSET else timeout
+        t = self.default_timeout if timeout is _UNSET else check_timeout(timeout)
         return None if t is None else time.monotonic() + t
 
     def _check_open(self) -> None:
@@ -283,7 +284,7 @@ class Stream:
             ReadTimeout: nothing arrived in time (``partial`` is ``b""``; nothing was lost).
             BrokenStreamError: the connection was reset.
         """
-        if self._direct and timeout == _UNSET:
+        if self._direct and timeout is _UNSET:
             try:
                 data = self._sock.recv(max_bytes)
             except BlockingIOError:
@@ -322,7 +323,7 @@ class Stream:
     def receive_into(self, buffer: bytearray | memoryview, *, timeout: float = _UNSET) -> int:
         """Receive into ``buffer`` (no allocation: the bulk-transfer path). Returns the count,
         0 only at EOF. Timeouts raise :class:`ReadTimeout` with nothing consumed."""
-        if self._direct and timeout == _UNSET:
+        if self._direct and timeout is _UNSET:
             try:
                 count = self._sock.recv_into(buffer)
             except BlockingIOError:
@@ -500,7 +501,7 @@ class Stream:
             WriteTimeout: time ran out; ``sent`` says how many bytes went out. Close the stream.
             BrokenStreamError: the peer reset or closed the connection.
         """
-        if self._direct and timeout == _UNSET:
+        if self._direct and timeout is _UNSET:
             try:
                 sent = self._sock.send(data)
             except BlockingIOError:  # a socket made non-blocking behind our back

@@ -30,6 +30,7 @@ from .._errors import (
     SocketkitError,
     WriteTimeout,
 )
+from .._timeout import UNSET, check_timeout
 from .._udp import (
     ANCILLARY_SIZE,
     DEFAULT_MAX_SIZE,
@@ -53,7 +54,7 @@ from .._udp import (
 
 __all__ = ["DatagramSocket", "udp"]
 
-_UNSET: float = -1.0
+_UNSET: float = UNSET  # 'not given': compared with `is` (socketkit/_timeout.py)
 _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
 _MSG_TRUNC = socket.MSG_TRUNC
@@ -119,6 +120,7 @@ def udp(
     """
     if max_size < 1:
         raise ValueError(f"max_size must be at least 1, not {max_size}")
+    default_timeout = check_timeout(default_timeout, "default_timeout")  # before any socket
     sock, owns_path = open_udp_socket(
         local, remote, family=family, reuse_port=reuse_port, reuse_address=reuse_address,
             broadcast=broadcast,
@@ -160,7 +162,7 @@ class DatagramSocket:
             sock.settimeout(None)  # blocking: each call keeps its own deadline (see above)
         self._sock = sock
         self._max_size = max_size
-        self._default_timeout = default_timeout
+        self._default_timeout = default_timeout = check_timeout(default_timeout, "default_timeout")
         # True while receive/send without a timeout can go straight to the socket (open, no
         # default timeout): the per-datagram path, kept short (benchmarks/bench_udp_api.py).
         self._direct = default_timeout is None and not self._gro
@@ -244,13 +246,13 @@ class DatagramSocket:
 
     @default_timeout.setter
     def default_timeout(self, value: float | None) -> None:
-        self._default_timeout = value
+        self._default_timeout = value = check_timeout(value, "default_timeout")
         self._direct = value is None and not self._closed and not self._gro
 
     # -- helpers ----------------------------------------------------------------------------
 
     def _deadline(self, timeout: float) -> float | None:
-        t = self.default_timeout if timeout == _UNSET else timeout
+        t = self.default_timeout if timeout is _UNSET else check_timeout(timeout)
         return None if t is None else time.monotonic() + t
 
     def _wait_ready(self, events: int, deadline: float | None) -> None:
@@ -305,7 +307,7 @@ class DatagramSocket:
             ClosedResourceError: the socket is closed (also when another thread closes it
                 while this call waits).
         """
-        if self._direct and timeout == _UNSET:
+        if self._direct and timeout is _UNSET:
             try:
                 data, ancdata, flags, address = self._sock.recvmsg(self._max_size, ANCILLARY_SIZE)
             except BlockingIOError:
@@ -428,7 +430,7 @@ class DatagramSocket:
                 is missing on an unconnected socket.
             ClosedResourceError: the socket is closed.
         """
-        if to is None and self._direct and timeout == _UNSET and self._remote is not None:
+        if to is None and self._direct and timeout is _UNSET and self._remote is not None:
             try:
                 return self._sock.send(data)
             except BlockingIOError:
