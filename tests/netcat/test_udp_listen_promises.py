@@ -106,6 +106,8 @@ def test_without_k_the_first_peer_owns_the_listener_and_later_peers_get_nothing(
             assert first_out.wait_for(12) == b"reply\nagain\n"
             assert later_out.wait_for(1, timeout=0.5) == b""
             first_port = _port_of(first)
+        # The event was written before the first datagram's bytes; its pipe may lag.
+        _wait(lambda: bool(json_events(events, "accepted")), "the accepted event")
         accepted = json_events(events, "accepted")
         assert [e["remote"] for e in accepted] == [f"127.0.0.1:{first_port}"]
         assert json_events(events, "rejected") == []
