@@ -382,9 +382,30 @@ class DropCounter:
         return 0
 
 
-def too_large(sock: socket.socket, size: int, action: str = "send") -> DatagramTooLarge:
-    """The :class:`DatagramTooLarge` for an ``EMSGSIZE`` on ``sock`` sending ``size`` bytes:
-    the limit is the protocol's maximum payload when ``size`` is above it, else the path MTU
+def ipv4_mapped(address: Any) -> bool:
+    """True for an IPv4-mapped IPv6 sockaddr (``::ffff:a.b.c.d``): the address of an IPv4
+    peer of a dual-stack socket; datagrams to it go out over IPv4, with IPv4's limits."""
+    host = address[0] if isinstance(address, tuple) and address else ""
+    return isinstance(host, str) and host.lower().startswith("::ffff:") and "." in host
+
+
+def _to_ipv4(sock: socket.socket, to: Any) -> bool:
+    """True when a dual-stack IPv6 socket sends to an IPv4 peer (``to``, or its remote)."""
+    address = to
+    if address is None:
+        try:
+            address = sock.getpeername()
+        except OSError:
+            return False
+    return ipv4_mapped(address)
+
+
+def too_large(
+    sock: socket.socket, size: int, action: str = "send", to: Any = None
+) -> DatagramTooLarge:
+    """The :class:`DatagramTooLarge` for an ``EMSGSIZE`` on ``sock`` sending ``size`` bytes
+    (to ``to``, or to the connected peer): the limit is the protocol's maximum payload when
+    ``size`` is above it (IPv4's for an IPv4 peer of a dual-stack socket), else the path MTU
     the kernel knows for a connected socket (``IP_MTU``/``IPV6_MTU``) minus the headers."""
     family = sock.family
     if family == socket.AF_UNIX:
@@ -393,13 +414,13 @@ def too_large(sock: socket.socket, size: int, action: str = "send") -> DatagramT
         except OSError:
             limit = 0
         return DatagramTooLarge(size, limit, "the socket's send buffer (SO_SNDBUF - 32)")
-    v6 = family == socket.AF_INET6
+    v6 = family == socket.AF_INET6 and not _to_ipv4(sock, to)
     maximum = IPV6_MAX_PAYLOAD if v6 else IPV4_MAX_PAYLOAD
     if size > maximum and action.startswith("send"):
         over = "IPv6" if v6 else "IPv4"
         return DatagramTooLarge(size, maximum, f"the largest UDP payload over {over}")
     try:
-        if v6:
+        if family == socket.AF_INET6:  # (an IPv4 peer of a dual-stack socket too)
             mtu = sock.getsockopt(socket.IPPROTO_IPV6, IPV6_MTU)
         else:
             mtu = sock.getsockopt(socket.IPPROTO_IP, IP_MTU)
@@ -434,7 +455,7 @@ def datagram_error(
     in ``remote``: the kernel forgets it when a Unix peer closes)."""
     code = exc.errno
     if code == errno.EMSGSIZE:
-        return too_large(sock, size, action)
+        return too_large(sock, size, action, to)
     if code == errno.EBADF or sock.fileno() < 0:
         return ClosedResourceError(f"{action}: the datagram socket is closed")
     unix = sock.family == socket.AF_UNIX

@@ -39,7 +39,13 @@ from .._sync.udp_server import (
     _no_drop_counter,
 )
 from .._sync.udp_server import REFUSAL_LOG_INTERVAL as _REFUSAL_LOG_INTERVAL
-from .._udp import cleanup_path, datagram_error, open_udp_socket
+from .._udp import (
+    IPV4_MAX_PAYLOAD,
+    cleanup_path,
+    datagram_error,
+    ipv4_mapped,
+    open_udp_socket,
+)
 from ..proto.peers import FULL, Peer, PeerTable
 from .driver import DRIVEN, RUNNING, HandlerDriver
 
@@ -110,6 +116,8 @@ class Conversation:
         self.peer = format_sockaddr("" if address is None else address)
         # The longest datagram send() hands over directly; -1 (no address): never.
         self._limit = self._protocol.max_payload if address else -1
+        if self._limit > IPV4_MAX_PAYLOAD and ipv4_mapped(address):
+            self._limit = IPV4_MAX_PAYLOAD  # a dual-stack server's IPv4 peer: IPv4's limit
         self.closed = False
         self.dropped = 0
         self.received = 0
@@ -268,10 +276,10 @@ class Conversation:
                 "nothing can be sent to it"
             )
         size = len(data)
-        if size > protocol.max_payload:
+        if size > self._limit:
             sock = transport.get_extra_info("socket")
             exc = OSError(errno.EMSGSIZE, os.strerror(errno.EMSGSIZE))
-            raise datagram_error(sock, exc, "send", size)
+            raise datagram_error(sock, exc, "send", size, to=self.address)
         transport.sendto(data, self.address)
         self.sent += 1
 

@@ -167,7 +167,9 @@ class Conversation:
         except OSError as exc:
             if self._server._sock_closed:
                 raise ClosedResourceError("the server is closed") from exc
-            raise datagram_error(sock, exc, f"send to {self.peer}", len(data)) from exc
+            raise datagram_error(
+                sock, exc, f"send to {self.peer}", len(data), to=self.address
+            ) from exc
         self.sent += 1
         return sent
 
