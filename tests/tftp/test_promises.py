@@ -1,8 +1,9 @@
 """Promises of docs/tftp.md and ``socketkit tftp --help`` that no other test held to: writes
-kept inside DIR, reads refused through a symlink swapped in meanwhile, the client's tsize check, the
-back-off's return to --timeout, OACK refusals, the documented defaults, the IPv6 HOST forms,
-the default ``-o``, signals with a transfer in flight, the window memory bound, the
-rename before the last ACK, only regular files served, refused uploads cleaned up."""
+kept inside DIR, also against a symlink swapped in meanwhile; the client's tsize check; the
+back-off's return to --timeout; OACK refusals; the documented defaults; the IPv6 HOST forms
+and the dual-stack default; the default ``-o``; signals with a transfer in flight; the window
+memory bound; the rename before the last ACK; only regular files served; refused uploads
+cleaned up."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ import pytest
 
 import socketkit.tftp as sktftp
 import socketkit.tftp._files as files
+import socketkit.tftp._server as server_module
 from socketkit.proto import tftp
 from support.procs import stop
+from support.tftp_peers import tftp_hpa
 
 from .tools import SK, Events, make_file, one_line, sha256
 
@@ -146,7 +149,7 @@ def fake() -> Iterator[socket.socket]:
 @pytest.mark.parametrize(
     "name",
     ["../outside/new.bin", "../new.bin", "sub/../../outside/new.bin", "escape/new.bin",
-     "escape/secret", "ABSOLUTE", "new.bin" + PART, "sub/.x" + PART],
+     "escape/secret", "ABSOLUTE", "new.bin" + PART, "sub/.x" + PART, "secret-link"],
 )  # fmt: skip
 def test_writes_outside_dir_are_error_2_and_create_nothing(
     running: Running, peer: socket.socket, tree: tuple[Path, Path], tmp_path: Path, name: str
@@ -194,6 +197,51 @@ def test_read_through_a_symlink_swapped_in_after_the_name_check_is_refused(
     assert isinstance(reply, tftp.Error), reply  # not DATA 1 b"outside\n"
     assert reply.code == tftp.ErrorCode.ACCESS_VIOLATION
     assert "leads out of the served directory" in reply.message
+
+
+def test_write_through_a_symlink_swapped_in_after_the_checks_never_lands_outside(
+    running: Running,
+    peer: socket.socket,
+    tree: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root, outside = tree
+    before = snapshot(outside)
+    resolve: Callable[..., str] = server_module.resolve_for_write
+
+    def then_swap(base: str, name: str, size: int | None) -> str:
+        path = resolve(base, name, size)
+        _swap_sub_for_link(root, outside)
+        return path
+
+    monkeypatch.setattr(server_module, "resolve_for_write", then_swap)
+    reply, tid = ask(peer, (HOST, running.port), request("sub/new.bin", opcode=tftp.Opcode.WRQ))
+    during = snapshot(outside)
+    if isinstance(reply, tftp.Ack):
+        reply, _ = ask(peer, tid, tftp.encode(tftp.Data(1, b"x" * 100)))
+    assert during == before, "a file was created outside DIR during the upload"
+    assert isinstance(reply, tftp.Error) and reply.code == tftp.ErrorCode.ACCESS_VIOLATION
+    assert snapshot(outside) == before
+    ended = [f for n, f in running.events if n in ("refused", "failed")]
+    assert [f["file"] for f in ended] == ["sub/new.bin"]
+    assert parts(root) == [] and parts(outside) == []
+
+
+def test_directory_swapped_for_a_symlink_mid_upload_gets_nothing_outside(
+    running: Running, peer: socket.socket, tree: tuple[Path, Path]
+) -> None:
+    root, outside = tree
+    before = snapshot(outside)
+    reply, tid = ask(peer, (HOST, running.port), request("sub/new.bin", opcode=tftp.Opcode.WRQ))
+    assert reply == tftp.Ack(0)
+    reply, _ = ask(peer, tid, tftp.encode(tftp.Data(1, b"a" * 512)))
+    assert reply == tftp.Ack(1)
+    _swap_sub_for_link(root, outside)  # between two blocks: the rename comes after it
+    reply, _ = ask(peer, tid, tftp.encode(tftp.Data(2, b"b" * 10)))
+    assert isinstance(reply, (tftp.Ack, tftp.Error)), reply
+    running.wait("done" if isinstance(reply, tftp.Ack) else "failed")
+    assert snapshot(outside) == before
+    assert parts(root) == [] and parts(outside) == []
 
 
 # --- 3. get checks the received size against tsize --------------------------------------
@@ -440,6 +488,29 @@ def test_bare_ipv6_host_goes_to_port_69(tmp_path: Path) -> None:
             assert packet.opcode == (tftp.Opcode.RRQ if action == "get" else tftp.Opcode.WRQ)
 
 
+def test_serve_without_bind_answers_ipv4_and_ipv6_clients(
+    cli_server: Callable[..., tuple[int, Events]], tree: tuple[Path, Path], tmp_path: Path
+) -> None:
+    source = make_file(tree[0] / "dual.bin", 5000, seed=62)
+    port, events = cli_server("-p", "0")  # no --bind
+    work = tmp_path / "work"
+    work.mkdir()
+    for index, host in enumerate((HOST, "::1")):
+        out = work / f"sk{index}.bin"
+        got = subprocess.run(
+            [*SK, "tftp", "get", f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+             "dual.bin", "-o", str(out)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert got.returncode == 0, got.stderr
+        assert sha256(out) == sha256(source)
+        hpa = tftp_hpa(host, port, f"get dual.bin hpa{index}.bin", cwd=work, timeout=60)
+        assert hpa.returncode == 0, hpa.stdout + hpa.stderr
+        assert sha256(work / f"hpa{index}.bin") == sha256(source)
+    peers = [e["peer"] for e in events.wait("done", 4)]
+    assert sum(p.startswith("[::1]:") for p in peers) == 2, peers
+
+
 # --- 8. the default -o --------------------------------------------------------------------
 
 
@@ -480,7 +551,7 @@ def test_get_interrupted_by_sigint_exits_130_and_leaves_no_file(
 # --- 10. serve stopped with a transfer in flight ------------------------------------------
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 0)])
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
 def test_serve_stopped_mid_upload_leaves_the_good_file(
     tree: tuple[Path, Path], peer: socket.socket, signum: int, code: int
 ) -> None:
