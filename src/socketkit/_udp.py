@@ -195,9 +195,12 @@ def open_udp_socket(
             reuse_address=reuse_address, broadcast=broadcast, send_buffer=send_buffer,
             receive_buffer=receive_buffer, dont_fragment=dont_fragment,
         ), False  # fmt: skip
-    except SocketkitError:
-        if not dual:
-            raise
+    except SocketkitError as exc:
+        cause = exc.__cause__
+        if not dual or not (
+            isinstance(cause, OSError) and cause.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL)
+        ):
+            raise  # (a port in use is named as [::]:port, the socket that was asked for)
     # No IPv6 here after all (a kernel booted with ipv6.disable=1): plain IPv4.
     return _open_inet(
         socket.AF_INET, ("0.0.0.0", port), target, dual=False, reuse_port=reuse_port,
@@ -316,8 +319,8 @@ def bind_error(exc: OSError, where: str) -> SocketkitError:
         )
     if exc.errno == errno.EADDRINUSE:
         return SocketkitError(
-            f"cannot bind to {where}: address already in use (reuse_port=True shares it "
-            "with sockets that set it too)"
+            f"cannot bind to {where}: address already in use (another socket is bound "
+            "there: pick another port, or share it: reuse_address/reuse_port in Python)"
         )
     if exc.errno == errno.EADDRNOTAVAIL:
         return AddressError(f"cannot bind to {where}: not an address of this machine")
@@ -531,8 +534,14 @@ class Destinations:
         if family == socket.AF_INET6 and type(to) is tuple and len(to) == 4:
             return to
         if family == socket.AF_UNIX and isinstance(to, (str, bytes)):
-            if isinstance(to, str) and to.startswith("unix:"):
-                return self._cached(to, self._resolve)
+            if isinstance(to, str):
+                if to.startswith("unix:"):
+                    return self._cached(to, self._resolve)
+                if "/" not in to and _is_inet_address(to):
+                    raise AddressError(
+                        f"cannot send to {to} from a Unix datagram socket (a Unix destination "
+                        "is unix:/path, unix:@name or a file path)"
+                    )
             return to
         try:
             return self._cached(to, self._resolve)
@@ -579,6 +588,15 @@ class Destinations:
         raise AddressError(
             f"cannot send to {address}: no {have} address for it on this {have} socket"
         )
+
+
+def _is_inet_address(text: str) -> bool:
+    """True when ``text`` reads as an IP ``host:port`` (not as a file name)."""
+    try:
+        address = parse_address(text)
+    except SocketkitError:
+        return False
+    return address.path is None and bool(address.host) and address.port > 0
 
 
 def payload_size(item: Any) -> int:
