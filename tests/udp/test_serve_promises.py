@@ -347,3 +347,74 @@ def test_sync_conversation_sent_counts_datagrams_that_left() -> None:
                 assert s.recv(100) == b"r"
             _wait_for(lambda k=k: len(counts) == k)
     assert counts == [(1, 3), (2, 3), (3, 5)]
+
+
+# -- never cut: a Unix datagram longer than the servers take is dropped and counted -------------
+
+
+def _unix_sender(path: str) -> socket.socket:
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    c.bind(path)
+    return c
+
+
+def test_sync_a_unix_datagram_too_long_is_dropped_and_counted_never_cut(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    got: list[int] = []
+
+    def handler(conv: Conversation) -> None:
+        got.extend(len(data) for data in conv)
+
+    path = f"{tmp_path}/srv.sock"
+    limit = sync_server.MAX_UNIX_DATAGRAM
+    with (
+        caplog.at_level(logging.INFO, "socketkit.server"),
+        socketkit.serve_udp(handler, f"unix:{path}", idle_timeout=None) as server,
+        _unix_sender(f"{tmp_path}/c.sock") as c,
+    ):
+        for n in (70_000, limit, limit + 1, 300_000, 10):
+            c.sendto(bytes(n), path)
+        _wait_for(lambda: len(got) == 3 and server.datagrams_truncated == 2)
+        assert got == [70_000, limit, 10]  # whole, a default Unix sender's largest too
+    assert limit >= 212_992 - 32
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        f"datagram of {n} bytes from unix:{tmp_path}/c.sock dropped: longer than {limit}"
+        for n in (limit + 1, 300_000)
+    ]
+
+
+def test_aio_a_unix_datagram_too_long_is_dropped_and_counted_never_cut(
+    run: Any, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        got: list[int] = []
+
+        async def handler(conv: skio.Conversation) -> None:
+            async for data in conv:
+                got.append(len(data))
+
+        path = f"{tmp_path}/srv.sock"
+        limit = sync_server.MAX_UNIX_DATAGRAM
+        async with await skio.serve_udp(handler, f"unix:{path}", idle_timeout=None) as server:
+            with _unix_sender(f"{tmp_path}/c.sock") as c:
+                for n in (70_000, limit, limit + 1, 300_000, 10):
+                    c.sendto(bytes(n), path)
+                await _until(lambda: len(got) == 3 and server.datagrams_truncated == 2)
+                assert got == [70_000, limit, 10]
+
+    with caplog.at_level(logging.INFO, "socketkit.server"):
+        run(main())
+    limit = sync_server.MAX_UNIX_DATAGRAM
+    # The event loop reads at most its buffer (asyncio 256 KiB, uvloop 256,000 bytes): what
+    # is longer than the limit is reported as at least limit + 1 bytes.
+    lines = [r.getMessage() for r in caplog.records]
+    assert (
+        lines
+        == [
+            f"datagram of more than {limit} bytes from unix:{tmp_path}/c.sock dropped",
+        ]
+        * 2
+    )

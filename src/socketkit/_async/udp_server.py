@@ -36,6 +36,7 @@ from .._sync.udp_server import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
     MAX_QUEUED_BYTES,
+    MAX_UNIX_DATAGRAM,
     _no_drop_counter,
 )
 from .._sync.udp_server import REFUSAL_LOG_INTERVAL as _REFUSAL_LOG_INTERVAL
@@ -397,6 +398,19 @@ class _Protocol(asyncio.DatagramProtocol):
         await asyncio.shield(self._writable)
 
 
+class _UnixProtocol(_Protocol):
+    """On a Unix datagram socket: the event loop reads into a fixed buffer (asyncio 256 KiB,
+    uvloop 256,000 bytes) and cuts a longer datagram without a word. Anything longer than
+    ``MAX_UNIX_DATAGRAM`` (below both) is dropped and counted instead, never handed over cut,
+    as on the sync server. UDP payloads never come near either size: IP sockets skip this."""
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if len(data) > MAX_UNIX_DATAGRAM:
+            self.server._too_long(addr)
+            return
+        super().datagram_received(data, addr)
+
+
 class UDPServer:
     """A running :func:`serve_udp` server; ``async with`` closes it."""
 
@@ -439,8 +453,12 @@ class UDPServer:
             limit = 65527
         else:
             limit = 65507
-        self._protocol = _Protocol(self, limit)
+        kind = _UnixProtocol if sock.family == socket.AF_UNIX else _Protocol
+        self._protocol = kind(self, limit)
+        #: Datagrams dropped because a conversation's queue (or all queues' bytes) was full,
+        #: or it had ended; Unix datagrams longer than ``MAX_UNIX_DATAGRAM`` (dropped too).
         self.datagrams_dropped = 0
+        self.datagrams_truncated = 0
 
     async def _start(self) -> None:
         self._sock.setblocking(False)
@@ -557,6 +575,14 @@ class UDPServer:
         conv._driver = driver
         self._arm_timer()
         driver.start()
+
+    def _too_long(self, addr: Any) -> None:
+        self.datagrams_truncated += 1
+        log.warning(
+            "datagram of more than %d bytes from %s dropped",
+            MAX_UNIX_DATAGRAM,
+            format_sockaddr("" if addr is None else addr),
+        )
 
     def _refused(self, addr: Any, why: str, now: float) -> None:
         if now - self._refusals_logged_at < _REFUSAL_LOG_INTERVAL:

@@ -65,9 +65,14 @@ DEFAULT_MAX_QUEUE = 64
 #: (``max_peers * max_queue`` datagrams of 64 KiB would be gigabytes). Over it, datagrams are
 #: dropped and counted as for a full queue.
 MAX_QUEUED_BYTES = 32 * 1024 * 1024
-#: The receive buffer for one datagram: the largest UDP payload (and more than a Unix
-#: datagram socket's default send buffer allows). A longer datagram is dropped and counted.
+#: The receive buffer for one datagram: the largest UDP payload. A longer datagram (only a
+#: Unix one can be) is dropped and counted, never handed over cut.
 MAX_DATAGRAM = 65535
+#: The same on a Unix datagram socket, where the sender's send buffer is the only limit:
+#: more than a sender with the default buffer can send (212,992 bytes less 32), and less than
+#: the asyncio server's event loop reads at once (asyncio 256 KiB, uvloop 256,000 bytes), so a
+#: longer datagram is always seen as longer there too.
+MAX_UNIX_DATAGRAM = 224 * 1024
 #: Datagrams read per wake-up before the receiver looks at the clock (idle expiry) again.
 RECEIVE_BURST = 64
 #: At most one log line this often about peers refused for the limits (a flood of new
@@ -337,8 +342,8 @@ class UDPServer:
         sel = selectors.DefaultSelector()
         sel.register(self._wake_r, selectors.EVENT_READ)
         sel.register(self._sock, selectors.EVENT_READ)
-        buf = bytearray(MAX_DATAGRAM + 1)
-        view = memoryview(buf)
+        limit = MAX_UNIX_DATAGRAM if self._sock.family == socket.AF_UNIX else MAX_DATAGRAM
+        view = memoryview(bytearray(limit + 1))
         try:
             while not self._closing.is_set():
                 with self._lock:
@@ -348,18 +353,18 @@ class UDPServer:
                 for key, _ in sel.select(timeout):
                     if key.fileobj is self._wake_r:
                         return
-                    self._receive_burst(view)
+                    self._receive_burst(view, limit)
         except Exception:  # a bug: say so, and let close() still work
             log.exception("UDP server %s: the receiver stopped", self._address)
         finally:
             sel.close()
 
-    def _receive_burst(self, view: memoryview) -> None:
+    def _receive_burst(self, view: memoryview, limit: int) -> None:
         sock = self._sock
         flags = socket.MSG_DONTWAIT | socket.MSG_TRUNC
         for _ in range(RECEIVE_BURST):
             try:
-                n, address = sock.recvfrom_into(view, MAX_DATAGRAM + 1, flags)
+                n, address = sock.recvfrom_into(view, limit + 1, flags)
             except BlockingIOError:
                 return
             except (ConnectionRefusedError, ConnectionResetError):
@@ -367,13 +372,13 @@ class UDPServer:
             except OSError as exc:
                 log.warning("UDP server %s: %s", self._address, translate_os_error(exc, "receive"))
                 return
-            if n > MAX_DATAGRAM:
+            if n > limit:  # MSG_TRUNC: n is the datagram's real length
                 self.datagrams_truncated += 1
                 log.warning(
                     "datagram of %d bytes from %s dropped: longer than %d",
                     n,
-                    format_sockaddr(address),
-                    MAX_DATAGRAM,
+                    format_sockaddr("" if address is None else address),
+                    limit,
                 )
                 continue
             data = bytes(view[:n])
