@@ -94,3 +94,22 @@ def test_a_datagram_longer_than_the_buffer_is_reported_and_dropped(
         )
         (session,) = server.sessions
         assert session.received == len(b"beforeafter")
+
+
+def test_the_largest_ipv6_datagram_is_taken_whole(
+    spy: list[tuple[int, int, int]], capfd: pytest.CaptureFixture[bytes]
+) -> None:
+    """65,527 bytes, the largest UDP payload over IPv6 (20 more than over IPv4)."""
+    with (
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock,
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as peer,
+    ):
+        sock.bind(("::1", 0))
+        sock.setblocking(False)
+        stream = io.StringIO()
+        server = _server(sock, stream)
+        peer.sendto(b"6" * 65527, sock.getsockname()[:2])
+        server._on_datagram(time.monotonic())
+        assert capfd.readouterr().out == "6" * 65527
+        assert stream.getvalue() == ""
+        assert spy == [(64, 65527, 1)]

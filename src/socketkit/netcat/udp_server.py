@@ -39,6 +39,8 @@ __all__ = ["UdpServer"]
 
 #: Largest UDP payload (IPv4: 65535 - 20 - 8).
 MAX_DATAGRAM = 65507
+#: Over IPv6 (65535 - 8: the IPv6 header is not part of the payload length).
+MAX_DATAGRAM_V6 = 65527
 #: Unix datagrams are limited only by the sender's socket buffer (212,992 bytes by default).
 MAX_UNIX_DATAGRAM = 256 * 1024
 #: Datagrams taken from the socket per wake-up (one ``receive_many`` call).
@@ -99,7 +101,12 @@ class UdpServer:
         self.stdin_open = not opts.recv_only
         self.quit_deadline: float | None = None
         unix = sock.family == socket.AF_UNIX
-        self._max = MAX_UNIX_DATAGRAM if unix else MAX_DATAGRAM
+        if unix:
+            self._max = MAX_UNIX_DATAGRAM
+        elif sock.family == socket.AF_INET6:
+            self._max = MAX_DATAGRAM_V6
+        else:
+            self._max = MAX_DATAGRAM
         self._proto = "unixgram" if unix else "udp"
 
     # -- sessions -------------------------------------------------------------------------
