@@ -306,3 +306,31 @@ def test_multicast_join_with_no_route_is_one_line_and_exit_2(bare_netns: str, gr
         "name the interface with --multicast-interface"
     )
     assert proc.stdout == b""
+
+
+def test_without_k_stdin_eof_then_q_seconds_ends_with_0() -> None:
+    """docs/listen.md: the one session ends "after -q following stdin's EOF"; until then the
+    peer's datagrams still come out."""
+    port = free_port("udp")
+    argv = [*SK, "listen", "-u", "-q", "0.5", "127.0.0.1", str(port)]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with (
+        started(argv, **pipes) as listener,  # type: ignore[arg-type]
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer,
+    ):
+        wait_bound(port, "udp")
+        out = Collector(listener.stdout)
+        peer.settimeout(10)
+        peer.sendto(b"hi\n", ("127.0.0.1", port))
+        assert out.wait_for(3) == b"hi\n"
+        assert listener.stdin is not None
+        listener.stdin.write(b"bye\n")
+        listener.stdin.close()
+        assert peer.recv(100) == b"bye\n"
+        eof = time.monotonic()
+        peer.sendto(b"still\n", ("127.0.0.1", port))
+        assert out.wait_for(9) == b"hi\nstill\n"
+        assert finish(listener, 10) == 0
+        assert 0.5 <= time.monotonic() - eof < 5
+        assert listener.stderr is not None
+        assert listener.stderr.read() == b""
