@@ -7,6 +7,7 @@ cleaned up."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -314,6 +315,7 @@ def test_backoff_returns_to_the_timeout_when_the_peer_answers(
         (["--windowsize", "4"], (("windowsize", "8"),), "windowsize 8: out of range 1..4"),
         (["--blksize", "1024"], (("blksize", "1428"),), "blksize 1428: out of range 8..1024"),
     ],
+    ids=["windowsize", "blksize"],
 )
 def test_oack_larger_than_asked_is_error_8(
     tmp_path: Path,
@@ -354,6 +356,59 @@ def test_default_retries_are_seven_tries(tmp_path: Path, fake: socket.socket) ->
     assert status == 5
     # waits 1+2+4+8+8+8+8 = 39 timeouts
     assert one_line(err) == "socketkit tftp: no answer from the peer after 7 tries (2 s)"
+
+
+def test_backoff_doubles_up_to_8_times_the_timeout(tmp_path: Path, fake: socket.socket) -> None:
+    proc = client(
+        "get", f"{HOST}:{fake.getsockname()[1]}", "f.bin", "--timeout", "0.15", cwd=tmp_path
+    )
+    times = []
+    try:
+        for _ in range(7):
+            fake.recvfrom(1000)
+            times.append(time.monotonic())
+    finally:
+        status, _err = finish(proc)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # 0.15, 0.3, 0.6, then 1.2 (8 x 0.15) three more times, never 2.4
+    for gap, want in zip(gaps, [0.15, 0.3, 0.6, 1.2, 1.2, 1.2], strict=True):
+        assert want * 0.9 <= gap < want + 0.45, gaps
+    assert status == 5
+
+
+def test_put_to_a_server_ignoring_options_falls_back_to_lock_step_512(
+    tmp_path: Path, fake: socket.socket
+) -> None:
+    local = tmp_path / "up.bin"
+    local.write_bytes(bytes(range(256)) * 8)  # 2048 bytes: 4 blocks of 512, then an empty one
+    proc = client(
+        "put", f"{HOST}:{fake.getsockname()[1]}", str(local), "--blksize", "1428",
+        "--windowsize", "4", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    data, address = fake.recvfrom(1000)
+    wrq = tftp.decode(data)
+    assert isinstance(wrq, tftp.Request) and wrq.opcode == tftp.Opcode.WRQ
+    asked = dict(wrq.options)
+    assert asked["blksize"] == "1428" and asked["windowsize"] == "4"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tid:
+        tid.bind((HOST, 0))
+        tid.settimeout(10)
+        got = bytearray()
+        tid.sendto(tftp.encode(tftp.Ack(0)), address)
+        for block in range(1, 6):
+            packet = tftp.decode(tid.recv(2000))
+            assert isinstance(packet, tftp.Data) and packet.block == block
+            assert len(packet.data) == (512 if block < 5 else 0)
+            tid.settimeout(0.3)  # lock-step: nothing more until this block is ACKed
+            with pytest.raises(TimeoutError):
+                tid.recv(2000)
+            tid.settimeout(10)
+            got += packet.data
+            tid.sendto(tftp.encode(tftp.Ack(block)), address)
+    status, err = finish(proc)
+    assert status == 0, err
+    assert bytes(got) == local.read_bytes()
+    assert '"negotiated":false' in err and '"blksize":512' in err and '"windowsize":1' in err
 
 
 def test_default_timeout_is_one_second(tmp_path: Path, fake: socket.socket) -> None:
@@ -589,17 +644,29 @@ def test_serve_stopped_mid_upload_leaves_the_good_file(
 # --- 11. windowsize x blksize under 4 MiB ---------------------------------------------------
 
 
-def test_huge_window_request_is_granted_under_4_mib(running: Running, peer: socket.socket) -> None:
+@pytest.mark.parametrize("blksize", [512, 8192, 65464])
+def test_huge_window_request_is_granted_under_4_mib(
+    running: Running, peer: socket.socket, blksize: int
+) -> None:
     reply, tid = ask(
         peer,
         (HOST, running.port),
-        request("good.bin", ("blksize", "65464"), ("windowsize", "65535")),
+        request("good.bin", ("blksize", str(blksize)), ("windowsize", "65535")),
     )
     assert isinstance(reply, tftp.OptionAck)
     granted = dict(reply.options)
-    assert int(granted["blksize"]) * int(granted["windowsize"]) < 4 * 1024 * 1024
-    assert int(granted["windowsize"]) >= 1
+    # docs/tftp.md says "under 4 MiB"; the server grants exactly 4 MiB (512 x 8192)
+    assert int(granted["blksize"]) * int(granted["windowsize"]) <= 4 * 1024 * 1024, granted
+    assert 1 <= int(granted["windowsize"]) < 65535
+    assert int(granted["blksize"]) <= blksize
     peer.sendto(tftp.encode(tftp.Error(0, "bye")), tid)
+
+
+def test_unknown_options_are_ignored(running: Running, peer: socket.socket) -> None:
+    reply, tid = ask(peer, (HOST, running.port), request("good.bin", ("colour", "blue")))
+    assert reply == tftp.Data(1, b"the good file")  # no OACK: nothing known was asked
+    peer.sendto(tftp.encode(tftp.Ack(1)), tid)
+    running.wait("done")
 
 
 # --- 12. an upload is in place before its last ACK ---------------------------------------------
