@@ -606,6 +606,21 @@ def test_get_interrupted_by_sigint_exits_130_and_leaves_no_file(
     assert os.listdir(tmp_path) == []
 
 
+def test_put_interrupted_by_sigint_exits_130(tmp_path: Path, fake: socket.socket) -> None:
+    local = tmp_path / "up.bin"
+    local.write_bytes(b"u" * 5000)
+    port = fake.getsockname()[1]
+    proc = client("put", f"{HOST}:{port}", str(local), "--timeout", "10", cwd=tmp_path)
+    _, address = fake.recvfrom(1000)
+    data, _ = ask(fake, address, tftp.encode(tftp.Ack(0)))
+    assert data == tftp.Data(1, b"u" * 512)
+    proc.send_signal(signal.SIGINT)
+    status, err = finish(proc)
+    assert status == 130, err
+    assert "Traceback" not in err
+    assert local.read_bytes() == b"u" * 5000
+
+
 # --- 10. serve stopped with a transfer in flight ------------------------------------------
 
 
@@ -639,6 +654,38 @@ def test_serve_stopped_mid_upload_leaves_the_good_file(
     else:
         return_packet = tftp.decode(data)
     assert return_packet is None or isinstance(return_packet, tftp.Error)
+
+
+def test_serve_stopped_mid_download_ends_the_clients_transfer(
+    tree: tuple[Path, Path], tmp_path: Path
+) -> None:
+    root = tree[0]
+    make_file(root / "big.bin", 40 * 1024 * 1024, seed=77)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "big.bin").write_bytes(b"the old copy")
+    proc = _serve(root, "-p", "0", "--bind", HOST)
+    try:
+        events = Events(proc.stderr)
+        port = int(str(events.wait("listening")[0]["address"]).rsplit(":", 1)[1])
+        getter = client("get", f"{HOST}:{port}", "big.bin", "--timeout", "0.2", cwd=work)
+        try:
+            events.wait("request")
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+            status, err = finish(getter)
+        finally:
+            getter.kill()
+            getter.communicate()
+    finally:
+        stop(proc)
+    assert not events.named("done")  # it was in flight
+    # the server's ERROR (exit 1) or silence (exit 5): never a success, never a partial file
+    assert status in (1, 5), err
+    assert one_line(err).startswith("socketkit tftp: ")
+    assert os.listdir(work) == ["big.bin"]
+    assert (work / "big.bin").read_bytes() == b"the old copy"
 
 
 # --- 11. windowsize x blksize under 4 MiB ---------------------------------------------------
