@@ -207,6 +207,16 @@ def test_connect_multicast_loop(net: Net, loop: str | None) -> None:
             "socketkit connect: --multicast-ttl needs -u with HOST PORT: multicast is UDP over IP",
         ),
         (
+            ["listen", "-u", "--multicast", "ff1e::1", "-4", "9"],
+            "socketkit listen: --multicast ff1e::1 is an IPv6 group, but -4 asks for IPv4 "
+            "only: drop -4 or use an IPv4 group",
+        ),
+        (
+            ["listen", "-u", "--multicast", "239.1.1.1", "-6", "9"],
+            "socketkit listen: --multicast 239.1.1.1 is an IPv4 group, but -6 asks for IPv6 "
+            "only: drop -6 or use an IPv6 group",
+        ),
+        (
             ["connect", "-u", "--multicast-ttl", "256", "239.1.1.1", "9"],
             "socketkit connect: argument --multicast-ttl: expected a TTL from 0 to 255: '256'",
         ),

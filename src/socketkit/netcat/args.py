@@ -452,6 +452,13 @@ def build_options(
         raise ValueError(f"{given[0]} needs -u with HOST PORT: multicast is UDP over IP")
     if listening and (sources or interface) and group is None:
         raise ValueError(f"{given[0]} needs --multicast GROUP")
+    if group is not None and args.family in (4, 6):
+        group_family = 6 if ":" in group else 4
+        if group_family != args.family:
+            raise ValueError(
+                f"--multicast {group} is an IPv{group_family} group, but -{args.family} asks "
+                f"for IPv{args.family} only: drop -{args.family} or use an IPv{args.family} group"
+            )
     if group is not None and host is None:
         host = group  # bound to the group: only its datagrams to PORT, not unicast ones
     return NetcatOptions(
