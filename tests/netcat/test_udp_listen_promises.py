@@ -334,3 +334,32 @@ def test_without_k_stdin_eof_then_q_seconds_ends_with_0() -> None:
         assert 0.5 <= time.monotonic() - eof < 5
         assert listener.stderr is not None
         assert listener.stderr.read() == b""
+
+
+@pytest.mark.parametrize(
+    ("program", "sent", "answers"),
+    [
+        ("tr a-z A-Z", b"abc\n", [b"ABC\n"]),  # docs/listen.md's example: answers at EOF
+        ("cat; echo bye", b"x\n", [b"x\n", b"bye\n"]),  # answers at once, and again at EOF
+    ],
+)
+def test_a_program_answering_at_the_end_of_its_session_is_heard(
+    program: str, sent: bytes, answers: list[bytes]
+) -> None:
+    """When a -u -k -c session goes idle its program's stdin closes; what it writes then
+    still goes to the peer (it was dropped, so `-e 'tr a-z A-Z'` never answered anyone)."""
+    port = free_port("udp")
+    argv = [*SK, "listen", "-u", "-k", "--json", "--udp-session-idle", "0.5", "-c", program]
+    pipes = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
+    with started([*argv, "127.0.0.1", str(port)], **pipes) as listener:  # type: ignore[arg-type]
+        wait_bound(port, "udp")
+        events = Collector(listener.stderr)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.settimeout(10)
+            peer.sendto(sent, ("127.0.0.1", port))
+            got = [peer.recv(100) for _ in answers]
+            _wait(lambda: bool(json_events(events, "closed")), "a closed event")
+    assert got == answers
+    (closed,) = json_events(events, "closed")
+    assert closed["reason"] == "idle"
+    assert closed["bytes_sent"] == sum(map(len, answers))

@@ -45,6 +45,9 @@ MAX_DATAGRAM_V6 = 65527
 MAX_UNIX_DATAGRAM = 256 * 1024
 #: Datagrams taken from the socket per wake-up (one ``receive_many`` call).
 RECEIVE_BURST = 64
+#: How long an ended session's program may go on answering after its stdin closes (its
+#: output still goes to the peer), before it is killed.
+FINAL_OUTPUT_WAIT = 2.0
 #: Peers remembered as denied, so each is reported once (bounded: a spoofed flood cannot
 #: grow it without limit).
 MAX_DENIED_MEMORY = 4096
@@ -185,8 +188,10 @@ class UdpServer:
                 child.stdin.close()
             except OSError:
                 pass
+            deadline = time.monotonic() + FINAL_OUTPUT_WAIT
+            self._final_output(session, child.stdout.fileno(), deadline)
             try:
-                child.wait(timeout=2)
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
@@ -203,6 +208,23 @@ class UdpServer:
             error=error,
             reason=reason,
         )
+
+    def _final_output(self, session: _Session, fd: int, deadline: float) -> None:
+        """What the program writes once its stdin is closed (``tr``, ``sort``, any filter
+        that answers at EOF) still goes to the peer, until its EOF or ``deadline``."""
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                return
+            try:
+                data = os.read(fd, min(self._max, 65536))
+            except OSError:
+                return
+            if not data:
+                return
+            if self.tap is not None:
+                self.tap.sent(memoryview(data))
+            self._send(session, data)
 
     # -- I/O ------------------------------------------------------------------------------
     def _send(self, session: _Session, data: bytes | memoryview) -> None:
