@@ -63,15 +63,17 @@ def test_stream_calls_refuse_a_bad_timeout(value: Any, error: type) -> None:
     def handler(stream: socketkit.Stream) -> None:
         stream.receive_some(timeout=5)
 
-    with socketkit.serve(handler, "127.0.0.1:0") as server:
-        with socketkit.connect(str(server.address), timeout=5) as conn:
-            for call in (
-                lambda: conn.receive_some(timeout=value),
-                lambda: conn.receive_exactly(3, timeout=value),
-                lambda: conn.send_all(b"x", timeout=value),
-            ):
-                with pytest.raises(error, match="timeout must be a number of seconds"):
-                    call()
+    with (
+        socketkit.serve(handler, "127.0.0.1:0") as server,
+        socketkit.connect(str(server.address), timeout=5) as conn,
+    ):
+        for call in (
+            lambda: conn.receive_some(timeout=value),
+            lambda: conn.receive_exactly(3, timeout=value),
+            lambda: conn.send_all(b"x", timeout=value),
+        ):
+            with pytest.raises(error, match="timeout must be a number of seconds"):
+                call()
 
 
 def test_infinity_and_none_wait_forever_and_zero_does_not_wait() -> None:
