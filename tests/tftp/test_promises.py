@@ -739,6 +739,28 @@ def test_upload_is_complete_when_the_last_ack_arrives(
     assert parts(root) == []
 
 
+def test_windowed_upload_is_complete_when_the_last_ack_arrives(
+    running: Running, peer: socket.socket, tree: tuple[Path, Path]
+) -> None:
+    root = tree[0]
+    payload = bytes(range(256)) * 40 + b"end"  # 10243 bytes: 20 full blocks and a short one
+    reply, tid = ask(
+        peer,
+        (HOST, running.port),
+        request("good.bin", ("windowsize", "4"), opcode=tftp.Opcode.WRQ),
+    )
+    assert reply == tftp.OptionAck((("windowsize", "4"),))
+    blocks = [payload[i : i + 512] for i in range(0, len(payload), 512)]
+    for start in range(0, len(blocks), 4):
+        window = list(enumerate(blocks[start : start + 4], start + 1))
+        for number, chunk in window:
+            peer.sendto(tftp.encode(tftp.Data(number, chunk)), tid)
+        ack = tftp.decode(peer.recv(1000))
+        assert ack == tftp.Ack(window[-1][0])
+    assert (root / "good.bin").read_bytes() == payload  # at once, no waiting
+    assert parts(root) == []
+
+
 # --- 13. only regular files are served ----------------------------------------------------
 
 
