@@ -452,7 +452,7 @@ def test_cli_errors_before_any_packet(
     [
         (["get", "h", "f", "--blksize", "7"], "'7': out of range: 8 <= value <= 65464"),
         (["get", "h", "f", "--windowsize", "0"], "'0': out of range: 1 <= value <= 65535"),
-        (["get", "h", "f", "--timeout", "0"], "must be more than 0 to 255 seconds"),
+        (["get", "h", "f", "--timeout", "0"], "is not a timeout: give seconds, more than 0"),
         (["get", "h", "f", "--mode", "mail"], "invalid choice: 'mail'"),
         (["serve", ".", "-p", "70000"], "port must be 0..65535"),
         ([], "an action is needed"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import threading
 import time
 from typing import IO, Any
 
+from .._errors import SocketkitError
 from ._rawargs import int_range
 from .exit_codes import ExitStatus, status_for
 
@@ -22,12 +24,12 @@ DESCRIPTION = (
     "directory. Retransmission with exponential back-off; octet and netascii modes."
 )
 EXIT_CODES = (
-    "exit codes: 0 done, 1 the server answered with a TFTP error (file not found, disk full, "
-    "busy...), 2 usage, 3 HOST did not resolve, 4 refused (no server at the port: ICMP port "
-    "unreachable), 5 timeout (the peer stopped answering), 7 access violation (TFTP error 2: "
-    "outside the directory, writes not allowed), 8 permission (port below 1024 without "
-    "privilege), 9 a local file cannot be read or written, 10 the peer broke the protocol, "
-    "130 interrupted."
+    "exit codes: 0 done, 1 the server answered with a TFTP error (file not found, disk "
+    "full...), 2 usage, 3 HOST did not resolve, 4 refused (no server at the port: ICMP port "
+    "unreachable), 5 timeout (the peer stopped answering), 7 refused: access violation (TFTP "
+    "error 2: outside the directory, writes not allowed) or a busy server, 8 permission (port "
+    "below 1024 without privilege), 9 a local file cannot be read or written, 10 the peer "
+    "broke the protocol, 130 interrupted (the server is told)."
 )
 EPILOG = (
     "examples:\n"
@@ -51,8 +53,19 @@ def _timeout(text: str) -> float:
     except ValueError:
         value = math.nan
     if not 0 < value <= 255:
-        raise argparse.ArgumentTypeError(f"must be more than 0 to 255 seconds, not {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a timeout: give seconds, more than 0 and at most 255"
+        )
     return value
+
+
+#: tftp-hpa's names for the modes (its ``mode binary`` / ``-m ascii``), accepted as aliases.
+_MODE_ALIASES = {"binary": "octet", "image": "octet", "ascii": "netascii"}
+
+
+def _mode(text: str) -> str:
+    lowered = text.lower()
+    return _MODE_ALIASES.get(lowered, lowered)
 
 
 def _port(text: str) -> int:
@@ -99,9 +112,11 @@ def _common(parser: argparse.ArgumentParser, *, server: bool) -> None:
     if not server:
         parser.add_argument(
             "--mode",
+            type=_mode,
             choices=("octet", "netascii"),
             default="octet",
-            help="octet: bytes as they are (default); netascii: text, CR LF line ends on the wire",
+            help="octet: bytes as they are (default); netascii: text, CR LF line ends on the "
+            "wire; tftp-hpa's names binary and ascii are taken for them",
         )
     parser.add_argument(
         "--json",
@@ -126,6 +141,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         epilog=EXIT_CODES,
         formatter_class=fmt,
     )
+    get.set_defaults(usage_error=get.error)
     get.add_argument("host", metavar="HOST[:PORT]")
     get.add_argument("remote", metavar="REMOTE", help="the file name on the server")
     get.add_argument(
@@ -156,9 +172,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(TFTP error 2). Uploads need --write; they go to a temporary name, renamed when "
         "complete (and of the announced tsize). Each transfer has its own port (TID) and "
         "thread.",
-        epilog="exit codes: 0 stopped by SIGTERM, 2 usage, 8 permission (port below 1024 "
-        "without privilege), 9 DIR is not a directory, 1 the address cannot be used (in "
-        "use), 130 Ctrl-C.",
+        epilog="exit codes: 0 stopped by SIGTERM, 1 the address is in use, 2 usage, 8 "
+        "permission (port below 1024 without privilege), 9 DIR is not a directory, 130 "
+        "Ctrl-C.",
         formatter_class=fmt,
     )
     serve.add_argument("directory", metavar="DIR")
@@ -225,6 +241,10 @@ class _Events:
         self._progress_shown = True
         self._write(f"\r{line}  {rate / 1e6:.1f} MB/s \x1b[K")
 
+    def say(self, line: str) -> None:
+        """One ``socketkit tftp: ...`` line, whatever the output options."""
+        self._write(f"socketkit tftp: {line}\n")
+
     def end_progress(self) -> None:
         if self._progress_shown:
             self._progress_shown = False
@@ -275,10 +295,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _transfer(args: argparse.Namespace, events: _Events) -> int:
+    from ..proto.tftp import TransferInterrupted
     from ..tftp import get, put
     from ..tftp._client import parse_server
 
     parse_server(args.host)  # a bad HOST:PORT is a usage error before anything is opened
+    if (
+        args.action == "get"
+        and args.output is None
+        and not os.path.basename(args.remote.rstrip("/"))
+    ):
+        args.usage_error(f"REMOTE {args.remote!r} names no file to write here: give -o LOCAL")
     options = dict(
         blksize=args.blksize,
         windowsize=args.windowsize,
@@ -294,16 +321,23 @@ def _transfer(args: argparse.Namespace, events: _Events) -> int:
         server=args.host,
         file=args.remote or (os.path.basename(args.local) if args.action == "put" else None),
     )
-    if args.action == "get":
-        if args.output == "-":
-            report = get(args.host, args.remote, sys.stdout.buffer, **options)
-            sys.stdout.buffer.flush()
+    try:
+        if args.action == "get":
+            if args.output == "-":
+                report = get(args.host, args.remote, sys.stdout.buffer, **options)
+                sys.stdout.buffer.flush()
+            else:
+                report = get(args.host, args.remote, args.output, **options)
         else:
-            report = get(args.host, args.remote, args.output, **options)
-    else:
-        if os.path.isdir(args.local):
-            raise OSError(f"cannot read {args.local}: it is a directory")
-        report = put(args.host, args.local, args.remote, **options)
+            if os.path.isdir(args.local):
+                raise OSError(f"cannot read {args.local}: it is a directory")
+            report = put(args.host, args.local, args.remote, **options)
+    except TransferInterrupted as exc:  # Ctrl-C: the server was told (ERROR 0)
+        events.end_progress()
+        message = f"interrupted after {exc.size} bytes"
+        events.emit("error", None, message=message, exit_code=int(ExitStatus.INTERRUPTED))
+        events.say(message)
+        return ExitStatus.INTERRUPTED
     events.end_progress()
     verb = "received" if args.action == "get" else "sent"
     events.emit(
@@ -365,17 +399,27 @@ def _serve(args: argparse.Namespace, events: _Events) -> int:
             each.close()
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    server = serve(
-        args.directory,
-        address,
-        write=args.write,
-        max_sessions=args.max_sessions,
-        max_sessions_per_ip=args.max_sessions_per_ip,
-        max_blksize=args.blksize,
-        timeout=args.timeout,
-        retries=args.retries,
-        on_event=on_event,
-    )
+    try:
+        server = serve(
+            args.directory,
+            address,
+            write=args.write,
+            max_sessions=args.max_sessions,
+            max_sessions_per_ip=args.max_sessions_per_ip,
+            max_blksize=args.blksize,
+            timeout=args.timeout,
+            retries=args.retries,
+            on_event=on_event,
+        )
+    except SocketkitError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+            shown = address if host else f"port {args.port}"
+            raise SocketkitError(
+                f"cannot serve on {shown}: address already in use (another socket is bound "
+                "there: pick another port with -p)"
+            ) from exc
+        raise
     running.append(server)
     try:
         if not stopped.is_set():

@@ -58,11 +58,13 @@ __all__ = [
     "Options",
     "Packet",
     "PeerAccessDenied",
+    "PeerBusy",
     "PeerError",
     "Request",
     "ServerRead",
     "ServerWrite",
     "TftpError",
+    "TransferInterrupted",
     "TftpRefusal",
     "TransferTimeout",
     "decode",
@@ -197,10 +199,26 @@ class TransferTimeout(TftpError, ReadTimeout):
     """The peer stopped answering: every retransmission went unanswered."""
 
 
+class PeerBusy(PeerError, AccessDenied):
+    """ERROR 0 from a server that says it is busy (socketkit's server: ``server busy: ...``):
+    the peer refused us for now, not for good."""
+
+
+class TransferInterrupted(KeyboardInterrupt):
+    """Ctrl-C (a KeyboardInterrupt) during a transfer: the peer was sent ERROR 0 "transfer
+    cancelled" (when it had answered already); ``size`` is the bytes transferred by then."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"interrupted after {size} bytes")
+        self.size = size
+
+
 def peer_error(code: int, text: str) -> PeerError:
     """The right :class:`PeerError` subclass for an ERROR packet's code."""
     if code == ErrorCode.ACCESS_VIOLATION:
         return PeerAccessDenied(code, text)
+    if code == ErrorCode.NOT_DEFINED and "busy" in text.lower():
+        return PeerBusy(code, text)
     return PeerError(code, text)
 
 

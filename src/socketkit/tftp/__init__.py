@@ -13,8 +13,10 @@ from __future__ import annotations
 from ..proto.tftp import (
     MalformedPacket,
     PeerAccessDenied,
+    PeerBusy,
     PeerError,
     TftpError,
+    TransferInterrupted,
     TransferTimeout,
 )
 from ._client import TransferReport, get, put
@@ -23,9 +25,11 @@ from ._server import TftpServer, serve
 __all__ = [
     "MalformedPacket",
     "PeerAccessDenied",
+    "PeerBusy",
     "PeerError",
     "TftpError",
     "TftpServer",
+    "TransferInterrupted",
     "TransferReport",
     "TransferTimeout",
     "get",

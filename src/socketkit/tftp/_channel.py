@@ -53,10 +53,15 @@ class Channel:
         report_refused: ask the kernel for ICMP errors on this unconnected socket
             (``IP_RECVERR``, ip(7)), so a request to a port nobody listens on fails at once
             with :class:`ConnectionRefused` instead of after every retransmission.
+        peer_role: ``"server"`` (a client's channel) or ``"client"`` (a server's transfer):
+            who the peer is, for the message of an ICMP port unreachable.
     """
 
-    def __init__(self, sock: socket.socket, *, report_refused: bool = False) -> None:
+    def __init__(
+        self, sock: socket.socket, *, report_refused: bool = False, peer_role: str = "server"
+    ) -> None:
         self.sock = sock
+        self.peer_role = peer_role
         self.peer: Any = None
         self.buffer = bytearray(RECEIVE_SIZE)  # the lock-step loop's receive buffer
         self.closed = False
@@ -173,6 +178,8 @@ class Channel:
 
     def error(self, exc: OSError, action: str) -> SocketkitError:
         if exc.errno == errno.ECONNREFUSED:
+            if self.peer_role == "client":  # a server's transfer: its client is gone
+                return ConnectionRefused(f"{action}: the client went away (ICMP port unreachable)")
             return ConnectionRefused(
                 f"{action}: the peer refused (ICMP port unreachable): no TFTP server there?"
             )
@@ -381,9 +388,9 @@ def _lockstep(
         except (BlockingIOError, TimeoutError):
             pass
         except OSError as exc:
-            machine.lockstep_end(block - 1, size, acked_at)
             raise channel.error(exc, "receive") from exc
-        machine.lockstep_end(block - 1, size, acked_at)
+        finally:  # also on Ctrl-C: the machine knows what was received
+            machine.lockstep_end(block - 1, size, acked_at)
     else:
         block, read = begin, machine.source
         packet = machine.window_packet
@@ -414,9 +421,9 @@ def _lockstep(
         except (BlockingIOError, TimeoutError):
             pass
         except OSError as exc:
-            machine.lockstep_end(block, size, packet, sent_at)
             raise channel.error(exc, "send") from exc
-        machine.lockstep_end(block, size, packet, sent_at)
+        finally:  # also on Ctrl-C: the machine knows what was sent
+            machine.lockstep_end(block, size, packet, sent_at)
     if left is not _EXPIRED and not left[0] and channel.sock.fileno() < 0:
         channel.closed = True
         return _EXPIRED

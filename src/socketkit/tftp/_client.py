@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -194,12 +195,11 @@ def get(
         raise
     started = time.monotonic()
     try:
-        peer = drive(
+        peer = _cancellable(
             machine,
             channel,
             machine.start(started),
             destination,
-            locked=False,
             progress=None
             if progress is None
             else (lambda n, _t: progress(n, machine.options.tsize)),
@@ -274,12 +274,11 @@ def put(
         channel = _open(family)
         started = time.monotonic()
         try:
-            peer = drive(
+            peer = _cancellable(
                 machine,
                 channel,
                 machine.start(started),
                 destination,
-                locked=False,
                 progress=None if progress is None else (lambda n, _t: progress(n, size)),
             )
         finally:
@@ -292,6 +291,28 @@ def put(
         "put", remote=name, local=local_name, peer=peer, machine=machine, seconds=seconds,
         mode=mode,
     )  # fmt: skip
+
+
+#: What the peer is told when a transfer is interrupted (Ctrl-C): ERROR 0 with this text.
+CANCELLED = "transfer cancelled"
+
+
+def _cancellable(
+    machine: tftp.ClientRead | tftp.ClientWrite,
+    channel: Channel,
+    first: list[bytes],
+    destination: Any,
+    progress: Progress | None,
+) -> Any:
+    """:func:`drive` a client; on Ctrl-C tell the server (ERROR 0 "transfer cancelled") so it
+    stops sending, or drops its partial upload, at once instead of after its timeouts."""
+    try:
+        return drive(machine, channel, first, destination, locked=False, progress=progress)
+    except KeyboardInterrupt as exc:
+        if channel.peer is not None:  # the server answered: it has a transfer to end
+            with contextlib.suppress(OSError):
+                channel.sock.send(tftp.encode(tftp.Error(tftp.ErrorCode.NOT_DEFINED, CANCELLED)))
+        raise tftp.TransferInterrupted(machine.stats.size) from exc
 
 
 def _report(

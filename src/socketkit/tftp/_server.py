@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import SocketkitError
+from .._errors import ConnectionRefused, SocketkitError
 from ..proto import tftp
 from ._channel import RECEIVE_SIZE, Channel, dally, drive
 from ._files import AtomicFile, Refused, open_for_read, resolve_for_write
@@ -54,6 +54,25 @@ def _parse_bind(address: str | int | tuple[str, int]) -> tuple[str, int]:
     else:
         host, _, port = text.rpartition(":")
     return host, int(port) if port else tftp.DEFAULT_PORT
+
+
+def _queued_error(channel: Channel) -> tftp.PeerError | None:
+    """The ERROR a client sent before it went away, when it is still queued: the kernel
+    reports the ICMP port unreachable that followed it first (a Ctrl-C'd client sends ERROR 0
+    and closes while our next packet is on its way)."""
+    for _ in range(64):
+        try:
+            data = channel.sock.recv(RECEIVE_SIZE, socket.MSG_DONTWAIT)
+        except OSError:
+            return None
+        if data[:2] == b"\x00\x05":
+            try:
+                packet = tftp.decode(data)
+            except tftp.MalformedPacket:
+                return None
+            if isinstance(packet, tftp.Error):
+                return tftp.peer_error(packet.code, packet.message)
+    return None
 
 
 class TftpServer:
@@ -181,10 +200,9 @@ class TftpServer:
                 self._per_ip[host] = self._per_ip.get(host, 0) + 1
                 self._sessions[key] = None  # type: ignore[assignment]  # reserved
         if busy or busy_ip:
-            limit = (
-                f"{self.max_sessions} sessions"
-                if busy
-                else f"{self.max_sessions_per_ip} sessions from {host}"
+            count = self.max_sessions if busy else self.max_sessions_per_ip
+            limit = f"{count} session{'' if count == 1 else 's'}" + (
+                "" if busy else f" from {_format((host, 0)).rsplit(':', 1)[0]}"
             )
             self._refuse(
                 address,
@@ -230,7 +248,9 @@ class TftpServer:
         try:
             from .._sync.udp import udp
 
-            channel = Channel(udp(self._session_local, family=self._session_family).socket)
+            channel = Channel(
+                udp(self._session_local, family=self._session_family).socket, peer_role="client"
+            )
             with self._lock:
                 self._sessions[key] = channel
             if self._closed:
@@ -268,6 +288,8 @@ class TftpServer:
                 self._release(key)
                 dally(machine, channel, address, self._timeout(machine.options))
         except (SocketkitError, OSError) as exc:
+            if isinstance(exc, ConnectionRefused) and channel is not None:
+                exc = _queued_error(channel) or exc
             self._event(
                 "failed",
                 peer=peer,
