@@ -259,3 +259,53 @@ def test_python_a_keyboard_interrupt_in_get_is_transfer_interrupted(tmp_path: Pa
     assert failures and failures[0]["message"] == (
         "the peer sent TFTP error 0 (not defined): transfer cancelled"
     )
+
+
+def _get_from_fake(tmp_path: Path, duplicate: bool) -> tuple[int, list[bytes]]:
+    """A one-block-and-a-bit get from a fake server (DATA 1 sent twice when ``duplicate``);
+    the last DATA is sent again 50 ms after its ACK. Returns (exit code, the ACKs after it)."""
+    server = _fake_server()
+    proc = subprocess.Popen(
+        [*SK, "tftp", "get", f"{HOST}:{server.getsockname()[1]}", "f.bin", "-o", "got.bin"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with server:
+            _request, client = server.recvfrom(65536)
+            transfer = _fake_server()
+            with transfer:
+                first = struct.pack("!HH", 3, 1) + b"x" * 512
+                for _ in range(2 if duplicate else 1):
+                    transfer.sendto(first, client)
+                    assert transfer.recvfrom(65536)[0] == struct.pack("!HH", 4, 1)
+                last = struct.pack("!HH", 3, 2) + b"end"
+                transfer.sendto(last, client)
+                assert transfer.recvfrom(65536)[0] == struct.pack("!HH", 4, 2)
+                time.sleep(0.05)
+                transfer.sendto(last, client)  # as if our ACK 2 had been lost
+                _out, err = proc.communicate(timeout=30)
+                after: list[bytes] = []
+                transfer.setblocking(False)
+                while True:
+                    try:
+                        after.append(transfer.recv(65536))
+                    except BlockingIOError:
+                        break
+                    except ConnectionRefusedError:
+                        continue  # the ICMP of a client that had left
+    finally:
+        stop(proc)
+    assert (tmp_path / "got.bin").read_bytes() == b"x" * 512 + b"end", err
+    return proc.returncode, after
+
+
+def test_a_clean_get_leaves_at_once_without_dallying(tmp_path: Path) -> None:
+    rc, after = _get_from_fake(tmp_path, duplicate=False)
+    assert (rc, after) == (0, [])
+
+
+def test_a_get_that_saw_a_duplicate_still_answers_a_repeated_last_data(tmp_path: Path) -> None:
+    rc, after = _get_from_fake(tmp_path, duplicate=True)
+    assert (rc, after) == (0, [struct.pack("!HH", 4, 2)])

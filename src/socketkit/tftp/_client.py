@@ -19,7 +19,10 @@ __all__ = ["TransferReport", "get", "parse_server", "put"]
 
 #: After the last ACK of a read, the client answers a retransmitted last DATA for this long
 #: (a lost last ACK otherwise leaves the server retransmitting until it gives up). Short: the
-#: transfer is complete, the caller has its file.
+#: transfer is complete, the caller has its file. Only after a transfer that saw the path
+#: lose or repeat a packet (a retransmission or a duplicate): on a clean path the client
+#: leaves at once, as tftp-hpa's does (RFC 1350 section 6 allows it), instead of adding this
+#: to every transfer.
 CLIENT_DALLY = 0.2
 
 
@@ -209,7 +212,9 @@ def get(
             decoder.close()
         if target is not None:
             target.commit()
-        dally(machine, channel, peer, CLIENT_DALLY if machine.options.windowsize == 1 else 0.0)
+        lossy = machine.stats.retransmits > 0 or machine.stats.duplicates > 0
+        if lossy and machine.options.windowsize == 1:
+            dally(machine, channel, peer, CLIENT_DALLY)
     finally:
         channel.close()
         if target is not None:
