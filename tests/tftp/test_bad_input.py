@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 import socketkit.tftp as sktftp
 from socketkit.proto import tftp
 
-from .tools import SK, make_file, one_line, run_sk, sha256
+from .tools import SK, Running, make_file, one_line, run_sk, sha256
 
 HOST = "127.0.0.1"
 
@@ -42,22 +41,6 @@ def served(tmp_path: Path) -> Path:
     (root / "secret-link").symlink_to(outside / "secret")
     (root / "inner-link").symlink_to(root / "sub" / "in.txt")  # stays inside: allowed
     return root
-
-
-class Running:
-    def __init__(self, server: sktftp.TftpServer, events: list[tuple[str, dict[str, Any]]]):
-        self.server = server
-        self.events = events
-        self.port = int(server.address.rsplit(":", 1)[1])
-
-    def wait(self, name: str, count: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            found = [f for n, f in list(self.events) if n == name]
-            if len(found) >= count:
-                return found
-            time.sleep(0.01)
-        raise AssertionError(f"no {count} {name!r} events: {self.events}")
 
 
 @pytest.fixture
@@ -469,10 +452,13 @@ def test_usage_errors_are_one_line_and_exit_2(args: list[str], words: str) -> No
 
 
 def test_serve_on_a_privileged_port_as_nobody_is_exit_8() -> None:
+    # as raw tests run commands without privilege: an interpreter and source tree that uid
+    # 65534 can read (a checkout under a 0700 home is not)
+    from raw.rawkit import sk_as_nobody
+
     result = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *SK, "tftp", "serve",
-         "/", "-p", "69", "--bind", "127.0.0.1"],
-        capture_output=True, text=True, timeout=60, env={**os.environ},
+        sk_as_nobody("tftp", "serve", "/", "-p", "69", "--bind", "127.0.0.1"),
+        capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 8, result.stderr
     assert one_line(result.stderr).startswith("socketkit tftp: ")

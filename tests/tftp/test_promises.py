@@ -27,29 +27,13 @@ from socketkit.proto import tftp
 from support.procs import stop
 from support.tftp_peers import tftp_hpa
 
-from .tools import SK, Events, make_file, one_line, sha256
+from .tools import SK, Events, Running, make_file, one_line, sha256
 
 HOST = "127.0.0.1"
 PART = ".tftp-part"
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-class Running:
-    def __init__(self, srv: sktftp.TftpServer, events: list[tuple[str, dict[str, Any]]]):
-        self.server = srv
-        self.events = events
-        self.port = int(srv.address.rsplit(":", 1)[1])
-
-    def wait(self, name: str, count: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            found = [f for n, f in list(self.events) if n == name]
-            if len(found) >= count:
-                return found
-            time.sleep(0.01)
-        raise AssertionError(f"no {count} {name!r} events: {self.events}")
 
 
 @pytest.fixture

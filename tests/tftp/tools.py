@@ -110,3 +110,21 @@ def sk_server(
         yield port, events, proc
     finally:
         stop(proc)
+
+
+class Running:
+    """A library ``tftp.serve`` running in the test, and the events it reported."""
+
+    def __init__(self, srv: Any, events: list[tuple[str, dict[str, Any]]]):
+        self.server = srv
+        self.events = events
+        self.port = int(srv.address.rsplit(":", 1)[1])
+
+    def wait(self, name: str, count: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            found = [f for n, f in list(self.events) if n == name]
+            if len(found) >= count:
+                return found
+            time.sleep(0.01)
+        raise AssertionError(f"no {count} {name!r} events: {self.events}")
