@@ -212,9 +212,10 @@ class UdpServer:
     def _final_output(self, session: _Session, fd: int, deadline: float) -> None:
         """What the program writes once its stdin is closed (``tr``, ``sort``, any filter
         that answers at EOF) still goes to the peer, until its EOF or ``deadline``."""
+        poller = select.poll()  # (not select(): descriptors of a busy -k listener pass 1023)
+        poller.register(fd, select.POLLIN)
         while (left := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
+            if not poller.poll(max(1, int(left * 1000))):
                 return
             try:
                 data = os.read(fd, min(self._max, 65536))
