@@ -84,14 +84,15 @@ def test_iperf3_client_against_socketkit_server(mode: str) -> None:
         assert srv.returncode == 0, log
     assert b"test from 127.0.0.1" in log
     block = _block(theirs)
-    pairs = [(_bytes(theirs, "sum_sent"), _bytes(theirs, "sum_received"))]
+    pairs = [("client to server", _bytes(theirs, "sum_sent"), _bytes(theirs, "sum_received"))]
     if mode == "bidir":
         pairs.append(
             (
+                "server to client",
                 _bytes(theirs, "sum_sent_bidir_reverse"),
                 _bytes(theirs, "sum_received_bidir_reverse"),
             )
         )
-    for sent, received in pairs:
+    for direction, sent, received in pairs:
         assert sent > 0
-        assert abs(sent - received) <= block, (sent, received, block)
+        assert abs(sent - received) <= block, (direction, sent, received, block)
