@@ -433,14 +433,21 @@ def _lockstep(
 def dally(
     machine: tftp.ClientRead | tftp.ServerWrite, channel: Channel, peer: Any, seconds: float
 ) -> None:
-    """After the last ACK: answer a retransmitted last DATA (our ACK was lost) for a while."""
+    """After the last ACK: answer a retransmitted last DATA (our ACK was lost) for a while.
+
+    The transfer is already complete: a peer that has gone meanwhile (its transfer port
+    answers ICMP port unreachable, e.g. to our ACK of a duplicated last DATA) ends the wait,
+    never the transfer."""
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0 and not channel.closed:
-        if channel.gro:
-            arrived = channel.recv_many(left)
-        else:
-            got = channel.recv(left)
-            arrived = [got] if got is not None else []
+        try:
+            if channel.gro:
+                arrived = channel.recv_many(left)
+            else:
+                got = channel.recv(left)
+                arrived = [got] if got is not None else []
+        except (SocketkitError, OSError):
+            return
         for data, address in arrived:
             if address[0] != peer[0] or address[1] != peer[1]:
                 continue
@@ -448,5 +455,8 @@ def dally(
                 out = machine.receive(data, time.monotonic())
             except tftp.TftpError:
                 return
-            for datagram in out:
-                channel.send(datagram, peer)
+            try:
+                for datagram in out:
+                    channel.send(datagram, peer)
+            except (SocketkitError, OSError):
+                return
