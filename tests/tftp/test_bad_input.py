@@ -58,15 +58,6 @@ def server(served: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
         assert not thread.is_alive()
 
 
-@pytest.fixture
-def peer() -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((HOST, 0))
-    sock.settimeout(10)
-    yield sock
-    sock.close()
-
-
 def ask(peer: socket.socket, port: int, datagram: bytes) -> tuple[tftp.Packet, Any]:
     peer.sendto(datagram, (HOST, port))
     data, address = peer.recvfrom(70000)

@@ -68,15 +68,6 @@ def running(tree: tuple[Path, Path], request: pytest.FixtureRequest) -> Iterator
         assert not thread.is_alive()
 
 
-@pytest.fixture
-def peer() -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((HOST, 0))
-    sock.settimeout(10)
-    yield sock
-    sock.close()
-
-
 def request(name: str, *options: tuple[str, str], opcode: tftp.Opcode = tftp.Opcode.RRQ) -> bytes:
     return tftp.encode(tftp.Request(opcode, name, "octet", options))
 
