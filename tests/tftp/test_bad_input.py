@@ -384,6 +384,30 @@ def test_client_times_out_when_the_server_vanishes(tmp_path: Path, fake: socket.
     assert sorted(os.listdir(tmp_path)) == ["f.bin"]
 
 
+def test_client_finishes_when_the_server_is_gone_before_a_duplicated_last_block(
+    tmp_path: Path, fake: socket.socket
+) -> None:
+    """A duplicated block makes the client wait at the end for a retransmitted last DATA (in
+    case its ACK was lost); the last DATA does come twice, but the server's transfer port
+    closes after the first, so our ACK of the duplicate draws an ICMP port unreachable during
+    that wait. The file was complete: exit 0 and the file in place (a loaded CI run over an
+    impaired path once ended such a get from tftpd-hpa with exit 4)."""
+    proc = _client("get", f"{HOST}:{fake.getsockname()[1]}", "f.bin", cwd=tmp_path)
+    _request, client = fake.recvfrom(1000)
+    first, last = tftp.Data(1, bytes(range(256)) * 2), tftp.Data(2, b"the end")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tid:
+        tid.bind((HOST, 0))
+        tid.settimeout(20)
+        for packet, ack in ((first, 1), (first, 1), (last, 2)):  # block 1 twice: lossy
+            tid.sendto(tftp.encode(packet), client)
+            data, _ = tid.recvfrom(100)
+            assert tftp.decode(data) == tftp.Ack(ack)
+        tid.sendto(tftp.encode(last), client)  # the duplicate, then the transfer port is gone
+    status, err = _finish(proc)
+    assert (status, err) == (0, "")
+    assert (tmp_path / "f.bin").read_bytes() == first.data + last.data
+
+
 def test_client_refused_when_nothing_listens(tmp_path: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((HOST, 0))
