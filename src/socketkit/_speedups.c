@@ -22,7 +22,8 @@
  *
  * And, called directly by socketkit/_udp_batch.py (which keeps the same in Python, and the
  * ctypes fallback): udp_send_many / udp_receive_many, sendmmsg/recvmmsg batches with GSO runs
- * and GRO buffers split back into Datagram objects.
+ * and GRO buffers split back into Datagram objects; and tftp_lockstep, a TFTP windowsize-1
+ * transfer's per-block loop (socketkit/tftp/_channel.py keeps it in Python too).
  *
  * Set SOCKETKIT_PURE=1 to run without this module (socketkit/_accel.py).
  */
@@ -37,6 +38,7 @@
 #include <stddef.h>
 #include <structmember.h>
 #include <sys/socket.h>
+#include <time.h>
 
 enum {
     K_SYNC_RECEIVE_SOME,
@@ -1984,6 +1986,209 @@ configure_aio(PyObject *module, PyObject *args, PyObject *kwds)
     Py_RETURN_NONE;
 }
 
+
+/* ---- TFTP lock-step (socketkit/tftp/_channel.py, _lockstep) ----------------------------------
+ *
+ * tftp_lockstep(fd, sending, buf, blksize, io, views, limit, state) -> int
+ *
+ * The steady state of a windowsize-1 transfer on a socket connected to the peer, with the
+ * kernel's SO_RCVTIMEO as the retransmission timer: a receiver takes DATA block `block`,
+ * ACKs it and gives its bytes to io(...) (the file's write: a memoryview of `buf` when
+ * `views`, else bytes); a sender takes the ACK of block `block` (in flight), reads the next
+ * block with io(blksize) and sends it. `state` is the list [block, size, stamp, chunk,
+ * socket_failed] and is
+ * brought up to date on every way out, exceptions included (the caller's `finally` hands it
+ * back to the protocol machine): block = the next block expected (receiver) or the block in
+ * flight (sender), size = bytes moved, stamp = time.monotonic() of the last ACK sent /
+ * DATA sent, chunk = the data of the block in flight (sender; None until one was read here),
+ * socket_failed = True when the OSError raised came from the socket (else from io).
+ *
+ * Returns n >= 0 when a datagram that is not the common case arrived (its n bytes are at the
+ * start of buf: the Python path takes it), -1 when the receive timed out, -2 after `limit`
+ * blocks (progress), -3 when the sender's last (short) block went out. Pending signals run
+ * their Python handlers once per block and on EINTR; the loop goes on unless one raised. Socket errors raise OSError. The Python
+ * loop it replaces is the definition; both are tested (tests/tftp/test_lockstep.py). */
+static double
+monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int
+lockstep_store(PyObject *state, long block, long long size, double stamp, PyObject *chunk,
+               int socket_failed)
+{
+    PyObject *b = PyLong_FromLong(block), *z = PyLong_FromLongLong(size),
+             *t = PyFloat_FromDouble(stamp);
+    if (b == NULL || z == NULL || t == NULL) {
+        Py_XDECREF(b);
+        Py_XDECREF(z);
+        Py_XDECREF(t);
+        return -1;
+    }
+    PyList_SetItem(state, 0, b);
+    PyList_SetItem(state, 1, z);
+    PyList_SetItem(state, 2, t);
+    PyList_SetItem(state, 3, Py_NewRef(chunk));
+    PyList_SetItem(state, 4, PyBool_FromLong(socket_failed));
+    return 0;
+}
+
+static PyObject *
+tftp_lockstep(PyObject *self, PyObject *args)
+{
+    int fd, sending, views;
+    Py_buffer buf;
+    Py_ssize_t blksize, limit;
+    PyObject *io, *state;
+    if (!PyArg_ParseTuple(args, "ipw*nOpnO!", &fd, &sending, &buf, &blksize, &io, &views,
+                          &limit, &PyList_Type, &state))
+        return NULL;
+    PyObject *blksize_obj = NULL, *chunk = NULL;
+    char *packet = NULL;
+    long block = 0;
+    long long size = 0;
+    double stamp = 0.0;
+    Py_ssize_t result = -1;
+    int failed = 1, socket_failed = 0;
+    if (PyList_GET_SIZE(state) != 5 || blksize < 8 || blksize > 65464 || buf.len < blksize + 4) {
+        PyErr_SetString(PyExc_ValueError, "tftp_lockstep: bad state, blksize or buffer");
+        goto done_early;
+    }
+    block = PyLong_AsLong(PyList_GET_ITEM(state, 0));
+    size = PyLong_AsLongLong(PyList_GET_ITEM(state, 1));
+    stamp = PyFloat_AsDouble(PyList_GET_ITEM(state, 2));
+    chunk = Py_NewRef(PyList_GET_ITEM(state, 3));
+    if (PyErr_Occurred())
+        goto done_early;
+    if (sending) {
+        if ((blksize_obj = PyLong_FromSsize_t(blksize)) == NULL ||
+            (packet = PyMem_Malloc((size_t)blksize + 4)) == NULL)
+            goto done;
+    }
+    unsigned char *b = buf.buf;
+    Py_ssize_t want = sending ? 4 : blksize + 4;
+    int kind = sending ? 4 : 3;
+    for (Py_ssize_t count = 0;; count++) {
+        if (count >= limit) {
+            result = -2;
+            break;
+        }
+        /* A signal that came between two system calls (none of them saw EINTR): its Python
+         * handler runs now (Ctrl-C), not after the whole file. Only a flag is read when no
+         * signal is pending. */
+        if (PyErr_CheckSignals() < 0)
+            goto done;
+        ssize_t n;
+        int err;
+        Py_BEGIN_ALLOW_THREADS
+        n = recv(fd, b, (size_t)buf.len, 0);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (n < 0) {
+            if (err == EINTR) {
+                if (PyErr_CheckSignals() < 0)
+                    goto done;
+                count--;
+                continue;
+            }
+            if (err == EAGAIN || err == EWOULDBLOCK) {
+                result = -1;
+                break;
+            }
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            socket_failed = 1;
+            goto done;
+        }
+        if (n != want || b[0] != 0 || b[1] != kind ||
+            (((unsigned)b[2] << 8) | b[3]) != ((unsigned long)block & 0xFFFF)) {
+            result = n;
+            break;
+        }
+        if (!sending) {
+            /* The ACK first, then the write: the peer's next block is on its way meanwhile
+             * (tftp-hpa's client does the same). */
+            unsigned char ack[4] = {0, 4, (unsigned char)((block >> 8) & 0xFF),
+                                    (unsigned char)(block & 0xFF)};
+            if (send(fd, ack, 4, 0) < 0) {
+                PyErr_SetFromErrno(PyExc_OSError);
+                socket_failed = 1;
+                goto done;
+            }
+            stamp = monotonic_now();
+            PyObject *arg = views ? PyMemoryView_FromMemory((char *)b + 4, blksize, PyBUF_READ)
+                                  : PyBytes_FromStringAndSize((char *)b + 4, blksize);
+            if (arg == NULL)
+                goto done;
+            PyObject *r = PyObject_CallOneArg(io, arg);
+            Py_DECREF(arg);
+            if (r == NULL)
+                goto done;
+            Py_DECREF(r);
+            size += blksize;
+            block++;
+            continue;
+        }
+        block++;
+        PyObject *got = PyObject_CallOneArg(io, blksize_obj);
+        if (got == NULL)
+            goto done;
+        if (!PyBytes_Check(got) || PyBytes_GET_SIZE(got) > blksize) {
+            Py_DECREF(got);
+            PyErr_SetString(PyExc_TypeError, "tftp_lockstep: read gave no bytes or too many");
+            goto done;
+        }
+        Py_SETREF(chunk, got);
+        Py_ssize_t len = PyBytes_GET_SIZE(chunk);
+        packet[0] = 0;
+        packet[1] = 3;
+        packet[2] = (char)((block >> 8) & 0xFF);
+        packet[3] = (char)(block & 0xFF);
+        memcpy(packet + 4, PyBytes_AS_STRING(chunk), (size_t)len);
+        ssize_t s;
+        Py_BEGIN_ALLOW_THREADS
+        s = send(fd, packet, (size_t)len + 4, 0);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (s < 0) {
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            socket_failed = 1;
+            goto done;
+        }
+        stamp = monotonic_now();
+        size += len;
+        if (len < blksize) {
+            result = -3;
+            break;
+        }
+    }
+    failed = 0;
+done:
+    {
+        PyObject *et = NULL, *ev = NULL, *etb = NULL;
+        if (failed)
+            PyErr_Fetch(&et, &ev, &etb);
+        if (lockstep_store(state, block, size, stamp, chunk, socket_failed) < 0)
+            failed = 1;
+        if (et != NULL) {
+            PyErr_Clear();
+            PyErr_Restore(et, ev, etb);
+        }
+    }
+done_early:
+    Py_XDECREF(chunk);
+    Py_XDECREF(blksize_obj);
+    PyMem_Free(packet);
+    PyBuffer_Release(&buf);
+    if (failed)
+        return NULL;
+    return PyLong_FromSsize_t(result);
+}
+
 static PyMethodDef module_methods[] = {
     {"configure_aio", (PyCFunction)(void (*)(void))configure_aio, METH_VARARGS | METH_KEYWORDS,
      "The asyncio side's markers and helpers (socketkit/_async/stream.py)."},
@@ -1993,6 +2198,8 @@ static PyMethodDef module_methods[] = {
      "sendmmsg a batch of datagrams (socketkit/_udp_batch.py)."},
     {"udp_receive_many", (PyCFunction)(void (*)(void))udp_receive_many, METH_FASTCALL,
      "recvmmsg a batch of datagrams (socketkit/_udp_batch.py)."},
+    {"tftp_lockstep", tftp_lockstep, METH_VARARGS,
+     "A TFTP lock-step transfer's steady state (socketkit/tftp/_channel.py)."},
     {NULL},
 };
 

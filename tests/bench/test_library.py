@@ -62,8 +62,12 @@ def test_omit_excludes_warm_up(port: int) -> None:
     assert kept and kept[0].start < 0.3
     assert 0.9 < result.sum_sent.seconds < 1.3
     assert 0.9 < result.sum_received.seconds < 1.3
-    # Each side forgets its warm-up at its own instant (as iperf3 does): close, not exact.
-    assert abs(result.sum_sent.bytes - result.sum_received.bytes) < 0.05 * result.sum_sent.bytes
+    # Each side forgets its warm-up at its own instant and ends its window at its own (as
+    # iperf3 does): the byte counts differ by what one side counted in the time the other did
+    # not (a loaded CI run: 1,513 MB in 0.988 s sent, 1,604 MB in 1.056 s received). The
+    # rates of the two windows agree (there: 1.531 and 1.519 GB/s).
+    sent, received = result.sum_sent, result.sum_received
+    assert abs(sent.bits_per_second - received.bits_per_second) < 0.05 * sent.bits_per_second
 
 
 def test_udp_rate_and_counters(port: int) -> None:

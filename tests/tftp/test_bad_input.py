@@ -408,6 +408,55 @@ def test_client_finishes_when_the_server_is_gone_before_a_duplicated_last_block(
     assert (tmp_path / "f.bin").read_bytes() == first.data + last.data
 
 
+def test_put_whose_last_ack_never_comes_says_the_server_most_likely_has_the_file(
+    tmp_path: Path, fake: socket.socket
+) -> None:
+    """A scripted server takes both blocks of a put but its transfer port closes without the
+    last ACK (as when that ACK is lost and tftpd-hpa stops waiting for a repeat before our
+    retransmission arrives): exit 4 with a line that says what probably happened, not "no
+    TFTP server there?"."""
+    (tmp_path / "f.bin").write_bytes(bytes(600))
+    proc = _client(
+        "put", f"{HOST}:{fake.getsockname()[1]}", "f.bin", "--timeout", "0.2", cwd=tmp_path
+    )
+    _request, client = fake.recvfrom(1000)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tid:
+        tid.bind((HOST, 0))
+        tid.settimeout(20)
+        tid.sendto(tftp.encode(tftp.Ack(0)), client)
+        first, _ = tid.recvfrom(1000)
+        assert tftp.decode(first) == tftp.Data(1, bytes(512))
+        tid.sendto(tftp.encode(tftp.Ack(1)), client)
+        last, _ = tid.recvfrom(1000)
+        assert tftp.decode(last) == tftp.Data(2, bytes(88))
+    status, err = _finish(proc)  # the retransmitted last DATA meets a closed port
+    assert (status, one_line(err)) == (
+        4,
+        "socketkit tftp: the server ended the transfer before its ACK of the last block "
+        "reached us (ICMP port unreachable): it has most likely received the whole file; "
+        "check it there",
+    )
+
+
+def test_put_refused_in_the_middle_is_not_called_complete(
+    tmp_path: Path, fake: socket.socket
+) -> None:
+    """The port closes while earlier blocks are unacknowledged: the plain refusal."""
+    (tmp_path / "f.bin").write_bytes(bytes(2000))
+    proc = _client(
+        "put", f"{HOST}:{fake.getsockname()[1]}", "f.bin", "--timeout", "0.2", cwd=tmp_path
+    )
+    _request, client = fake.recvfrom(1000)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tid:
+        tid.bind((HOST, 0))
+        tid.settimeout(20)
+        tid.sendto(tftp.encode(tftp.Ack(0)), client)
+        tid.recvfrom(1000)  # DATA 1, never acknowledged
+    status, err = _finish(proc)
+    assert status == 4
+    assert "most likely" not in err and "ICMP port unreachable" in one_line(err)
+
+
 def test_client_refused_when_nothing_listens(tmp_path: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((HOST, 0))

@@ -73,11 +73,24 @@ def _socketkit_server(path: ImpairedPath, directory: Path) -> list[str]:
     return [*SK, "tftp", "serve", str(directory), "-p", PORT, "--bind", path.a_addr, "--write"]
 
 
+#: A put's last ACK can be lost after the server has stopped waiting for a repeat of the
+#: last DATA (RFC 1350 section 6: it waits one timeout; tftpd-hpa answers one repeat): no
+#: client can then learn that the file arrived. Ours says so and exits 4; the caller still
+#: checks that the server has the whole file.
+LAST_ACK_LOST = (
+    "socketkit tftp: the server ended the transfer before its ACK of the last block reached "
+    "us (ICMP port unreachable): it has most likely received the whole file; check it there\n"
+)
+
+
 def _client(path: ImpairedPath, argv: list[str], *, cwd: Path) -> float:
     t0 = time.monotonic()
     proc = path.b.run(argv, check=False, timeout=600, cwd=cwd)
     elapsed = time.monotonic() - t0
-    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
+    if "put" in argv and (proc.returncode, proc.stderr) == (4, LAST_ACK_LOST):
+        print("the last ACK was lost after the server stopped waiting (exit 4, as documented)")
+    else:
+        assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
     return elapsed
 
 

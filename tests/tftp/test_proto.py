@@ -330,3 +330,30 @@ def test_receiver_does_not_repeat_its_ack_on_its_own_timer() -> None:
     assert server.on_timeout(1.0) == [b"\0\4\0\0"]  # before DATA 1: ACK 0 again
     server.receive(b"\0\3\0\1" + bytes(512), 1.1)
     assert server.receive(b"\0\3\0\1" + bytes(512), 2.0) == [b"\0\4\0\1"]
+
+
+def test_window_receiver_acks_on_its_timer_when_the_senders_window_is_all_here() -> None:
+    """windowsize 4: block 6 is lost, 7 makes us report the gap (ACK 5), the sender does not
+    take that report and resends its window 5..8 on its timer. 6, 7 and 8 complete it, but
+    our count started at the report: no ACK yet, and each further resend of 5..8 is a
+    duplicate. On our timer we ACK 8 (before: nothing, and both sides waited until they gave
+    up; seen over an impaired path as "no answer from the peer after 21 tries")."""
+
+    def data(n: int) -> bytes:
+        return tftp.encode(tftp.Data(n, bytes(512)))
+
+    client = tftp.ClientRead(
+        "f", io.BytesIO().write, options=tftp.Options(windowsize=4), timeout=1.0, retries=3
+    )
+    client.start(0.0)
+    oack = tftp.encode(tftp.OptionAck((("windowsize", "4"),)))
+    assert client.receive(oack, 0.01) == [b"\0\4\0\0"]
+    now = 0.02
+    answers = []
+    for n in (1, 2, 3, 4, 5, 7, 5, 6, 7, 8, 5, 6, 7, 8):
+        answers.append(client.receive(data(n), now))
+        now += 0.001
+    assert [a for a in answers if a] == [[b"\0\4\0\4"], [b"\0\4\0\5"], [b"\0\4\0\5"]]
+    assert client.deadline is not None
+    assert client.on_timeout(client.deadline) == [tftp.encode(tftp.Ack(8))]
+    assert client.receive(data(9), client.deadline + 0.01) == []  # the next window flows

@@ -26,7 +26,8 @@ DESCRIPTION = (
 EXIT_CODES = (
     "exit codes: 0 done, 1 the server answered with a TFTP error (file not found, disk "
     "full...), 2 usage, 3 HOST did not resolve, 4 refused (no server at the port: ICMP port "
-    "unreachable), 5 timeout (the peer stopped answering), 7 refused: access violation (TFTP "
+    "unreachable; or a put's last ACK was lost after the server left), 5 timeout (the peer "
+    "stopped answering), 7 refused: access violation (TFTP "
     "error 2: outside the directory, writes not allowed) or a busy server, 8 permission (port "
     "below 1024 without privilege), 9 a local file cannot be read or written, 10 the peer "
     "broke the protocol, 130 interrupted (the server is told)."

@@ -654,6 +654,16 @@ class _Sender(_Machine):
         self._rtt = 0.0  # smoothed time from sending a window to the ACK that moves it
         self._sending = False
 
+    @property
+    def awaiting_last_ack(self) -> bool:
+        """Every block but the last is acknowledged, and the last one was sent."""
+        return (
+            self._sending
+            and not self.done
+            and self._eof_block is not None
+            and self._base == self._eof_block
+        )
+
     def _begin_data(self, now: float) -> list[bytes]:
         self._sending = True
         self._sent_at = now
@@ -939,7 +949,17 @@ class _Receiver(_Machine):
         # (tftp-hpa) restart their own timer on every packet, so repeating it would keep
         # them from ever resending the lost DATA. The timer only counts down to giving up.
         # Before the first DATA the request, OACK or ACK 0 is sent again: the peer waits.
+        # With a window (RFC 7440) the receiver does ACK on its timer, the last block that
+        # arrived in order: its count of the window can be offset from the sender's (after a
+        # gap report the sender did not take, it fills the rest of its old window and waits),
+        # and then all of that window is here, unacknowledged, and each resend of it is a
+        # duplicate: without this ACK both sides would wait until they give up.
         if self._received:
+            if self.options.windowsize > 1 and not self.done:
+                self._in_window = 0
+                self._acked = self._received
+                self._last = [_HEAD.pack(4, self._received & 0xFFFF)]
+                return list(self._last)
             return []
         return list(self._last)
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from .._accel import speedups
 from .._errors import ConnectionRefused, SocketkitError, translate_os_error
 from .._udp_batch import enable_gro, receive_many, send_many
 from ..proto import tftp
@@ -302,10 +303,7 @@ def drive(
                 machine.failed, machine.done = True, False
                 raise
             except OSError as exc:  # the local file: a full disk, an I/O error
-                full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-                code = tftp.ErrorCode.DISK_FULL if full else tftp.ErrorCode.NOT_DEFINED
-                send(tftp.encode(tftp.Error(code, (exc.strerror or str(exc)).lower())), peer)
-                machine.failed, machine.done = True, False
+                _tell_file_error(machine, channel, peer, exc)
                 raise
             if replies:
                 out += replies
@@ -327,6 +325,9 @@ def drive(
 _EXPIRED: Final = object()
 #: The tight lock-step loops report progress every this many blocks.
 _PROGRESS_BLOCKS = 512
+#: The lock-step loop in C (``tftp_lockstep`` in _speedups.c), or None: the Python loop in
+#: :func:`_lockstep` runs (SOCKETKIT_PURE=1, no extension; the tests run both).
+c_lockstep: Any = getattr(speedups, "tftp_lockstep", None)
 
 
 def _lockstep(
@@ -349,6 +350,50 @@ def _lockstep(
     begin = machine.lockstep_begin()
     if begin is None:
         return None
+    run = _lockstep_py if c_lockstep is None else _lockstep_c
+    try:
+        return run(machine, channel, peer, progress, total, begin=begin)
+    except _FileFailed as failed:  # the peer is told, as on the general path
+        _tell_file_error(machine, channel, peer, failed.error)
+        raise failed.error from None
+
+
+class _FileFailed(Exception):
+    """The local file's read or write failed inside a lock-step loop (``error``)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _tell_file_error(
+    machine: tftp.ClientRead | tftp.ClientWrite | tftp.ServerRead | tftp.ServerWrite,
+    channel: Channel,
+    peer: Any,
+    exc: OSError,
+) -> None:
+    """The local file failed (a full disk, an I/O error): the peer gets an ERROR (3 for a
+    full disk), and the machine is failed."""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    code = tftp.ErrorCode.DISK_FULL if full else tftp.ErrorCode.NOT_DEFINED
+    try:
+        channel.send(tftp.encode(tftp.Error(code, (exc.strerror or str(exc)).lower())), peer)
+    except SocketkitError:
+        pass  # the file's error is the one to report
+    machine.failed, machine.done = True, False
+
+
+def _lockstep_py(
+    machine: tftp.ClientRead | tftp.ClientWrite | tftp.ServerRead | tftp.ServerWrite,
+    channel: Channel,
+    peer: Any,
+    progress: Progress | None,
+    total: int | None,
+    *,
+    begin: int,
+) -> Any:
+    """:func:`_lockstep`'s loop in Python (the definition of what ``tftp_lockstep`` in
+    _speedups.c does)."""
     sock, clock, pack = channel.sock, time.monotonic, _HEAD.pack
     # Connected to the peer (Channel.connect): the kernel drops other senders, so recv_into
     # needs no address, and a reused buffer saves an allocation per datagram.
@@ -377,9 +422,13 @@ def _lockstep(
                 ):
                     left = (bytes(view[:n]), peer)
                     break
-                write(view[4:n] if views else bytes(view[4:n]))  # type: ignore[arg-type]
+                # The ACK first: the peer's next block is on its way while the write runs.
                 send(pack(4, block & 0xFFFF))
                 acked_at = clock()
+                try:
+                    write(view[4:n] if views else bytes(view[4:n]))  # type: ignore[arg-type]
+                except OSError as exc:
+                    raise _FileFailed(exc) from exc
                 size += blksize
                 block += 1
                 count += 1
@@ -407,7 +456,10 @@ def _lockstep(
                     left = (bytes(view[:n]), peer)
                     break
                 block += 1
-                chunk = read(blksize)
+                try:
+                    chunk = read(blksize)
+                except OSError as exc:
+                    raise _FileFailed(exc) from exc
                 packet = pack(3, block & 0xFFFF) + chunk
                 send(packet)
                 sent_at = clock()
@@ -428,6 +480,62 @@ def _lockstep(
         channel.closed = True
         return _EXPIRED
     return left
+
+
+def _lockstep_c(
+    machine: tftp.ClientRead | tftp.ClientWrite | tftp.ServerRead | tftp.ServerWrite,
+    channel: Channel,
+    peer: Any,
+    progress: Progress | None,
+    total: int | None,
+    *,
+    begin: int,
+) -> Any:
+    """:func:`_lockstep` with its per-block loop in C (``tftp_lockstep``): the same steps,
+    and the same hand-over to ``machine``."""
+    channel.set_wait(machine.base_timeout)
+    blksize = machine.options.blksize
+    buf = channel.buffer
+    limit = _PROGRESS_BLOCKS if progress is not None else 1 << 40
+    receiving = isinstance(machine, tftp.ClientRead | tftp.ServerWrite)
+    io_call: Any
+    if receiving:
+        io_call = machine.sink  # type: ignore[union-attr]
+        views = isinstance(getattr(io_call, "__self__", None), io.BufferedWriter)
+        action = "receive"
+    else:
+        io_call, views, action = machine.source, False, "send"  # type: ignore[union-attr]
+    # [block, size, stamp, chunk, socket_failed], kept up to date by the C loop on every way
+    # out; socket_failed says whether an OSError came from the socket (not the file).
+    state: list[Any] = [begin, 0, time.monotonic(), None, False]
+    try:
+        while True:
+            n = c_lockstep(channel.sock.fileno(), not receiving, buf, blksize, io_call, views,
+                           limit, state)  # fmt: skip
+            if n != -2:
+                break
+            if progress is not None:
+                progress(machine.stats.size + state[1], total)
+    except OSError as exc:
+        if not state[4]:
+            raise _FileFailed(exc) from exc
+        raise channel.error(exc, action) from exc
+    finally:  # also on Ctrl-C: the machine knows what was moved
+        block, size, stamp, chunk, _ = state
+        if isinstance(machine, tftp.ClientRead | tftp.ServerWrite):
+            machine.lockstep_end(block - 1, size, stamp)
+        else:
+            packet = (
+                machine.window_packet if chunk is None else _HEAD.pack(3, block & 0xFFFF) + chunk
+            )
+            machine.lockstep_end(block, size, packet, stamp)
+    if n == -1:
+        return _EXPIRED
+    # -3: the last block went out (its ACK takes the general path); 0: shut down
+    if n in {-3, 0} and channel.sock.fileno() < 0:
+        channel.closed = True
+        return _EXPIRED
+    return (bytes(buf[: max(n, 0)]), peer)
 
 
 def dally(

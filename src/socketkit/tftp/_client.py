@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .._errors import AddressError, ResolutionError
+from .._errors import AddressError, ConnectionRefused, ResolutionError
 from ..proto import tftp
 from ._channel import Channel, Progress, dally, drive
 from ._files import AtomicFile
@@ -286,6 +286,17 @@ def put(
                 destination,
                 progress=None if progress is None else (lambda n, _t: progress(n, size)),
             )
+        except ConnectionRefused as exc:
+            if not machine.awaiting_last_ack:
+                raise
+            # The server's transfer port is gone while only the last block's ACK is missing:
+            # it ACKed that block and stopped waiting for a repeat (RFC 1350 section 6) before
+            # our retransmission came (its ACK was lost), or it gave up on the transfer.
+            raise ConnectionRefused(
+                "the server ended the transfer before its ACK of the last block reached us "
+                "(ICMP port unreachable): it has most likely received the whole file; check "
+                "it there"
+            ) from exc
         finally:
             channel.close()
         seconds = time.monotonic() - started
