@@ -1,6 +1,8 @@
 """socketkit <-> Debian's iperf3, both ways: both exit 0 and their byte counts agree.
 
-"Agree within one block": TCP blocks are 128 KiB; a UDP block is one datagram.
+"Agree within one block": TCP blocks are 128 KiB; a UDP block is one datagram. One exception,
+as iperf3's own server has it: what our server sends to an iperf3 client (-R, --bidir) that
+is still in the client's receive queue when it stops counting.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ def test_iperf3_client_against_socketkit_server(mode: str) -> None:
         assert srv.returncode == 0, log
     assert b"test from 127.0.0.1" in log
     block = _block(theirs)
-    pairs = [("client to server", _bytes(theirs, "sum_sent"), _bytes(theirs, "sum_received"))]
+    first = "server to client" if mode == "reverse" else "client to server"
+    pairs = [(first, _bytes(theirs, "sum_sent"), _bytes(theirs, "sum_received"))]
     if mode == "bidir":
         pairs.append(
             (
@@ -95,4 +98,15 @@ def test_iperf3_client_against_socketkit_server(mode: str) -> None:
         )
     for direction, sent, received in pairs:
         assert sent > 0
-        assert abs(sent - received) <= block, (direction, sent, received, block)
+        if direction == "server to client" and mode != "udp-50M":
+            # iperf3's client stops counting at its TEST_END and drops what is still in its
+            # receive queue; what was not acknowledged by then we do not count as sent
+            # (docs/bench.md): the rest can differ by at most that queue, never the other way.
+            assert 0 <= sent - received <= _tcp_rmem_max(), (direction, sent, received)
+        else:
+            assert abs(sent - received) <= block, (direction, sent, received, block)
+
+
+def _tcp_rmem_max() -> int:
+    with open("/proc/sys/net/ipv4/tcp_rmem") as fh:
+        return int(fh.read().split()[2])

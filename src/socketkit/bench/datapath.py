@@ -189,6 +189,28 @@ class DataPath:
             return self.t_rx_end
         return st.last_rx
 
+    def uncount_unacknowledged(self) -> int:
+        """Against a peer that stopped counting at its TEST_END (an iperf3 client): take the
+        bytes still in each TCP sending stream's send queue (not yet acknowledged: they never
+        reached the peer within its test, e.g. held up by a retransmission timeout) out of
+        what we report as sent. Returns how many bytes that was."""
+        if self.params.protocol != "tcp":
+            return 0
+        taken = 0
+        for mover in self.movers:
+            if not isinstance(mover, TcpSender):
+                continue
+            try:
+                queued = struct.unpack(
+                    "i", fcntl.ioctl(mover.sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+                )[0]
+            except OSError:
+                continue
+            queued = min(max(queued, 0), mover.stats.measured_bytes)
+            mover.stats.bytes -= queued
+            taken += queued
+        return taken
+
     def wait_acked(self) -> None:
         """Wait (bounded) until the peer acknowledged all TCP data we queued, so its count
         and ours agree when it reads the TEST_END that follows."""
