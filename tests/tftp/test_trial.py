@@ -309,3 +309,38 @@ def test_a_clean_get_leaves_at_once_without_dallying(tmp_path: Path) -> None:
 def test_a_get_that_saw_a_duplicate_still_answers_a_repeated_last_data(tmp_path: Path) -> None:
     rc, after = _get_from_fake(tmp_path, duplicate=True)
     assert (rc, after) == (0, [struct.pack("!HH", 4, 2)])
+
+
+def test_sigterm_tells_the_clients_of_running_transfers(tmp_path: Path) -> None:
+    """A get and a put are under way (scripted clients that stop answering); SIGTERM: each
+    gets ERROR 0 "the server is shutting down" at once (the server's retransmission timer is
+    20 s, so nothing else comes that soon), the server exits 0, and the partial upload is
+    gone."""
+    from socketkit.proto import tftp
+
+    make_file(tmp_path / "f.bin", 10 * 512)
+    with sk_server(tmp_path, "--write", "--timeout", "20") as (port, _events, server):
+        getter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        putter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with getter, putter:
+            for sock in (getter, putter):
+                sock.bind((HOST, 0))
+                sock.settimeout(10)
+            getter.sendto(b"\0\1f.bin\0octet\0", (HOST, port))
+            assert tftp.decode(getter.recvfrom(1000)[0]) == tftp.Data(
+                1, (tmp_path / "f.bin").read_bytes()[:512]
+            )
+            putter.sendto(b"\0\2up.bin\0octet\0", (HOST, port))
+            ack0, tid = putter.recvfrom(1000)
+            assert tftp.decode(ack0) == tftp.Ack(0)
+            putter.sendto(tftp.encode(tftp.Data(1, bytes(512))), tid)
+            assert tftp.decode(putter.recvfrom(1000)[0]) == tftp.Ack(1)
+            assert any(p.name != "f.bin" for p in tmp_path.iterdir())  # the upload's temporary
+            t0 = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            told = [tftp.decode(sock.recvfrom(1000)[0]) for sock in (getter, putter)]
+            waited = time.monotonic() - t0
+        assert server.wait(20) == 0
+    assert told == [tftp.Error(0, "the server is shutting down")] * 2
+    assert waited < 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]

@@ -21,6 +21,9 @@ from ..proto import tftp
 from ._channel import RECEIVE_SIZE, Channel, dally, drive
 from ._files import AtomicFile, Refused, open_for_read, resolve_for_write
 
+#: The ERROR 0 text a client of a running transfer gets when the server is closed (SIGTERM).
+SHUTTING_DOWN = "the server is shutting down"
+
 __all__ = ["DEFAULT_MAX_SESSIONS", "DEFAULT_MAX_SESSIONS_PER_IP", "TftpServer", "serve"]
 
 #: Concurrent transfers (threads and sockets) of one server.
@@ -394,7 +397,8 @@ class TftpServer:
     # -- closing -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop taking requests and end running transfers (idempotent)."""
+        """Stop taking requests and end running transfers, telling their clients with ERROR 0
+        :data:`SHUTTING_DOWN` (idempotent)."""
         if self._closed:
             return
         self._closed = True
@@ -403,7 +407,12 @@ class TftpServer:
         self._listener.close()
         with self._lock:
             channels = [c for c in self._sessions.values() if c is not None]
+        # Each client is told (ERROR 0) instead of finding out through its retries.
+        farewell = tftp.encode(tftp.Error(tftp.ErrorCode.NOT_DEFINED, SHUTTING_DOWN))
         for channel in channels:
+            if channel.peer is not None:
+                with contextlib.suppress(OSError):
+                    channel.sock.send(farewell)
             with contextlib.suppress(OSError):
                 channel.sock.shutdown(socket.SHUT_RDWR)
 
