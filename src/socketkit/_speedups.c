@@ -2064,9 +2064,12 @@ tftp_lockstep(PyObject *self, PyObject *args)
     if (PyErr_Occurred())
         goto done_early;
     if (sending) {
-        if ((blksize_obj = PyLong_FromSsize_t(blksize)) == NULL ||
-            (packet = PyMem_Malloc((size_t)blksize + 4)) == NULL)
+        if ((blksize_obj = PyLong_FromSsize_t(blksize)) == NULL)
             goto done;
+        if ((packet = PyMem_Malloc((size_t)blksize + 4)) == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
     }
     unsigned char *b = buf.buf;
     Py_ssize_t want = sending ? 4 : blksize + 4;
