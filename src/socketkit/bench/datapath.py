@@ -40,6 +40,11 @@ def _queued(sock: socket.socket) -> int:
         return 0
 
 
+def _unacknowledged(sock: socket.socket) -> int:
+    """Bytes in a TCP socket's send queue, not yet acknowledged by the peer (SIOCOUTQ)."""
+    return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0])
+
+
 @dataclass(slots=True)
 class DataStream:
     """A connected data socket, its iperf3 stream id and whether this side sends on it."""
@@ -201,9 +206,7 @@ class DataPath:
             if not isinstance(mover, TcpSender):
                 continue
             try:
-                queued = struct.unpack(
-                    "i", fcntl.ioctl(mover.sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
-                )[0]
+                queued = _unacknowledged(mover.sock)
             except OSError:
                 continue
             queued = min(max(queued, 0), mover.stats.measured_bytes)
@@ -222,9 +225,7 @@ class DataPath:
                 continue
             while time.monotonic() < deadline:
                 try:
-                    queued = struct.unpack(
-                        "i", fcntl.ioctl(ds.sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
-                    )[0]
+                    queued = _unacknowledged(ds.sock)
                 except OSError:
                     break
                 if queued == 0:
