@@ -40,8 +40,10 @@ def test_direction_in_out_inout() -> None:
         procs = {}
         try:
             for direction, count in (("in", 3), ("out", 3), ("inout", 6)):
+                # -t: the kernel stamps each packet socket's copy on its own, so the same
+                # packet can carry times a microsecond apart in two captures.
                 proc = a.popen(
-                    sk("sniff", "-i", ia, "-Q", direction, "-c", str(count), "icmp"),
+                    sk("sniff", "-t", "-i", ia, "-Q", direction, "-c", str(count), "icmp"),
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                 )
