@@ -1,11 +1,12 @@
 /* socketkit._speedups: C fast paths for the per-message hot path (docs/design.md, "C fast paths").
  *
- * One idea, used seven times: a FastMethod replaces a Python method on a class. It is a method
- * descriptor (called without a bound-method object, like a C method) that checks, in C, that
- * the call is the common case -- the one the Python method's own fast branch handles -- and
- * does that case without running any Python code. Every other call goes to the Python method
- * it wraps (``__wrapped__``), unchanged. So the Python code stays the definition of what each
- * method does; this file only removes the interpreter from the everyday path.
+ * One idea, used for each method listed below: a FastMethod replaces a Python method on a
+ * class. It is a method descriptor (called without a bound-method object, like a C method)
+ * that checks, in C, that the call is the common case -- the one the Python method's own fast
+ * branch handles -- and does that case without running any Python code. Every other call goes
+ * to the Python method it wraps (``__wrapped__``), unchanged. So the Python code stays the
+ * definition of what each method does; this file only removes the interpreter from the
+ * everyday path.
  *
  *   sync  Stream.receive_some   recv(2) with the GIL released (small reads via a scratch buffer)
  *   sync  Stream.send_all       send(2); a message of up to 64 KiB is first offered with
@@ -19,6 +20,10 @@
  *   aio   HandlerDriver._step   resume the handler coroutine (PyIter_Send in its context)
  *   sync  DatagramSocket.receive  recvmsg(2) straight to a Datagram (socketkit/_sync/udp.py)
  *   sync  DatagramSocket.send     send(2) on a connected datagram socket, as send_all offers it
+ *   aio   serve_udp's protocol datagram_received   the peer looked up and its handler,
+ *                               waiting in ``async for``, resumed with the bytes
+ *   aio   Conversation.send     transport.sendto, and the finished future
+ *   aio   Conversation.__anext__   the awaitable that yields DRIVEN
  *
  * And, called directly by socketkit/_udp_batch.py (which keeps the same in Python, and the
  * ctypes fallback): udp_send_many / udp_receive_many, sendmmsg/recvmmsg batches with GSO runs
@@ -50,6 +55,9 @@ enum {
     K_STEP,
     K_SYNC_DGRAM_RECEIVE,
     K_SYNC_DGRAM_SEND,
+    K_UDP_DATAGRAM_RECEIVED,
+    K_UDP_SEND,
+    K_UDP_ANEXT,
     K_COUNT
 };
 
@@ -485,6 +493,7 @@ typedef struct {
     PyObject *func;  /* the Python method */
     PyObject *inner; /* the Python coroutine or generator, once delegated */
     int into;        /* a receive_into */
+    int plain;       /* a Conversation's wait: yields DRIVEN once, returns what is sent in */
     int yielded;
 } DrivenRead;
 
@@ -653,6 +662,11 @@ dr_send(DrivenRead *self, PyObject *arg, PyObject **result)
         *result = Py_NewRef(arg);
         return PYGEN_RETURN;
     }
+    if (self->plain) {
+        self->yielded = 1;
+        *result = Py_NewRef(DRIVEN);
+        return PYGEN_NEXT;
+    }
     if (self->stream == NULL) { /* cleared by the garbage collector */
         PyErr_SetString(PyExc_RuntimeError, "a receive awaited after it was collected");
         goto error;
@@ -797,6 +811,7 @@ new_read(PyObject *stream, PyObject *arg, PyObject *func, int into)
     r->func = Py_NewRef(func);
     r->inner = NULL;
     r->into = into;
+    r->plain = 0;
     r->yielded = 0;
     PyObject_GC_Track(r);
     return (PyObject *)r;
@@ -980,6 +995,186 @@ data_received(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwn
     Py_RETURN_NONE;
 }
 
+/* ---- serve_udp on asyncio (socketkit/_async/udp_server.py) -------------------------------- */
+
+/* The classes and their slots (configure_udp_aio). */
+static PyTypeObject *CONV_T, *UPROTO_T, *PEER_T;
+static PyTypeObject *seen_conv, *seen_uproto;
+static Py_ssize_t o_c_read_waiter, o_c_driver, o_c_iterating, o_c_queue, o_c_closed,
+    o_c_received, o_c_sent, o_c_limit, o_c_protocol, o_c_address, o_u_peers, o_u_by_activity,
+    o_u_time, o_u_transport, o_u_writable, o_u_done, o_p_last, o_p_value;
+static PyObject *s_move_to_end, *s_sendto;
+
+#define IS_CONV(o) is_a((o), CONV_T, &seen_conv)
+#define IS_UPROTO(o) is_a((o), UPROTO_T, &seen_uproto)
+
+/* slot += 1 for an int counter; -1 (an error set) if it is not an int. */
+static int
+slot_increment(PyObject *obj, Py_ssize_t off)
+{
+    PyObject *old = SLOT(obj, off);
+    if (old == NULL || !PyLong_CheckExact(old)) {
+        PyErr_SetString(PyExc_TypeError, "a counter is not an int");
+        return -1;
+    }
+    long v = PyLong_AsLong(old);
+    PyObject *n = v == -1 && PyErr_Occurred() ? NULL : PyLong_FromLong(v + 1);
+    if (n == NULL)
+        return -1;
+    SLOT(obj, off) = n;
+    Py_DECREF(old);
+    return 0;
+}
+
+/* Resume `driver` (a HandlerDriver) with `value`, as data_received does. */
+static PyObject *
+drive(PyObject *driver, PyObject *value)
+{
+    PyObject *call[3] = {driver, value, Py_None};
+    PyObject *own = _PyType_Lookup(Py_TYPE(driver), s_step); /* borrowed */
+    if (own != NULL && Py_IS_TYPE(own, &FastMethodType) && ((FastMethod *)own)->kind == K_STEP)
+        return step((FastMethod *)own, call, 3, NULL);
+    return PyObject_VectorcallMethod(s_step, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* _Protocol.datagram_received(data, addr) from a known peer whose handler waits in
+ * ``async for``/``receive`` (DRIVEN): touch the peer (its time, the end of the activity order)
+ * and run the handler with the bytes. A new source, a queue, any other wait: the Python
+ * method. */
+static PyObject *
+udp_datagram_received(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 3 || UPROTO_T == NULL ||
+        DRIVER_T == NULL || !IS_UPROTO(args[0]))
+        return slow(m, args, nargsf, kwnames);
+    PyObject *self = args[0], *data = args[1], *addr = args[2];
+    PyObject *peers = SLOT(self, o_u_peers);
+    if (peers == NULL || !PyDict_CheckExact(peers))
+        return slow(m, args, nargsf, kwnames);
+    PyObject *peer = PyDict_GetItemWithError(peers, addr); /* borrowed */
+    if (peer == NULL) {
+        if (PyErr_Occurred())
+            return NULL; /* an unhashable address: as the Python method would raise */
+        return slow(m, args, nargsf, kwnames);
+    }
+    if (!Py_IS_TYPE(peer, PEER_T))
+        return slow(m, args, nargsf, kwnames);
+    PyObject *conv = SLOT(peer, o_p_value);
+    if (conv == NULL || !IS_CONV(conv) || SLOT(conv, o_c_read_waiter) != DRIVEN)
+        return slow(m, args, nargsf, kwnames);
+    PyObject *driver = SLOT(conv, o_c_driver);
+    PyObject *clock = SLOT(self, o_u_time), *order = SLOT(self, o_u_by_activity);
+    if (driver == NULL || !IS_DRIVER(driver) || clock == NULL || order == NULL)
+        return slow(m, args, nargsf, kwnames);
+    Py_INCREF(peer);
+    Py_INCREF(conv);
+    Py_INCREF(driver);
+    Py_INCREF(clock);
+    Py_INCREF(order);
+    PyObject *r = NULL;
+    PyObject *now = PyObject_CallNoArgs(clock);
+    if (now == NULL)
+        goto done;
+    slot_set(peer, o_p_last, now);
+    Py_DECREF(now);
+    PyObject *pair[2] = {order, addr};
+    PyObject *moved =
+        PyObject_VectorcallMethod(s_move_to_end, pair, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (moved == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError))
+            goto done;
+        PyErr_Clear(); /* expired: no longer in the activity order */
+    }
+    Py_XDECREF(moved);
+    slot_set(conv, o_c_read_waiter, Py_None);
+    if (slot_increment(conv, o_c_received) < 0)
+        goto done;
+    r = drive(driver, data);
+    if (r != NULL) {
+        Py_DECREF(r);
+        r = Py_NewRef(Py_None);
+    }
+done:
+    Py_DECREF(order);
+    Py_DECREF(clock);
+    Py_DECREF(driver);
+    Py_DECREF(conv);
+    Py_DECREF(peer);
+    return r;
+}
+
+/* Conversation.send(data): a bytes object within the limit, the transport writable: sendto
+ * now and return the finished future. */
+static PyObject *
+udp_send(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 2 || CONV_T == NULL ||
+        !IS_CONV(args[0]) || !PyBytes_CheckExact(args[1]))
+        return slow(m, args, nargsf, kwnames);
+    PyObject *self = args[0], *data = args[1];
+    PyObject *protocol = SLOT(self, o_c_protocol), *limit = SLOT(self, o_c_limit);
+    if (protocol == NULL || !IS_UPROTO(protocol) || SLOT(protocol, o_u_writable) != Py_True ||
+        limit == NULL || !PyLong_CheckExact(limit))
+        return slow(m, args, nargsf, kwnames);
+    Py_ssize_t max = PyLong_AsSsize_t(limit);
+    PyObject *transport = SLOT(protocol, o_u_transport), *address = SLOT(self, o_c_address);
+    PyObject *done = SLOT(protocol, o_u_done);
+    if ((max == -1 && PyErr_Occurred()) || PyBytes_GET_SIZE(data) > max || transport == NULL ||
+        address == NULL || done == NULL) {
+        PyErr_Clear();
+        return slow(m, args, nargsf, kwnames);
+    }
+    Py_INCREF(protocol);
+    Py_INCREF(transport);
+    Py_INCREF(address);
+    PyObject *call[3] = {transport, data, address};
+    PyObject *r =
+        PyObject_VectorcallMethod(s_sendto, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(transport);
+    Py_DECREF(address);
+    if (r != NULL) {
+        Py_DECREF(r);
+        r = slot_increment(self, o_c_sent) < 0 ? NULL : Py_NewRef(SLOT(protocol, o_u_done));
+    }
+    Py_DECREF(protocol);
+    return r;
+}
+
+/* Conversation.__anext__(): the handler itself waits with nothing queued: mark the wait
+ * DRIVEN and return the awaitable that yields it. */
+static PyObject *
+udp_anext(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 1 || CONV_T == NULL ||
+        DRIVER_T == NULL || !IS_CONV(args[0]))
+        return slow(m, args, nargsf, kwnames);
+    PyObject *self = args[0];
+    PyObject *queue = SLOT(self, o_c_queue), *driver = SLOT(self, o_c_driver);
+    if (queue == NULL || SLOT(self, o_c_closed) != Py_False || driver == NULL ||
+        !IS_DRIVER(driver) || SLOT(driver, o_waiting) != RUNNING ||
+        SLOT(self, o_c_read_waiter) != Py_None)
+        return slow(m, args, nargsf, kwnames);
+    Py_ssize_t queued = PyObject_Length(queue);
+    if (queued != 0) {
+        PyErr_Clear();
+        return slow(m, args, nargsf, kwnames);
+    }
+    DrivenRead *r = PyObject_GC_New(DrivenRead, &DrivenReadType);
+    if (r == NULL)
+        return NULL;
+    r->stream = NULL;
+    r->arg = NULL;
+    r->func = NULL;
+    r->inner = NULL;
+    r->into = 0;
+    r->plain = 1;
+    r->yielded = 0;
+    PyObject_GC_Track(r);
+    slot_set(self, o_c_read_waiter, DRIVEN);
+    slot_set(self, o_c_iterating, Py_True);
+    return (PyObject *)r;
+}
+
 static PyObject *sync_dgram_receive(FastMethod *m, PyObject *const *args, size_t nargsf,
                                     PyObject *kwnames);
 static PyObject *sync_dgram_send(FastMethod *m, PyObject *const *args, size_t nargsf,
@@ -995,6 +1190,9 @@ static const vectorcallfunc KINDS[K_COUNT] = {
     [K_STEP] = (vectorcallfunc)step,
     [K_SYNC_DGRAM_RECEIVE] = (vectorcallfunc)sync_dgram_receive,
     [K_SYNC_DGRAM_SEND] = (vectorcallfunc)sync_dgram_send,
+    [K_UDP_DATAGRAM_RECEIVED] = (vectorcallfunc)udp_datagram_received,
+    [K_UDP_SEND] = (vectorcallfunc)udp_send,
+    [K_UDP_ANEXT] = (vectorcallfunc)udp_anext,
 };
 
 static PyObject *
@@ -1987,6 +2185,50 @@ configure_aio(PyObject *module, PyObject *args, PyObject *kwds)
 }
 
 
+static PyObject *
+configure_udp_aio(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"conversation", "protocol", "peer", NULL};
+    PyTypeObject *conv, *protocol, *peer;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!:configure_udp_aio", names, &PyType_Type,
+                                     &conv, &PyType_Type, &protocol, &PyType_Type, &peer))
+        return NULL;
+    struct {
+        Py_ssize_t *off;
+        PyTypeObject *type;
+        const char *name;
+    } slots[] = {
+        {&o_c_read_waiter, conv, "_read_waiter"},
+        {&o_c_driver, conv, "_driver"},
+        {&o_c_iterating, conv, "_iterating"},
+        {&o_c_queue, conv, "_queue"},
+        {&o_c_closed, conv, "closed"},
+        {&o_c_received, conv, "received"},
+        {&o_c_sent, conv, "sent"},
+        {&o_c_limit, conv, "_limit"},
+        {&o_c_protocol, conv, "_protocol"},
+        {&o_c_address, conv, "address"},
+        {&o_u_peers, protocol, "_peers"},
+        {&o_u_by_activity, protocol, "_by_activity"},
+        {&o_u_time, protocol, "_time"},
+        {&o_u_transport, protocol, "transport"},
+        {&o_u_writable, protocol, "writable"},
+        {&o_u_done, protocol, "done"},
+        {&o_p_last, peer, "last"},
+        {&o_p_value, peer, "value"},
+    };
+    for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
+        if ((*slots[i].off = slot_offset(slots[i].type, slots[i].name)) < 0)
+            return NULL;
+    }
+    Py_CLEAR(seen_conv);
+    Py_CLEAR(seen_uproto);
+    Py_XSETREF(CONV_T, (PyTypeObject *)Py_NewRef(conv));
+    Py_XSETREF(UPROTO_T, (PyTypeObject *)Py_NewRef(protocol));
+    Py_XSETREF(PEER_T, (PyTypeObject *)Py_NewRef(peer));
+    Py_RETURN_NONE;
+}
+
 /* ---- TFTP lock-step (socketkit/tftp/_channel.py, _lockstep) ----------------------------------
  *
  * tftp_lockstep(fd, sending, buf, blksize, io, views, limit, state) -> int
@@ -2195,6 +2437,9 @@ done_early:
 static PyMethodDef module_methods[] = {
     {"configure_aio", (PyCFunction)(void (*)(void))configure_aio, METH_VARARGS | METH_KEYWORDS,
      "The asyncio side's markers and helpers (socketkit/_async/stream.py)."},
+    {"configure_udp_aio", (PyCFunction)(void (*)(void))configure_udp_aio,
+     METH_VARARGS | METH_KEYWORDS,
+     "serve_udp's classes on asyncio (socketkit/_async/udp_server.py)."},
     {"configure_udp", configure_udp, METH_VARARGS,
      "The Datagram class and the address decoder (socketkit/_udp_batch.py)."},
     {"udp_send_many", (PyCFunction)(void (*)(void))udp_send_many, METH_FASTCALL,
@@ -2247,6 +2492,8 @@ PyInit__speedups(void)
     INTERN(s_drops_known, "_drops_known");
     INTERN(s_closed_, "_closed");
     INTERN(s_remote_, "_remote");
+    INTERN(s_move_to_end, "move_to_end");
+    INTERN(s_sendto, "sendto");
     if (PyType_Ready(&FastMethodType) < 0 || PyType_Ready(&DrivenReadType) < 0)
         return NULL;
     if (pthread_key_create(&scratch_key, free) != 0 ||
@@ -2266,7 +2513,10 @@ PyInit__speedups(void)
         PyModule_AddIntConstant(module, "DATA_RECEIVED", K_DATA_RECEIVED) < 0 ||
         PyModule_AddIntConstant(module, "STEP", K_STEP) < 0 ||
         PyModule_AddIntConstant(module, "SYNC_DGRAM_RECEIVE", K_SYNC_DGRAM_RECEIVE) < 0 ||
-        PyModule_AddIntConstant(module, "SYNC_DGRAM_SEND", K_SYNC_DGRAM_SEND) < 0) {
+        PyModule_AddIntConstant(module, "SYNC_DGRAM_SEND", K_SYNC_DGRAM_SEND) < 0 ||
+        PyModule_AddIntConstant(module, "UDP_DATAGRAM_RECEIVED", K_UDP_DATAGRAM_RECEIVED) < 0 ||
+        PyModule_AddIntConstant(module, "UDP_SEND", K_UDP_SEND) < 0 ||
+        PyModule_AddIntConstant(module, "UDP_ANEXT", K_UDP_ANEXT) < 0) {
         Py_DECREF(module);
         return NULL;
     }

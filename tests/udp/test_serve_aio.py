@@ -1,17 +1,20 @@
 """socketkit.aio.serve_udp on asyncio and uvloop: per-peer conversations over one socket.
 
 Clients are plain non-blocking ``socket`` datagram sockets read through the loop, so what is
-asserted is what the server put on the wire for each source address.
+asserted is what the server put on the wire for each source address. Every test runs with the
+C fast paths (``_speedups.c``: the protocol's hand-over, ``send``, ``async for``'s wait) and
+with their Python definitions alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import socket
 import tracemalloc
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import ExitStack
 from typing import Any, TypeVar
 
@@ -19,10 +22,49 @@ import pytest
 import uvloop
 
 import socketkit.aio as skio
-from socketkit import ClosedResourceError, DatagramTooLarge, ReadTimeout
+from socketkit import ClosedResourceError, DatagramTooLarge, ReadTimeout, _accel
+from socketkit._async import udp_server
 
 T = TypeVar("T")
 PEERS = 200
+PURE = bool(os.environ.get("SOCKETKIT_PURE"))
+#: The methods the C extension takes over, by class.
+ACCELERATED = [
+    (udp_server._Protocol, "datagram_received"),
+    (udp_server.Conversation, "send"),
+    (udp_server.Conversation, "__anext__"),
+]
+
+
+@pytest.fixture(autouse=True, params=["c", "pure"] if _accel.ENABLED else ["pure"])
+def mode(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test with the C fast paths ("c") or the Python methods alone ("pure")."""
+    saved = [(cls, name, vars(cls)[name]) for cls, name in ACCELERATED]
+    if request.param == "pure":
+        for cls, name, method in saved:
+            setattr(cls, name, getattr(method, "__wrapped__", method))
+    try:
+        yield str(request.param)
+    finally:
+        for cls, name, method in saved:
+            setattr(cls, name, method)
+
+
+@pytest.mark.parametrize(("cls", "name"), ACCELERATED)
+def test_the_fast_path_is_installed(cls: type, name: str, mode: str) -> None:
+    if PURE:
+        assert not _accel.ENABLED
+        return
+    # Not a skip: CI builds the extension (tests/stream/test_speedups.py says how).
+    assert _accel.ENABLED, "socketkit._speedups did not build"
+    method = vars(cls)[name]
+    if mode == "pure":
+        assert not hasattr(method, "__wrapped__")
+        return
+    assert type(method).__name__ == "FastMethod"
+    python = method.__wrapped__
+    assert inspect.signature(getattr(cls, name)) == inspect.signature(python)
+    assert getattr(cls, name).__doc__ == python.__doc__
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
@@ -430,5 +472,32 @@ def test_send_hands_the_datagram_over_in_the_call(run: Any) -> None:
                 (s,) = _clients(stack, 1)
                 s.sendto(b"go", ("127.0.0.1", server.address.port))
                 assert await _recv(s) == b"now"
+
+    run(main())
+
+
+def test_a_busy_peer_stays_one_conversation_and_counts_its_datagrams(run: Any) -> None:
+    """Each datagram moves its peer's idle clock on (the hand-over touches the peer), so a
+    peer that talks more often than ``idle_timeout`` stays one conversation, and the
+    conversation's counters hold what went each way."""
+
+    async def main() -> None:
+        counts: list[tuple[int, int]] = []
+
+        async def handler(conv: skio.Conversation) -> None:
+            async for data in conv:
+                await conv.send(data.upper())
+            counts.append((conv.received, conv.sent))
+
+        async with await skio.serve_udp(handler, "127.0.0.1:0", idle_timeout=0.4) as server:
+            with ExitStack() as stack:
+                (s,) = _clients(stack, 1)
+                for i in range(12):  # 1.2 s: three times the idle timeout
+                    s.sendto(b"n%d" % i, ("127.0.0.1", server.address.port))
+                    assert await _recv(s) == b"N%d" % i
+                    await asyncio.sleep(0.1)
+                assert server.peers_accepted == 1 and server.active_conversations == 1
+                await _until(lambda: bool(counts))
+        assert counts == [(12, 12)]
 
     run(main())

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Gener
 from types import TracebackType
 from typing import Any
 
+from .._accel import accelerate, speedups
 from .._addr import Address, AddressLike, format_sockaddr
 from .._errors import (
     ClosedResourceError,
@@ -329,6 +330,20 @@ AsyncDatagramHandler = Callable[[Conversation], Coroutine[Any, Any, object]]
 class _Protocol(asyncio.DatagramProtocol):
     """Demultiplexes the transport's datagrams by source address."""
 
+    # Slots: the C fast path (_speedups.c) reads them directly.
+    __slots__ = (
+        "_by_activity",
+        "_peers",
+        "_time",
+        "_writable",
+        "done",
+        "max_payload",
+        "paused",
+        "server",
+        "transport",
+        "writable",
+    )
+
     def __init__(self, server: UDPServer, max_payload: int) -> None:
         self.server = server
         table = server._table
@@ -403,6 +418,8 @@ class _UnixProtocol(_Protocol):
     uvloop 256,000 bytes) and cuts a longer datagram without a word. Anything longer than
     ``MAX_UNIX_DATAGRAM`` (below both) is dropped and counted instead, never handed over cut,
     as on the sync server. UDP payloads never come near either size: IP sockets skip this."""
+
+    __slots__ = ()
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if len(data) > MAX_UNIX_DATAGRAM:
@@ -691,3 +708,16 @@ async def serve_udp(
         sock.close()
         raise
     return server
+
+
+# The per-datagram path in C where the extension is built (_accel.py, _speedups.c): the
+# protocol's hand-over to a handler waiting in ``async for``, the handler's ``send`` and its
+# ``async for`` wait. They resume the handler through the driver's step, which the stream
+# module puts in C (configure_aio), so it is imported first.
+if speedups is not None:
+    from . import stream as _stream  # noqa: F401
+
+    speedups.configure_udp_aio(conversation=Conversation, protocol=_Protocol, peer=Peer)
+    accelerate(_Protocol, "datagram_received", "UDP_DATAGRAM_RECEIVED")
+    accelerate(Conversation, "send", "UDP_SEND")
+    accelerate(Conversation, "__anext__", "UDP_ANEXT")
