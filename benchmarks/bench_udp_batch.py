@@ -7,6 +7,9 @@ defaults (iperf3 at its defaults) or -w BYTES on both (iperf3 at its best: the l
 the sysctl maxima allow). Comparisons:
   * socketkit send_many/receive_many, sendmmsg/recvmmsg, no GSO (64 per call) vs iperf3  (>= 1.5x)
   * the same with GSO on send (runs of equal datagrams) and GRO on receive   vs iperf3  (>= 5x)
+  * context, in the same rounds as the first: a receiver and a sender in C doing the same
+    sendmmsg/recvmmsg batches (benchmarks/c/udp_mmsg_pair.c, no interpreter) vs iperf3: what
+    batching alone gives on this kernel, where the sender's time is almost all system time
 Each side's setup and its CPU (user+system seconds per second of test, both processes) are
 printed with the figure.
 
@@ -22,13 +25,15 @@ import os
 import select
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import interleave, report
+from harness import report
 
 HERE = Path(__file__).parent
 ENV = os.environ | {"PYTHONPATH": str(HERE.parent / "src")}
@@ -128,6 +133,35 @@ def ours(mode: str, length: int, seconds: float, window: int, cpu: list[float]) 
     return int(count) / float(send_seconds) / 1e3
 
 
+def build_pair() -> Path:
+    """benchmarks/c/udp_mmsg_pair.c, compiled with gcc -O2 (once)."""
+    build = HERE / "_build"
+    build.mkdir(exist_ok=True)
+    exe = build / "udp_mmsg_pair"
+    src = HERE / "c" / "udp_mmsg_pair.c"
+    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+        subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], check=True)
+    return exe
+
+
+def c_pair(exe: Path, length: int, seconds: float, window: int, cpu: list[float]) -> float:
+    """k datagrams/s received by the C sendmmsg/recvmmsg pair."""
+    recv = subprocess.Popen([str(exe), "receive", str(window)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert recv.stdout is not None
+        port = recv.stdout.readline().strip()
+        out = subprocess.run(
+            [str(exe), "send", str(window), port, str(length), str(seconds)],
+            capture_output=True, text=True, timeout=seconds + 60, check=True,
+        )  # fmt: skip
+        _sent, send_seconds, send_cpu = out.stdout.split()
+        count, _recv_seconds, recv_cpu = recv.stdout.readline().split()
+    finally:
+        recv.wait(30)
+    cpu.append((float(send_cpu) + float(recv_cpu)) / float(send_seconds))
+    return int(count) / float(send_seconds) / 1e3
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -197,6 +231,7 @@ def main() -> None:
         return
     if args.quick:
         args.rounds, args.seconds = 1, 1.0
+    pair = build_pair()
     for length in args.length:
         for window, setup in ((0, "kernel default buffers"), (args.window, f"-w {args.window}")):
             for mode, target, what in (
@@ -205,20 +240,27 @@ def main() -> None:
             ):
                 cpu_a: list[float] = []
                 cpu_b: list[float] = []
-                a, b, ratios = interleave(
+                cpu_c: list[float] = []
+                sides = [
                     lambda m=mode, L=length, w=window, c=cpu_a: ours(m, L, args.seconds, w, c),
                     lambda L=length, w=window, c=cpu_b: iperf3(L, args.seconds, w, c),
-                    args.rounds,
-                )
+                ]
+                if mode == "mmsg":  # the same batches from C, in the same rounds
+                    sides.append(
+                        lambda L=length, w=window, c=cpu_c: c_pair(pair, L, args.seconds, w, c)
+                    )
+                a, b, c, ratios, ceiling = _rounds(sides, args.rounds)
                 cpu_note = (
                     f"CPU s/s (sender+receiver): socketkit {sum(cpu_a) / len(cpu_a):.2f}, "
                     f"iperf3 {sum(cpu_b) / len(cpu_b):.2f}"
                 )
+                anchor = f"iperf3 -u -b 0 -l {length}" + (
+                    f" -w {window}" if window else " (defaults)"
+                )
                 report(
                     f"UDP -l {length}, {setup}: socketkit {mode} vs iperf3 -u -b 0",
                     ours=f"socketkit send_many/receive_many ({what}; {setup})",
-                    anchor=f"iperf3 -u -b 0 -l {length}"
-                    + (f" -w {window}" if window else " (defaults)"),
+                    anchor=anchor,
                     ours_samples=a,
                     anchor_samples=b,
                     ratios=ratios,
@@ -227,6 +269,43 @@ def main() -> None:
                     note=f"received datagrams per second of sending; {cpu_note}",
                 )
                 print(f"    {cpu_note}", flush=True)
+                if c:
+                    of_pair = statistics.median(x / y for x, y in zip(a, c, strict=True))
+                    c_note = (
+                        f"CPU s/s (sender+receiver): C pair {sum(cpu_c) / len(cpu_c):.2f}, "
+                        f"iperf3 {sum(cpu_b) / len(cpu_b):.2f}; socketkit was "
+                        f"{of_pair:.2f}x the C pair"
+                    )
+                    report(
+                        f"UDP -l {length}, {setup}: C sendmmsg/recvmmsg pair vs iperf3 -u -b 0",
+                        ours=f"C sendmmsg/recvmmsg, 64 per call, no GSO, no Python ({setup})",
+                        anchor=anchor,
+                        ours_samples=c,
+                        anchor_samples=b,
+                        ratios=ceiling,
+                        target=None,
+                        unit="k datagrams/s",
+                        note=f"context for the row above, same rounds; {c_note}",
+                    )
+                    print(f"    {c_note}", flush=True)
+
+
+def _rounds(
+    sides: list[Callable[[], float]], rounds: int
+) -> tuple[list[float], list[float], list[float], list[float], list[float]]:
+    """Run the sides (socketkit, iperf3[, the C pair]) in each round, the order rotated every
+    round. Returns the samples of each (the C pair's empty without it), socketkit/iperf3
+    per round and C pair/iperf3 per round."""
+    samples: list[list[float]] = [[] for _ in range(3)]
+    for index in range(rounds):
+        order = list(range(len(sides)))
+        shift = index % len(sides)
+        for i in order[shift:] + order[:shift]:
+            samples[i].append(sides[i]())
+    a, b, c = samples
+    ratios = [x / y if y else float("inf") for x, y in zip(a, b, strict=True)]
+    ceiling = [x / y if y else float("inf") for x, y in zip(c, b, strict=False)]  # c may be empty
+    return a, b, c, ratios, ceiling
 
 
 if __name__ == "__main__":
