@@ -20,6 +20,7 @@ __all__ = [
     "format_sockaddr",
     "interleave_families",
     "parse_address",
+    "parse_service",
     "resolve",
 ]
 
@@ -77,6 +78,24 @@ def parse_port(text: str, original: str | None = None) -> int:
     if port > 65535:
         raise AddressError(f"port {port} out of range{where}: expected 0-65535")
     return port
+
+
+def parse_service(text: str, proto: str = "tcp") -> int:
+    """A port number, or a service name from the services database (``ssh``, ``http``:
+    ``/etc/services``) for ``proto`` (``"tcp"`` or ``"udp"``), as netcat takes them.
+
+    Raises:
+        AddressError: neither a port number 0-65535 nor a known service.
+    """
+    if text.isascii() and text.isdigit():
+        return parse_port(text)
+    try:
+        return socket.getservbyname(text, proto)
+    except (OSError, UnicodeError):
+        raise AddressError(
+            f"bad port {text!r}: not a number 0-65535 nor a {proto} service name known to "
+            "this host (/etc/services)"
+        ) from None
 
 
 def parse_address(value: AddressLike, *, default_host: str | None = None) -> Address:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from .._addr import parse_port
-from ..netcat.args import EOF_TABLE, add_common_arguments, build_options, exit_cleanly_on_sigterm
+from .._addr import parse_service
+from ..netcat.args import (
+    EOF_TABLE,
+    add_common_arguments,
+    build_options,
+    exit_cleanly_on_sigterm,
+    positive_int,
+)
+from ..netcat.scan import DEFAULT_SCAN_CONCURRENCY
 from .netcat_run import run_reporting, usage
 
 PROG = "socketkit connect"
@@ -23,7 +30,8 @@ EPILOG = (
     "130 interrupted, 141 stdout closed by its reader, 143 SIGTERM. More: socketkit help "
     "connect.\n"
     "examples:\n  socketkit connect example.org 80\n  socketkit connect -z 127.0.0.1 20-25\n"
-    "  socketkit connect --tls --alpn h2 example.org 443\n  socketkit connect -U /run/app.sock"
+    "  socketkit connect --tls --alpn h2 example.org 443\n  socketkit connect -U /run/app.sock\n"
+    "  socketkit connect --tls --tls-pin SHA256:AB:CD:... host 8443   (listen --tls's own)"
 )
 
 
@@ -32,13 +40,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "host", nargs="?", metavar="HOST", help="host name or address (IPv6: ::1 or [::1])"
     )
     parser.add_argument(
-        "port", nargs="?", metavar="PORT", help="port (with -z: ranges like 20-25,80)"
+        "port",
+        nargs="?",
+        metavar="PORT",
+        help="port number or service name such as http (with -z: lists and ranges like "
+        "20-25,80,ssh)",
     )
     parser.add_argument(
         "-z",
         "--zero-io",
         action="store_true",
         help="only report which ports accept connections (default: relay data)",
+    )
+    parser.add_argument(
+        "--scan-concurrency",
+        type=positive_int,
+        default=DEFAULT_SCAN_CONCURRENCY,
+        metavar="N",
+        help=f"-z: probe up to N ports at once; lines still come in port order (default "
+        f"{DEFAULT_SCAN_CONCURRENCY}; 1 probes one after another, as nc does)",
     )
     add_common_arguments(parser, listening=False)
 
@@ -60,9 +80,10 @@ def run(args: argparse.Namespace) -> int:
             if args.host is None or args.port is None:
                 return usage(PROG, "give HOST and PORT (or -U PATH)")
             host = args.host.strip("[]") if args.host.startswith("[") else args.host
-            ports = parse_ports(args.port) if args.zero_io else None
-            port = ports[0] if ports else parse_port(args.port)
+            proto = "udp" if args.udp else "tcp"
+            ports = parse_ports(args.port, proto) if args.zero_io else None
+            port = ports[0] if ports else parse_service(args.port, proto)
         opts = build_options(args, listening=False, host=host, port=port)
-        return run_connect(opts, reporter, ports=ports)
+        return run_connect(opts, reporter, ports=ports, concurrency=args.scan_concurrency)
 
     return run_reporting(PROG, reporter, body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .._addr import parse_port
+from .._addr import parse_service
 from ..netcat.access import check_rule
 from ..netcat.args import (
     EOF_TABLE,
@@ -32,7 +32,8 @@ EPILOG = (
     "interrupted, 141 stdout closed by its reader, 143 SIGTERM (single-client mode; with -k a "
     "client's failure is a warning). More: socketkit help listen.\n"
     "examples:\n  socketkit listen 5000 > received.bin\n  socketkit listen -k --exec cat 7\n"
-    "  socketkit listen -k --broker 127.0.0.1 6000\n  socketkit listen --tls 8443"
+    "  socketkit listen -k --broker 127.0.0.1 6000\n  socketkit listen --tls 8443\n"
+    "  socketkit listen -l -p 5000   (nc's and ncat's spelling)"
 )
 
 
@@ -41,7 +42,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "where",
         nargs="*",
         metavar="[HOST] PORT",
-        help="address and port to listen on (HOST default: every address, IPv4 and IPv6)",
+        help="address and port to listen on; the port a number or a service name such as "
+        "http (HOST default: every address, IPv4 and IPv6)",
+    )
+    parser.add_argument(
+        "-p",
+        "--port",
+        dest="listen_port",
+        metavar="PORT",
+        help="the port to listen on, as nc -l -p and ncat -l -p take it; then the one "
+        "positional argument, if any, is HOST (default: the positional PORT)",
+    )
+    parser.add_argument(
+        "-l",
+        "--listen",
+        action="store_true",
+        help="accepted for nc's and ncat's spelling (listen -l -p 5000); listening is what "
+        "this command does (default: listening anyway)",
     )
     parser.add_argument(
         "-k",
@@ -112,16 +129,22 @@ def run(args: argparse.Namespace) -> int:
 
     def body() -> int:
         where = list(args.where)
+        proto = "udp" if args.udp else "tcp"
         if args.unix is not None:
-            if where:
+            if where or args.listen_port is not None:
                 return usage(PROG, "with -U PATH give no HOST or PORT")
             host, port = None, 0
+        elif args.listen_port is not None:
+            if len(where) > 1:
+                return usage(PROG, "give the port once: as [HOST] PORT or as [HOST] -p PORT")
+            host = where[0].strip("[]") if where else args.source
+            port = parse_service(args.listen_port, proto)
         elif len(where) == 1:
-            host, port = args.source, parse_port(where[0])
+            host, port = args.source, parse_service(where[0], proto)
         elif len(where) == 2:
-            host, port = where[0].strip("[]"), parse_port(where[1])
+            host, port = where[0].strip("[]"), parse_service(where[1], proto)
         else:
-            return usage(PROG, "give [HOST] PORT (or -U PATH)")
+            return usage(PROG, "give [HOST] PORT (or -p PORT, or -U PATH)")
         opts = build_options(args, listening=True, host=host, port=port)
         return run_listen(opts, reporter)
 

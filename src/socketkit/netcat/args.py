@@ -174,6 +174,20 @@ def add_multicast_arguments(parser: argparse.ArgumentParser, *, listening: bool)
     )
 
 
+def tls_pin(text: str) -> str:
+    """``SHA256:AB:CD:…`` (or the hex alone, with or without colons) -> ``AB:CD:…``."""
+    value = text.strip()
+    if value[:7].upper() == "SHA256:":
+        value = value[7:]
+    digits = value.replace(":", "").upper()
+    if len(digits) != 64 or any(c not in "0123456789ABCDEF" for c in digits):
+        raise argparse.ArgumentTypeError(
+            f"bad fingerprint {text!r}: expected SHA256: and 64 hex digits (AB:CD:... as "
+            "listen --tls prints it)"
+        )
+    return ":".join(digits[i : i + 2] for i in range(0, 64, 2))
+
+
 def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer: {text!r}")
@@ -318,17 +332,20 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
     )
     tls.add_argument(
         "--tls-cert",
+        "--ssl-cert",
         metavar="PEM",
         help="certificate (chain) to present (default: "
         + ("an ephemeral self-signed one)" if listening else "none)"),
     )
     tls.add_argument(
         "--tls-key",
+        "--ssl-key",
         metavar="PEM",
         help="private key of --tls-cert (default: read from the --tls-cert file)",
     )
     tls.add_argument(
         "--alpn",
+        "--ssl-alpn",
         metavar="PROTO[,PROTO]",
         help="ALPN protocols, most preferred first (default: none offered)",
     )
@@ -341,6 +358,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
     else:
         tls.add_argument(
             "--tls-ca",
+            "--ssl-trustfile",
             metavar="PEM",
             help="trust these CAs instead of the system store (default: the system store)",
         )
@@ -350,7 +368,17 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool) ->
             help="do not verify the certificate or name (default: both verified)",
         )
         tls.add_argument(
-            "--sni", metavar="NAME", help="server name to send and verify (default: HOST)"
+            "--tls-pin",
+            metavar="SHA256:HEX",
+            type=tls_pin,
+            help="trust only the certificate with this SHA-256 fingerprint (what listen --tls "
+            "prints for its ephemeral one), instead of a CA and the name (default: none)",
+        )
+        tls.add_argument(
+            "--sni",
+            "--ssl-servername",
+            metavar="NAME",
+            help="server name to send and verify (default: HOST)",
         )
     add(
         "-s",
@@ -402,14 +430,21 @@ def build_options(
             cert_file=args.tls_cert,
             key_file=args.tls_key,
             client_ca_file=getattr(args, "tls_client_ca", None),
+            pin=getattr(args, "tls_pin", None),
         )
         if listening and tls.key_file and not tls.cert_file:
             raise ValueError("--tls-key needs --tls-cert")
+        if tls.pin is not None and (tls.ca_file is not None or tls.insecure):
+            raise ValueError(
+                "--tls-pin says which certificate to trust: give it without --tls-ca or "
+                "--tls-insecure"
+            )
     elif (
         args.tls_cert
         or args.tls_key
         or args.alpn
         or getattr(args, "tls_ca", None)
+        or getattr(args, "tls_pin", None)
         or getattr(args, "sni", None)
     ):
         raise ValueError("TLS options need --tls")

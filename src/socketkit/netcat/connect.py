@@ -18,11 +18,17 @@ from .tls import TlsSocket
 __all__ = ["run_connect"]
 
 
-def run_connect(opts: NetcatOptions, reporter: Reporter, *, ports: list[int] | None = None) -> int:
+def run_connect(
+    opts: NetcatOptions,
+    reporter: Reporter,
+    *,
+    ports: list[int] | None = None,
+    concurrency: int = 1,
+) -> int:
     """Run a connect session; returns the exit status (0). Errors are raised as
     :class:`~socketkit.SocketkitError` (or a one-line ``OSError`` for local files)."""
     if ports is not None:
-        return scan_ports(opts, ports, reporter)
+        return scan_ports(opts, ports, reporter, concurrency=concurrency)
     check_stdio(
         stdin=not opts.executes and not opts.recv_only,
         stdout=not opts.executes and not opts.send_only,

@@ -25,6 +25,9 @@ class TlsOptions:
     key_file: str | None = None
     #: listen: require client certificates signed by this CA (mutual TLS).
     client_ca_file: str | None = None
+    #: connect: trust exactly the certificate with this SHA-256 fingerprint (``AA:BB:…``,
+    #: upper case), instead of a CA and the name.
+    pin: str | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from .._errors import SocketkitTimeout, TLSError, translate_os_error
-from .._tls import client_context, describe, server_context
+from .._tls import client_context, describe, fingerprint, server_context
 from ..proto.tls import READ_CHUNK, TLSEngine
 from .options import TlsOptions
 
@@ -98,7 +98,8 @@ def make_client_context(tls: TlsOptions) -> ssl.SSLContext:
     try:
         return client_context(
             ca_file=tls.ca_file,
-            insecure=tls.insecure,
+            # A pin is checked after the handshake (client_wrap), instead of a CA and the name.
+            insecure=tls.insecure or tls.pin is not None,
             cert_file=tls.cert_file,
             key_file=tls.key_file,
             alpn=list(tls.alpn) or None,
@@ -136,7 +137,21 @@ def client_wrap(
     wrapped = TlsSocket(sock, engine, peer=name or peer or "peer")
     wrapped.client_cert = tls.cert_file is not None
     wrapped.handshake(timeout if timeout is not None else HANDSHAKE_TIMEOUT)
+    if tls.pin is not None:
+        _check_pin(wrapped, tls.pin)
     return wrapped
+
+
+def _check_pin(wrapped: TlsSocket, pin: str) -> None:
+    """The peer's certificate must be the pinned one; else nothing is sent (TLSError)."""
+    der = wrapped.engine.ssl_object.getpeercert(binary_form=True)
+    got = fingerprint(der) if der else None
+    if got != pin:
+        wrapped.sock.close()
+        said = f"SHA-256 {got}" if got else "no certificate"
+        raise TLSError(
+            f"TLS with {wrapped.peer}: its certificate is {said}, not the pinned SHA-256 {pin}"
+        )
 
 
 def make_server_context(tls: TlsOptions) -> ssl.SSLContext:
