@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -149,18 +150,38 @@ def test_ten_filtered_ports_take_about_one_timeout_and_lines_stay_in_order(
     assert elapsed < 5, elapsed
 
 
-def test_scan_concurrency_1_probes_one_port_after_another(lab: tuple[Host, Host]) -> None:
+@pytest.mark.parametrize(
+    "option", [["--scan-concurrency", "1"], ["-p", "40000"]], ids=["concurrency-1", "source-port"]
+)
+def test_one_port_after_another_with_concurrency_1_or_a_source_port(
+    lab: tuple[Host, Host], option: list[str]
+) -> None:
+    """``--scan-concurrency 1``, and any scan from one source port (``-p``: one port holds
+    one connection at a time), probe in turn: three filtered ports at ``-w 1`` take 3 s."""
     a, b = lab
     _filter(b, "9001-9003")
     t0 = time.monotonic()
     scan = a.run(
-        [*SK, "connect", "-zv", "-w", "1", "--scan-concurrency", "1", B_ADDR, "9001-9003"],
+        [*SK, "connect", "-zv", "-w", "1", *option, B_ADDR, "9001-9003"],
         check=False,
     )
     elapsed = time.monotonic() - t0
     assert scan.returncode == 1, scan
     assert [line.rsplit(" ", 1)[1] for line in scan.stderr.splitlines()] == ["timeout"] * 3
     assert elapsed >= 3, elapsed
+
+
+def test_a_source_port_scan_reaches_every_open_port() -> None:
+    """nc.openbsd -z -p stops at the second port (its bind fails: address in use)."""
+    with (
+        socket.create_server(("127.0.0.1", 0)) as one,
+        socket.create_server(("127.0.0.1", 0)) as two,
+    ):
+        ports = [one.getsockname()[1], two.getsockname()[1]]
+        source = free_port()
+        proc = run_sk("connect", "-zv", "-p", str(source), "127.0.0.1", f"{ports[0]},{ports[1]}")
+    assert proc.returncode == 0, proc
+    assert [line.rsplit(" ", 1)[1] for line in proc.stderr.splitlines()] == ["succeeded!"] * 2
 
 
 # -- TLS: ncat's spellings, and a pinned certificate --------------------------------------------
