@@ -47,6 +47,8 @@ def test_access_lists(tmp_path: Path) -> None:
 
 def test_parse_ports() -> None:
     assert parse_ports("22,80,8000-8002,80") == [22, 80, 8000, 8001, 8002]
-    for bad in ("70000", "1-70000", "5-1", "http", "1-"):
+    assert parse_ports("http,ssh,80") == [22, 80]  # service names, from /etc/services
+    assert parse_ports("domain", "udp") == [53]
+    for bad in ("70000", "1-70000", "5-1", "no-such-svc", "1-", "http-80", ""):
         with pytest.raises(AddressError):
             parse_ports(bad)
