@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -169,6 +170,25 @@ def test_one_port_after_another_with_concurrency_1_or_a_source_port(
     assert scan.returncode == 1, scan
     assert [line.rsplit(" ", 1)[1] for line in scan.stderr.splitlines()] == ["timeout"] * 3
     assert elapsed >= 3, elapsed
+
+
+def test_ctrl_c_ends_a_scan_at_once_with_130(lab: tuple[Host, Host]) -> None:
+    """Probes still waiting out their timeout do not hold the exit up."""
+    a, b = lab
+    _filter(b, "9001-9010")
+    with started(
+        a.cmd([*SK, "connect", "-zv", "-w", "20", B_ADDR, "9001-9010"]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    ) as scan:
+        time.sleep(1.5)  # started, and probing
+        assert scan.poll() is None
+        t0 = time.monotonic()
+        scan.send_signal(signal.SIGINT)
+        assert finish(scan, timeout=10) == 130
+        assert time.monotonic() - t0 < 3
+        assert scan.stderr is not None
+        assert b"Traceback" not in scan.stderr.read()
 
 
 def test_a_source_port_scan_reaches_every_open_port() -> None:
