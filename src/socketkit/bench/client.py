@@ -6,6 +6,7 @@ threads: the control connection is polled by the calling thread, one thread per 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import select
@@ -13,6 +14,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .. import __version__
 from .._errors import (
@@ -327,6 +329,7 @@ class _ClientTest:
                 ds.sock.close()
             raise
         del local
+        self.start_info = _with_socket_facts(self.start_info, ch.sock, streams[0].sock, p)
         use_gso = self.peer_gro and self.opts.gso is not False
         self.path = DataPath(
             p,
@@ -555,7 +558,30 @@ class _ClientTest:
             remote=rc,
             start_info=self.start_info,
             errors=tuple(errors),
+            congestion=path.congestion,
         )
+
+
+def _with_socket_facts(
+    start: dict[str, Any], control: socket.socket, data: socket.socket, p: BenchParams
+) -> dict[str, Any]:
+    """``start`` with iperf3's socket fields, placed before ``test_start`` as iperf3 writes
+    them: the MSS (the control connection's, or -M), the rate asked for, -w, and the buffer
+    sizes the kernel gave the first data socket."""
+    facts: dict[str, Any] = {}
+    if p.protocol == "tcp":
+        if p.mss:
+            facts["tcp_mss"] = p.mss
+        else:
+            with contextlib.suppress(OSError):
+                facts["tcp_mss_default"] = control.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+    facts["target_bitrate"] = p.bandwidth
+    facts["sock_bufsize"] = p.window
+    with contextlib.suppress(OSError):
+        facts["sndbuf_actual"] = data.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        facts["rcvbuf_actual"] = data.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    out = {k: v for k, v in start.items() if k != "test_start"}
+    return out | facts | {"test_start": start["test_start"]}
 
 
 def _from_socketkit(results: ExchangeResults) -> bool:

@@ -16,7 +16,7 @@ from .cpu import CpuMeter, CpuUsage
 from .latency import EchoResponder, LatencyRequester
 from .streams import Limits, Mover, StreamStats
 from .tcp_movers import TcpReceiver, TcpSender
-from .tcpinfo import read_tcp_info
+from .tcpinfo import congestion_control, read_tcp_info
 from .udp_movers import UdpReceiver, UdpSender, kernel_drops
 
 __all__ = ["DataPath", "DataStream"]
@@ -77,6 +77,7 @@ class DataPath:
         self.streams = list(streams)
         self.limits = Limits(total_bytes=params.num, total_blocks=params.blockcount)
         self.movers: list[Mover] = []
+        self._congestion = ""
         for ds in self.streams:
             stats = StreamStats(id=ds.id, sender=ds.sender, protocol=params.protocol)
             self.movers.append(self._mover(ds, stats, gso=gso, gro=gro))
@@ -347,4 +348,15 @@ class DataPath:
             cpu_util_user=self.cpu_usage.user,
             cpu_util_system=self.cpu_usage.system,
             sender_has_retransmits=has_retrans,
+            congestion_used=self.congestion,
         )
+
+    @property
+    def congestion(self) -> str:
+        """The TCP congestion control of the data connections ("" for UDP), which iperf3
+        peers exchange as ``congestion_used``."""
+        if self.params.protocol != "tcp" or not self.movers:
+            return ""
+        if not self._congestion:
+            self._congestion = congestion_control(self.movers[0].sock)
+        return self._congestion

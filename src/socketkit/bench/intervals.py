@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 
 from .datapath import DataPath
-from .results import IntervalReport, IntervalStream
+from .results import IntervalReport, IntervalStream, TcpSample
+from .tcpinfo import read_tcp_info
 
 __all__ = ["IntervalReporter"]
 
@@ -43,6 +44,11 @@ class IntervalReporter:
         self.duration = duration
         self._stop = threading.Event()
         self._prev = {s.id: (s.bytes, s.packets) for s in path.stats}
+        # TCP streams this side sends on: TCP_INFO at each interval, as iperf3 reports it.
+        tcp = path.params.protocol == "tcp"
+        self._tcp_socks = {m.stats.id: m.sock for m in path.movers if tcp and m.stats.sender}
+        self._prev_retrans: dict[int, int] = {}
+        self._prev_udp: dict[int, tuple[int, int]] = {}  # sequence numbers, lost
         self._t0 = time.monotonic()
         self._last = self._t0
         self._lock = threading.Lock()
@@ -71,6 +77,12 @@ class IntervalReporter:
                 pb, pp = self._prev.get(s.id, (0, 0))
                 nbytes, npk = s.bytes - pb, s.packets - pp
                 self._prev[s.id] = (s.bytes, s.packets)
+                jitter, lost = None, 0
+                if s.udp is not None and not s.sender:  # iperf3's receiver figures
+                    seq, errors = self._prev_udp.get(s.id, (0, 0))
+                    npk, lost = s.udp.packet_count - seq, s.udp.errors - errors
+                    self._prev_udp[s.id] = (s.udp.packet_count, s.udp.errors)
+                    jitter = s.udp.jitter * 1000
                 streams.append(
                     IntervalStream(
                         id=s.id,
@@ -78,6 +90,10 @@ class IntervalReporter:
                         bytes=nbytes,
                         bits_per_second=8.0 * nbytes / (now - self._last),
                         packets=npk,
+                        tcp=self._tcp_sample(s.id),
+                        udp=s.protocol == "udp",
+                        jitter_ms=jitter,
+                        lost_packets=lost,
                     )
                 )
             start, end = self._last - self._t0, now - self._t0
@@ -86,6 +102,22 @@ class IntervalReporter:
                 start, end = max(0.0, start - self.omit), end - self.omit
             self._last = now
         self.callback(IntervalReport(start, end, tuple(streams), omitted))
+
+    def _tcp_sample(self, stream_id: int) -> TcpSample | None:
+        sock = self._tcp_socks.get(stream_id)
+        info = None if sock is None else read_tcp_info(sock)
+        if info is None:
+            return None
+        before = self._prev_retrans.get(stream_id, 0)
+        self._prev_retrans[stream_id] = info.total_retrans
+        return TcpSample(
+            retransmits=max(info.total_retrans - before, 0),
+            snd_cwnd=info.snd_cwnd_bytes,
+            snd_wnd=info.snd_wnd,
+            rtt=info.rtt_us,
+            rttvar=info.rttvar_us,
+            pmtu=info.pmtu,
+        )
 
     def stop(self, at: float | None = None) -> None:
         """Stop sampling and report the last partial interval (see :meth:`finish`)."""

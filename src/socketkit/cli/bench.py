@@ -21,12 +21,17 @@ against 'iperf3 -s', and 'iperf3 -c' works against 'socketkit bench server'.
   socketkit bench                      self-check: own server on loopback, short TCP and UDP
   socketkit bench server [-p PORT]     serve tests (many clients at once, unlike iperf3)
   socketkit bench client HOST [...]    run one test against an iperf3 or socketkit server
+
+iperf3's spelling works too: 'socketkit bench -s [...]' is 'bench server [...]', and
+'socketkit bench -c HOST [...]' is 'bench client HOST [...]'.
 """
 EPILOG = """\
 examples:
   socketkit bench
   socketkit bench server -p 5201 --max-tests 4
   socketkit bench client 192.0.2.1 -t 5 -P 2
+  socketkit bench -s -1                (iperf3 -s -1)
+  socketkit bench -c 192.0.2.1 -R      (iperf3 -c 192.0.2.1 -R)
 
 exit codes: 0 every self-check passed, 1 a self-check failed, 2 usage,
 70 internal error (a bug), 130 interrupted.
@@ -147,6 +152,43 @@ def _seconds(high: float, *, zero: bool = True) -> Callable[[str], float]:
         return value
 
     return seconds
+
+
+def rewrite_argv(args: list[str]) -> list[str]:
+    """iperf3's spelling as the subcommands: ``-s ...`` is ``server ...`` and ``-c HOST ...``
+    (also ``--client HOST``, ``-cHOST``, ``--client=HOST``, anywhere among the options) is
+    ``client HOST ...``. Arguments that already name a subcommand are left alone."""
+    if any(arg in ("server", "client") for arg in args[:1]) or "--" in args:
+        return args
+    rest: list[str] = []
+    mode: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in ("-s", "--server"):
+            mode.append("server")
+        elif arg in ("-c", "--client"):
+            if index + 1 == len(args) or args[index + 1].startswith("-"):
+                raise SystemExit(_spelling_error(f"{arg} needs the server's HOST (-c HOST)"))
+            mode += ["client", args[index + 1]]
+            index += 1
+        elif arg.startswith("--client="):
+            mode += ["client", arg.split("=", 1)[1]]
+        elif arg.startswith("-c") and not arg.startswith("--") and len(arg) > 2:
+            mode += ["client", arg[2:]]
+        else:
+            rest.append(arg)
+        index += 1
+    if not mode:
+        return args
+    if mode.count("server") + mode.count("client") > 1:
+        raise SystemExit(_spelling_error("give one of -s (server) and -c HOST (client)"))
+    return mode + rest
+
+
+def _spelling_error(message: str) -> int:
+    sys.stderr.write(f"socketkit bench: {message}\nsee 'socketkit bench --help'\n")
+    return int(ExitStatus.USAGE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

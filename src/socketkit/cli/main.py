@@ -111,7 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         module.add_arguments(parser)
         parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-        sub = parser.parse_args(args_in[split + 1 :])
+        rest = args_in[split + 1 :]
+        rewrite = getattr(module, "rewrite_argv", None)  # another tool's spelling (bench -c)
+        if rewrite is not None:
+            rest = rewrite(rest)
+        sub = parser.parse_args(rest)
         debug = debug or sub.debug
         sub.debug = debug
         return int(module.run(sub))
