@@ -271,10 +271,23 @@ def test_interrupted_json_stream_ends_with_an_error_event(server_port: int) -> N
     assert err.splitlines() == ["socketkit bench: interrupted"]
 
 
-def test_interrupted_text_says_interrupted(server_port: int) -> None:
-    rc, _out, err = _interrupted(server_port, "-i", "0.5")
+@pytest.mark.parametrize("direction", [[], ["-R"]], ids=["sender", "-R receiver"])
+def test_interrupted_text_says_interrupted_after_a_partial_summary(
+    server_port: int, direction: list[str]
+) -> None:
+    """As iperf3 on Ctrl-C: the interval under way, then what this side counted."""
+    rc, out, err = _interrupted(server_port, "-i", "0.5", *direction)
     assert rc == 130
     assert err.splitlines() == ["socketkit bench: interrupted"]
+    lines = out.splitlines()
+    role = "receiver" if direction else "sender"
+    assert lines[-2] == "- - - - - - - - - - - - - - - - - - - - - - - - -"
+    summary = lines[-1]
+    assert summary.startswith("[SUM]         0.00-"), summary
+    assert f"  {role}" in summary and summary.endswith("(interrupted: this side's count only)")
+    intervals = [line for line in lines if line.startswith("[  1]")]
+    # The summary spans every interval reported, the last (partial) one included.
+    assert intervals and summary.split()[1].split("-")[1] == intervals[-1].split()[2].split("-")[1]
 
 
 def test_failed_test_with_json_prints_a_json_error() -> None:

@@ -218,7 +218,13 @@ class _ClientTest:
         try:
             ch.send(conn.start())
             return self._dialogue(ch, conn)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt) and self.reporter is not None:
+                # Ctrl-C: the interval under way is reported too, up to now (iperf3 prints
+                # it and a summary of what this side counted).
+                with contextlib.suppress(Exception):
+                    self.reporter.stop()
+                self.reporter = None
             try:
                 if conn.phase.value not in ("done", "error"):
                     ctrl_sock.sendall(conn.send_terminate())

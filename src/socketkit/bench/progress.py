@@ -8,7 +8,7 @@ from typing import TextIO
 from .results import BenchResult, IntervalReport
 from .units import format_bits, format_bytes
 
-__all__ = ["LiveView", "print_summary"]
+__all__ = ["LiveView", "print_partial_summary", "print_summary"]
 
 BAR_WIDTH = 30
 
@@ -113,3 +113,31 @@ def print_summary(result: BenchResult, out: TextIO | None = None) -> None:
     loc, rem = result.cpu_local, result.cpu_remote
     w(f"CPU utilization: local {loc[0]:.1f}% (user {loc[1]:.1f}%, system {loc[2]:.1f}%), ")
     w(f"remote {rem[0]:.1f}% (user {rem[1]:.1f}%, system {rem[2]:.1f}%)\n")
+
+
+def print_partial_summary(
+    reports: list[IntervalReport], *, udp: bool, out: TextIO | None = None
+) -> None:
+    """After Ctrl-C: what this side counted in the intervals reported (the peer's figures
+    were never exchanged), a line per direction, as iperf3 prints its partial summary."""
+    w = (out or sys.stdout).write
+    counted = [r for r in reports if not r.omitted]
+    if not counted:
+        return
+    start, end = counted[0].start, counted[-1].end
+    seconds = max(end - start, 1e-9)
+    w("- - - - - - - - - - - - - - - - - - - - - - - - -\n")
+    for sender, role in ((True, "sender"), (False, "receiver")):
+        streams = [s for r in counted for s in r.streams if s.sender is sender]
+        if not streams:
+            continue
+        nbytes = sum(s.bytes for s in streams)
+        extra = ""
+        if sender and not udp:
+            retransmits = [s.tcp.retransmits for s in streams if s.tcp is not None]
+            extra = f"  retransmits {sum(retransmits)}" if retransmits else ""
+        w(
+            f"[SUM]         {start:.2f}-{end:<6.2f} sec  {format_bytes(nbytes):>12}  "
+            f"{format_bits(8.0 * nbytes / seconds):>16}  {role}{extra}  (interrupted: this "
+            "side's count only)\n"
+        )

@@ -531,7 +531,7 @@ def _conflict(args: argparse.Namespace) -> str:
 def _run_client(args: argparse.Namespace) -> int:
     from .._errors import SocketkitError
     from ..bench.client import ClientOptions, run_client
-    from ..bench.progress import LiveView, print_summary
+    from ..bench.progress import LiveView, print_partial_summary, print_summary
     from ..bench.results import IntervalReport
 
     _setup_logging(logging.DEBUG if args.debug else logging.WARNING)
@@ -604,6 +604,8 @@ def _run_client(args: argparse.Namespace) -> int:
         result = run_client(opts, on_interval)
     except KeyboardInterrupt:
         failed("interrupted")
+        if human:
+            print_partial_summary(seen, udp=args.udp)
         print("socketkit bench: interrupted", file=sys.stderr)
         return ExitStatus.INTERRUPTED
     except SocketkitError as exc:
