@@ -92,6 +92,8 @@ class ClientOptions:
     udp_64bit: bool = False
     zerocopy: bool = False  # -Z: sendfile() instead of send()
     connect_timeout: float = 10.0
+    congestion: str = ""  # -C: TCP congestion control of the data connections, both ends
+    bind: str | None = None  # -B: local address of the control and data connections
 
     def params(self) -> BenchParams:
         if self.reverse and self.bidir:
@@ -121,12 +123,16 @@ class ClientOptions:
             latency_size=self.latency,
             gro=bool(self.udp and self.gso is not False),
             zerocopy=self.zerocopy,
+            congestion=self.congestion,
         )
 
 
 def _connect(opts: ClientOptions) -> socket.socket:
+    source = (opts.bind, 0) if opts.bind else None
     try:
-        sock = socket.create_connection((opts.host, opts.port), timeout=opts.connect_timeout)
+        sock = socket.create_connection(
+            (opts.host, opts.port), timeout=opts.connect_timeout, source_address=source
+        )
     except socket.gaierror as exc:
         raise ResolutionError(f"cannot resolve {opts.host!r}: {exc.strerror}") from exc
     except OSError as exc:
@@ -146,10 +152,16 @@ def _tune(sock: socket.socket, params: BenchParams) -> None:
 
 
 def _open_tcp_stream(
-    peer: tuple[str, int], family: int, cookie: bytes, params: BenchParams
+    peer: tuple[str, int],
+    family: int,
+    cookie: bytes,
+    params: BenchParams,
+    source: str | None = None,
 ) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
+        if source:
+            sock.bind((source, 0))
         _tune(sock, params)
         sock.settimeout(CONTROL_TIMEOUT)
         sock.connect(peer)
@@ -162,11 +174,18 @@ def _open_tcp_stream(
 
 
 def _open_udp_stream(
-    peer: tuple[str, int], family: int, params: BenchParams, *, receiver_gro: bool
+    peer: tuple[str, int],
+    family: int,
+    params: BenchParams,
+    *,
+    receiver_gro: bool,
+    source: str | None = None,
 ) -> tuple[socket.socket, bool]:
     """Connect a UDP data stream; returns (socket, peer has GRO on)."""
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
+        if source:
+            sock.bind((source, 0))
         _tune(sock, params)
         if receiver_gro:
             enable_gro(sock)
@@ -279,6 +298,8 @@ class _ClientTest:
         peer = ch.sock.getpeername()[:2]
         family = ch.sock.family
         local = ch.sock.getsockname()
+        # -B: the data connections leave from the control connection's address.
+        source = str(local[0]) if self.opts.bind else None
         self.start_info = {
             "connected": [],
             "version": f"socketkit {__version__}",
@@ -315,10 +336,10 @@ class _ClientTest:
         try:
             for sid, sender in zip(stream_ids(len(roles)), roles, strict=True):
                 if p.protocol == "udp":
-                    sock, gro = _open_udp_stream(peer, family, p, receiver_gro=p.gro)
+                    sock, gro = _open_udp_stream(peer, family, p, receiver_gro=p.gro, source=source)
                     self.peer_gro = self.peer_gro or gro
                 else:
-                    sock = _open_tcp_stream(peer, family, conn.cookie, p)
+                    sock = _open_tcp_stream(peer, family, conn.cookie, p, source)
                 streams.append(DataStream(sid, sock, sender))
                 here, there = sock.getsockname(), sock.getpeername()
                 self.start_info["connected"].append(  # type: ignore[attr-defined]

@@ -72,10 +72,10 @@ MAX_COUNTED_TEST = 3600.0
 EARLY_STOP = 0.1
 #: iperf3's MAX_TIME: a day.
 MAX_DURATION = 86400
-#: iperf3 parameters this server cannot honour (``-C``, ``--fq-rate``, ``-L``,
+#: iperf3 parameters this server cannot honour (``--fq-rate``, ``-L``,
 #: ``--get-server-output``, ``--dont-fragment``, UDP bursts): a test asking for one is refused
 #: with IEUNIMP rather than run without it.
-UNSUPPORTED = ("congestion", "fqrate", "flowlabel", "get_server_output", "dont_fragment", "burst")
+UNSUPPORTED = ("fqrate", "flowlabel", "get_server_output", "dont_fragment", "burst")
 #: The accept backlog: large, so bursts of data connections never hit SYN retries.
 BACKLOG = 512
 

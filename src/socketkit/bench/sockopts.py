@@ -15,11 +15,14 @@ from ..proto.iperf3 import BenchParams
 __all__ = ["OptionRefused", "apply_stream_options", "set_tos"]
 
 
+TCP_CONGESTION = getattr(socket, "TCP_CONGESTION", 13)
+
+
 class OptionRefused(OSError):
     """The kernel refused a socket option a test asked for; ``option`` says which
-    (``window``, ``nodelay``, ``mss``, ``tos``)."""
+    (``window``, ``nodelay``, ``mss``, ``tos``, ``congestion control``)."""
 
-    def __init__(self, option: str, value: int, exc: OSError) -> None:
+    def __init__(self, option: str, value: int | str, exc: OSError) -> None:
         super().__init__(exc.errno, f"cannot set {option} {value}: {exc.strerror or exc}")
         self.option = option
 
@@ -46,6 +49,11 @@ def apply_stream_options(sock: socket.socket, params: BenchParams) -> None:
             set_tos(sock, params.tos)
         except OSError as exc:
             raise OptionRefused("tos", params.tos, exc) from exc
+    if params.congestion and tcp:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, params.congestion.encode())
+        except OSError as exc:
+            raise OptionRefused("congestion control", params.congestion, exc) from exc
 
 
 def set_tos(sock: socket.socket, tos: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -191,6 +192,16 @@ def _spelling_error(message: str) -> int:
     return int(ExitStatus.USAGE)
 
 
+def _add_logfile(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--logfile",
+        metavar="FILE",
+        help="append the output (interval lines, summary, JSON, warnings) to FILE instead of "
+        "stdout and stderr, as iperf3 --logfile; checked before anything runs (default: "
+        "stdout and stderr)",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="mode", metavar="{server,client}")
     fmt = argparse.RawDescriptionHelpFormatter
@@ -242,6 +253,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="drop a client silent this long on the control connection, or that has not "
         "sent its parameters this long after connecting (default 10)",
     )
+    _add_logfile(srv)
     srv.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG)
 
     cli = sub.add_parser(
@@ -359,6 +371,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="IP type of service / IPv6 traffic class byte, both ends, 0..255 or 0x.. (default 0)",
     )
     cli.add_argument(
+        "-C",
+        "--congestion",
+        metavar="ALGO",
+        default="",
+        help="TCP congestion control of the data connections, both ends: one of this host's "
+        "(/proc/sys/net/ipv4/tcp_available_congestion_control) (default: the system's)",
+    )
+    cli.add_argument(
+        "-B",
+        "--bind",
+        metavar="ADDR",
+        help="local address of the control and data connections (default: the OS picks)",
+    )
+    cli.add_argument(
         "-N", "--no-delay", action="store_true", help="set TCP_NODELAY (default: Nagle on)"
     )
     cli.add_argument(
@@ -413,6 +439,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECS",
         help="give up connecting after SECS (default 10)",
     )
+    _add_logfile(cli)
     cli.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG)
 
 
@@ -438,6 +465,23 @@ def _setup_logging(level: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    logfile = getattr(args, "logfile", None)
+    if logfile is not None:
+        if logfile == "-":
+            return _usage(
+                args.mode, "--logfile needs a file name (output goes to stdout without it)"
+            )
+        check_writable(logfile, "--logfile")  # OSError: one line, exit 9, before the test
+        with (
+            open(logfile, "a", buffering=1, encoding="utf-8") as log_out,
+            contextlib.redirect_stdout(log_out),
+            contextlib.redirect_stderr(log_out),
+        ):
+            return _run_mode(args)
+    return _run_mode(args)
+
+
+def _run_mode(args: argparse.Namespace) -> int:
     if args.mode == "server":
         return _run_server(args)
     if args.mode == "client":
@@ -492,6 +536,15 @@ def _run_server(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+def _available_congestion() -> list[str]:
+    """This host's congestion control algorithms (empty where the list cannot be read)."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as fh:
+            return fh.read().split()
+    except OSError:
+        return []
+
+
 def _conflict(args: argparse.Namespace) -> str:
     """Why these client options cannot go together, or "" if they can."""
     if args.json and args.json_stream:
@@ -512,8 +565,20 @@ def _conflict(args: argparse.Namespace) -> str:
         ):
             if on:
                 return f"--latency times request/response round trips; {flag} does not apply to it"
+    if args.congestion and not args.udp:
+        available = _available_congestion()
+        if available and args.congestion not in available:
+            return (
+                f"congestion control {args.congestion!r} is not available on this host "
+                f"(available: {' '.join(available)}; a module such as tcp_{args.congestion} "
+                "may need loading)"
+            )
     if args.udp:
-        for flag, on in (("-M/--set-mss", args.set_mss), ("-N", args.no_delay)):
+        for flag, on in (
+            ("-M/--set-mss", args.set_mss),
+            ("-N", args.no_delay),
+            ("-C/--congestion", args.congestion),
+        ):
             if on:
                 return f"{flag} is a TCP option; drop it or -u"
     else:
@@ -561,6 +626,8 @@ def _run_client(args: argparse.Namespace) -> int:
         gso=args.gso,
         udp_64bit=args.udp_counters_64bit,
         connect_timeout=args.connect_timeout,
+        congestion=args.congestion,
+        bind=args.bind,
     )
     # Options that cannot apply are refused, never silently ignored.
     conflict = _conflict(args)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 import secrets
 import struct
 from collections.abc import Iterator, Mapping
@@ -201,6 +202,8 @@ class BenchParams:
     latency_size: int = 0
     gro: bool = False
     zerocopy: bool = False
+    #: -C: the TCP congestion control of the data connections ("" = the system's).
+    congestion: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -224,6 +227,10 @@ class BenchParams:
             raise LocalProtocolError(f"MSS must be <= {MAX_MSS}, not {self.mss}")
         if not 0 <= self.tos <= 255:
             raise LocalProtocolError(f"TOS must be 0..255, not {self.tos}")
+        if self.congestion and not _CONGESTION_NAME.fullmatch(self.congestion):
+            raise LocalProtocolError(
+                f"congestion control must be a name like cubic, not {self.congestion!r}"
+            )
 
     @property
     def stream_count(self) -> int:
@@ -264,6 +271,8 @@ class BenchParams:
             obj["socketkit_latency"] = self.latency_size
         if self.gro:
             obj["socketkit_gro"] = True
+        if self.congestion:
+            obj["congestion"] = self.congestion
         return obj
 
     @classmethod
@@ -298,6 +307,7 @@ class BenchParams:
                 latency_size=_int(obj, "socketkit_latency", 0),
                 gro=_flag(obj, "socketkit_gro"),
                 zerocopy=_flag(obj, "zerocopy"),
+                congestion=_congestion(obj),
                 extra=obj,
             )
         except LocalProtocolError as exc:  # out-of-range values from the peer
@@ -371,6 +381,17 @@ class StreamResult:
             rtt_us=_int(obj, "socketkit_rtt_us", -1),
             duplicates=_int(obj, "socketkit_duplicates", -1),
         )
+
+
+#: A congestion control name as the kernel spells them (TCP_CA_NAME_MAX is 16 with the NUL).
+_CONGESTION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+
+
+def _congestion(obj: dict[str, Any]) -> str:
+    value = obj.get("congestion", "")
+    if not isinstance(value, str):
+        raise RemoteProtocolError("iperf3 params: 'congestion' must be a string")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
