@@ -118,3 +118,35 @@ def test_server_logfile(tmp_path: Path) -> None:
     assert srv.returncode == 0 and out == b"" and errs == b""
     text = log.read_text()
     assert f"listening on [::]:{port}" in text and "test from 127.0.0.1" in text
+
+
+def test_interval_lines_on_a_terminal_too() -> None:
+    """iperf3 prints its interval lines on a terminal; so does bench (no progress bar)."""
+    import os
+    import pty
+
+    iperf3 = require_tool("iperf3")
+    port = free_port()
+    with running([iperf3, "-s", "-1", "-p", str(port)], stdout=subprocess.DEVNULL):
+        wait_listening(port)
+        primary, secondary = pty.openpty()
+        argv = [*SK, "bench", "-c", "127.0.0.1", "-p", str(port), "-t", "2"]
+        with running(argv, stdout=secondary, stderr=secondary) as client:
+            os.close(secondary)
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(primary, 65536)
+                except OSError:  # EIO: the client exited and closed the terminal
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            assert client.wait(30) == 0
+        os.close(primary)
+    lines = b"".join(chunks).decode().replace("\r\n", "\n").splitlines()
+    assert "[ ID] Interval           Transfer     Bitrate" in lines
+    intervals = [line for line in lines if line.startswith("[  1]")]
+    assert len(intervals) == 2 and intervals[0].startswith("[  1]   0.00-"), lines
+    assert all(" sec " in line and "bits/sec" in line for line in intervals), lines
+    assert not any("\r" in line or "#" in line for line in lines)

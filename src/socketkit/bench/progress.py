@@ -1,4 +1,4 @@
-"""Human output: iperf3-style interval lines, or a live bar when stdout is a terminal."""
+"""Human output: iperf3-style interval lines and summaries."""
 
 from __future__ import annotations
 
@@ -10,29 +10,18 @@ from .units import format_bits, format_bytes
 
 __all__ = ["LiveView", "print_partial_summary", "print_summary"]
 
-BAR_WIDTH = 30
 
 
 class LiveView:
-    """Prints each interval; on a terminal, redraws one progress line instead."""
+    """Prints each interval as iperf3 does, on a terminal as in a pipe or a file (a
+    progress bar on a terminal hid the lines iperf3 users read)."""
 
     def __init__(self, total_seconds: float, *, out: TextIO | None = None) -> None:
         self.out = out or sys.stdout
-        self.tty = self.out.isatty()
         self.total = total_seconds
         self._header = False
 
     def __call__(self, report: IntervalReport) -> None:
-        if self.tty:
-            frac = min(1.0, report.end / self.total) if self.total else 0.0
-            done = int(frac * BAR_WIDTH)
-            bar = "#" * done + "-" * (BAR_WIDTH - done)
-            self.out.write(
-                f"\r[{bar}] {report.end:6.1f}s  {format_bits(report.bits_per_second):>16}"
-                + ("  (omitted)" if report.omitted else "")
-            )
-            self.out.flush()
-            return
         if not self._header:
             self.out.write("[ ID] Interval           Transfer     Bitrate\n")
             self._header = True
@@ -52,9 +41,7 @@ class LiveView:
         self.out.flush()
 
     def finish(self) -> None:
-        if self.tty:
-            self.out.write("\n")
-            self.out.flush()
+        self.out.flush()
 
 
 def print_summary(result: BenchResult, out: TextIO | None = None) -> None:
