@@ -482,8 +482,11 @@ aio_send_all(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwna
  * into the caller's buffer; if the kernel has nothing yet, the Python method's waiting part
  * (Stream._receive_into_waiting) takes over.
  *
- * The methods return a coroutine that awaits the DrivenRead (stream.py's _awaiting_some and
- * _awaiting_into), not the DrivenRead itself: what an asyncio user may do with a coroutine
+ * A plain DrivenRead (udp_anext: aio Conversation.__anext__) yields DRIVEN once and returns
+ * what the driver sends in, as the ``_driven()`` generator in _async/udp_server.py.
+ *
+ * The stream methods return a coroutine that awaits the DrivenRead (stream.py's _awaiting_some
+ * and _awaiting_into), not the DrivenRead itself: what an asyncio user may do with a coroutine
  * (create_task, run_coroutine_threadsafe, inspect.iscoroutine, a second await raising
  * RuntimeError) then works as with the Python methods. */
 typedef struct {
@@ -792,7 +795,8 @@ static PyTypeObject DrivenReadType = {
     .tp_dealloc = (destructor)dr_dealloc,
     .tp_as_async = &dr_async,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The awaitable of a driven handler's receive_some.",
+    .tp_doc = "The awaitable of a driven handler's receive_some / receive_into, or (plain) "
+              "of a Conversation's __anext__.",
     .tp_traverse = (traverseproc)dr_traverse,
     .tp_clear = (inquiry)dr_clear,
     .tp_iter = PyObject_SelfIter,
@@ -1008,23 +1012,26 @@ static PyObject *s_move_to_end, *s_sendto;
 #define IS_CONV(o) is_a((o), CONV_T, &seen_conv)
 #define IS_UPROTO(o) is_a((o), UPROTO_T, &seen_uproto)
 
-/* slot += 1 for an int counter; -1 (an error set) if it is not an int. */
+/* slot += 1, as the Python methods' ``+= 1`` (the callers checked that it is an int). */
 static int
 slot_increment(PyObject *obj, Py_ssize_t off)
 {
     PyObject *old = SLOT(obj, off);
-    if (old == NULL || !PyLong_CheckExact(old)) {
-        PyErr_SetString(PyExc_TypeError, "a counter is not an int");
+    if (old == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "a counter is missing");
         return -1;
     }
-    long v = PyLong_AsLong(old);
-    PyObject *n = v == -1 && PyErr_Occurred() ? NULL : PyLong_FromLong(v + 1);
+    PyObject *one = PyLong_FromLong(1);
+    PyObject *n = one == NULL ? NULL : PyNumber_Add(old, one);
+    Py_XDECREF(one);
     if (n == NULL)
         return -1;
     SLOT(obj, off) = n;
     Py_DECREF(old);
     return 0;
 }
+
+#define IS_INT_SLOT(obj, off) (SLOT(obj, off) != NULL && PyLong_CheckExact(SLOT(obj, off)))
 
 /* Resume `driver` (a HandlerDriver) with `value`, as data_received does. */
 static PyObject *
@@ -1060,7 +1067,8 @@ udp_datagram_received(FastMethod *m, PyObject *const *args, size_t nargsf, PyObj
     if (!Py_IS_TYPE(peer, PEER_T))
         return slow(m, args, nargsf, kwnames);
     PyObject *conv = SLOT(peer, o_p_value);
-    if (conv == NULL || !IS_CONV(conv) || SLOT(conv, o_c_read_waiter) != DRIVEN)
+    if (conv == NULL || !IS_CONV(conv) || SLOT(conv, o_c_read_waiter) != DRIVEN ||
+        !IS_INT_SLOT(conv, o_c_received))
         return slow(m, args, nargsf, kwnames);
     PyObject *driver = SLOT(conv, o_c_driver);
     PyObject *clock = SLOT(self, o_u_time), *order = SLOT(self, o_u_by_activity);
@@ -1086,6 +1094,13 @@ udp_datagram_received(FastMethod *m, PyObject *const *args, size_t nargsf, PyObj
         PyErr_Clear(); /* expired: no longer in the activity order */
     }
     Py_XDECREF(moved);
+    if (SLOT(conv, o_c_read_waiter) != DRIVEN || SLOT(conv, o_c_driver) != driver ||
+        !IS_INT_SLOT(conv, o_c_received)) {
+        /* Code run by the calls above changed the conversation: the Python method decides
+         * (it touches the peer again, which changes nothing). */
+        r = slow(m, args, nargsf, kwnames);
+        goto done;
+    }
     slot_set(conv, o_c_read_waiter, Py_None);
     if (slot_increment(conv, o_c_received) < 0)
         goto done;
@@ -1114,7 +1129,7 @@ udp_send(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     PyObject *self = args[0], *data = args[1];
     PyObject *protocol = SLOT(self, o_c_protocol), *limit = SLOT(self, o_c_limit);
     if (protocol == NULL || !IS_UPROTO(protocol) || SLOT(protocol, o_u_writable) != Py_True ||
-        limit == NULL || !PyLong_CheckExact(limit))
+        limit == NULL || !PyLong_CheckExact(limit) || !IS_INT_SLOT(self, o_c_sent))
         return slow(m, args, nargsf, kwnames);
     Py_ssize_t max = PyLong_AsSsize_t(limit);
     PyObject *transport = SLOT(protocol, o_u_transport), *address = SLOT(self, o_c_address);
@@ -1124,20 +1139,21 @@ udp_send(FastMethod *m, PyObject *const *args, size_t nargsf, PyObject *kwnames)
         PyErr_Clear();
         return slow(m, args, nargsf, kwnames);
     }
-    Py_INCREF(protocol);
     Py_INCREF(transport);
     Py_INCREF(address);
+    Py_INCREF(done); /* what is returned, taken before sendto can run any Python code */
     PyObject *call[3] = {transport, data, address};
     PyObject *r =
         PyObject_VectorcallMethod(s_sendto, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(transport);
     Py_DECREF(address);
-    if (r != NULL) {
-        Py_DECREF(r);
-        r = slot_increment(self, o_c_sent) < 0 ? NULL : Py_NewRef(SLOT(protocol, o_u_done));
+    if (r == NULL || slot_increment(self, o_c_sent) < 0) {
+        Py_XDECREF(r);
+        Py_DECREF(done);
+        return NULL;
     }
-    Py_DECREF(protocol);
-    return r;
+    Py_DECREF(r);
+    return done;
 }
 
 /* Conversation.__anext__(): the handler itself waits with nothing queued: mark the wait

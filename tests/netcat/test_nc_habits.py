@@ -45,6 +45,19 @@ def test_listen_takes_the_port_as_nc_and_ncat_spell_it(form: list[str]) -> None:
         assert finish(server) == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-p", "5200", "5201"], "give the port once: as [HOST] PORT or as [HOST] -p PORT"),
+        (["-s", "127.0.0.1", "::1", "5200"], "give the address once: as HOST or as -s ADDR"),
+    ],
+)
+def test_a_port_or_address_given_two_ways_is_a_usage_error(args: list[str], message: str) -> None:
+    proc = run_sk("listen", *args)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0] == f"socketkit listen: {message}"
+
+
 def test_the_port_given_twice_is_a_usage_error() -> None:
     proc = run_sk("listen", "127.0.0.1", "5000", "-p", "5001")
     assert proc.returncode == 2
@@ -191,6 +204,41 @@ def test_ctrl_c_ends_a_scan_at_once_with_130(lab: tuple[Host, Host]) -> None:
         assert b"Traceback" not in scan.stderr.read()
 
 
+def test_lines_come_as_the_scan_goes_one_port_at_a_time() -> None:
+    """With one probe at a time a line still comes out as soon as its port is known: an
+    interrupted scan has printed what it found (the test interrupts after the first line,
+    so a scan that printed only at its end would have exited 0 or 1 instead of 130)."""
+    argv = [*SK, "connect", "-zv", "--scan-concurrency", "1", "127.0.0.1", "1-65535"]
+    with started(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as scan:
+        assert scan.stderr is not None
+        first = scan.stderr.readline()
+        assert first.startswith(b"socketkit connect: connection to 127.0.0.1 1 port [tcp]")
+        scan.send_signal(signal.SIGINT)
+        assert finish(scan, timeout=30) == 130
+
+
+def test_a_low_descriptor_limit_makes_the_scan_narrower_not_fail() -> None:
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (24, 24))
+
+    proc = subprocess.run(
+        [*SK, "connect", "-zv", "127.0.0.1", "40000-40299"],
+        capture_output=True, text=True, timeout=120, preexec_fn=limit,
+    )  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr[-500:]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 300 and "Too many open files" not in proc.stderr
+    assert lines[0].startswith("socketkit connect: connection to 127.0.0.1 40000 port")
+
+
+def test_scan_concurrency_without_z_is_a_usage_error() -> None:
+    proc = run_sk("connect", "--scan-concurrency", "4", "127.0.0.1", "80")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0] == "socketkit connect: --scan-concurrency is for -z scans"
+
+
 def test_a_source_port_scan_reaches_every_open_port() -> None:
     """nc.openbsd -z -p stops at the second port (its bind fails: address in use)."""
     with (
@@ -286,6 +334,17 @@ def test_tls_pin_trusts_exactly_the_certificate_listen_printed() -> None:
         assert proc.returncode == 0, proc
         assert server.stdout is not None
         assert server.stdout.read() == b"pinned\n"
+
+
+def test_the_fingerprint_pastes_as_listen_prints_it_and_v_says_pinned() -> None:
+    port = free_port()
+    with _tls_listener(port) as (server, fp):
+        proc = run_sk("connect", "-v", "--tls", "--tls-pin", f"SHA-256 {fp}", "127.0.0.1",
+                      str(port), stdin=b"x\n")  # fmt: skip
+        assert proc.returncode == 0, proc
+        assert "peer certificate (pinned: its SHA-256 is the one --tls-pin names)" in proc.stderr
+        assert "--tls-insecure" not in proc.stderr
+        assert server.stdout is not None and server.stdout.read() == b"x\n"
 
 
 def test_a_wrong_pin_fails_before_any_byte_is_sent() -> None:

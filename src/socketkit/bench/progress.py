@@ -11,7 +11,6 @@ from .units import format_bits, format_bytes
 __all__ = ["LiveView", "print_partial_summary", "print_summary"]
 
 
-
 class LiveView:
     """Prints each interval as iperf3 does, on a terminal as in a pipe or a file (a
     progress bar on a terminal hid the lines iperf3 users read)."""

@@ -55,7 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scan-concurrency",
         type=positive_int,
-        default=DEFAULT_SCAN_CONCURRENCY,
         metavar="N",
         help=f"-z: probe up to N ports at once; lines still come in port order (default "
         f"{DEFAULT_SCAN_CONCURRENCY}; 1 probes one after another, as nc does)",
@@ -83,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
             proto = "udp" if args.udp else "tcp"
             ports = parse_ports(args.port, proto) if args.zero_io else None
             port = ports[0] if ports else parse_service(args.port, proto)
+        if args.scan_concurrency is not None and not args.zero_io:
+            return usage(PROG, "--scan-concurrency is for -z scans")
         opts = build_options(args, listening=False, host=host, port=port)
-        return run_connect(opts, reporter, ports=ports, concurrency=args.scan_concurrency)
+        concurrency = args.scan_concurrency or DEFAULT_SCAN_CONCURRENCY
+        return run_connect(opts, reporter, ports=ports, concurrency=concurrency)
 
     return run_reporting(PROG, reporter, body)

@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
                 return usage(PROG, "with -U PATH give no HOST or PORT")
             host, port = None, 0
         elif args.listen_port is not None:
-            if len(where) > 1:
+            if len(where) > 1 or (where and where[0].isdigit()):
                 return usage(PROG, "give the port once: as [HOST] PORT or as [HOST] -p PORT")
             host = where[0].strip("[]") if where else args.source
             port = parse_service(args.listen_port, proto)
@@ -145,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
             host, port = where[0].strip("[]"), parse_service(where[1], proto)
         else:
             return usage(PROG, "give [HOST] PORT (or -p PORT, or -U PATH)")
+        if args.source is not None and host != args.source:
+            return usage(PROG, "give the address once: as HOST or as -s ADDR")
         opts = build_options(args, listening=True, host=host, port=port)
         return run_listen(opts, reporter)
 

@@ -177,13 +177,15 @@ def add_multicast_arguments(parser: argparse.ArgumentParser, *, listening: bool)
 def tls_pin(text: str) -> str:
     """``SHA256:AB:CD:…`` (or the hex alone, with or without colons) -> ``AB:CD:…``."""
     value = text.strip()
-    if value[:7].upper() == "SHA256:":
-        value = value[7:]
+    for prefix in ("SHA256:", "SHA-256:", "SHA256 ", "SHA-256 "):
+        if value[: len(prefix)].upper() == prefix:
+            value = value[len(prefix) :].strip()
+            break
     digits = value.replace(":", "").upper()
     if len(digits) != 64 or any(c not in "0123456789ABCDEF" for c in digits):
         raise argparse.ArgumentTypeError(
-            f"bad fingerprint {text!r}: expected SHA256: and 64 hex digits (AB:CD:... as "
-            "listen --tls prints it)"
+            f"bad fingerprint {text!r}: expected 64 hex digits, AB:CD:... as listen --tls "
+            "prints them (SHA256: before them is optional)"
         )
     return ":".join(digits[i : i + 2] for i in range(0, 64, 2))
 
@@ -447,7 +449,7 @@ def build_options(
         or getattr(args, "tls_pin", None)
         or getattr(args, "sni", None)
     ):
-        raise ValueError("TLS options need --tls")
+        raise ValueError("TLS options need --tls (or --ssl)")
     exec_argv = None
     if args.exec_cmd is not None:
         exec_argv = tuple(shlex.split(args.exec_cmd))

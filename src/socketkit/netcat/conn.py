@@ -233,7 +233,10 @@ class Conn:
         from .tls import describe_tls
 
         assert self.tls_sock is not None
-        return describe_tls(self.tls_sock.ssl_object)
+        info = describe_tls(self.tls_sock.ssl_object)
+        if self.tls_sock.pinned:
+            info["pinned"] = True
+        return info
 
 
 def peer_name(sock: socket.socket) -> str:

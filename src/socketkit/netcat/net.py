@@ -67,7 +67,7 @@ def dial(
         where = format_sockaddr(sockaddr)
         sock = socket.socket(family, kind)
         try:
-            _bind_source(sock, opts, family)
+            bind_source(sock, opts, family)
             if kind == socket.SOCK_DGRAM:
                 _multicast_options(sock, opts)
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -130,7 +130,8 @@ def _multicast_options(sock: socket.socket, opts: NetcatOptions) -> None:
     )
 
 
-def _bind_source(sock: socket.socket, opts: NetcatOptions, family: int) -> None:
+def bind_source(sock: socket.socket, opts: NetcatOptions, family: int) -> None:
+    """Bind ``sock`` to ``-s``/``-p`` (SO_REUSEADDR), if given."""
     if opts.source_host is None and opts.source_port is None:
         return
     host = opts.source_host or ("::" if family == socket.AF_INET6 else "0.0.0.0")

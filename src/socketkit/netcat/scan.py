@@ -8,13 +8,17 @@ still come out in port order, each as soon as it and every port before it are kn
 from __future__ import annotations
 
 import errno
+import os
+import resource
+import select
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
 
-from .._addr import parse_service
+from .._addr import Address, parse_service, resolve
 from .._errors import AddressError, ConnectError, SocketkitTimeout
-from .net import dial
+from .net import bind_source, dial
 from .options import NetcatOptions
 from .report import Reporter
 
@@ -69,7 +73,13 @@ def scan_ports(
     if opts.source_port is not None:
         concurrency = 1  # one source port: one connection at a time
     any_open = False
-    for port, state in _probed(ports, lambda p: _probe(opts, p, timeout), concurrency):
+    if opts.udp:
+        results: Iterable[tuple[int, str]] = _probed(
+            ports, lambda p: _probe(opts, p, timeout), concurrency
+        )
+    else:
+        results = _tcp_scan(opts, ports, timeout, concurrency)
+    for port, state in results:
         is_open = state == "open"
         any_open = any_open or is_open
         line = f"connection to {opts.host} {port} port [{proto}] " + (
@@ -98,11 +108,124 @@ def _probe(opts: NetcatOptions, port: int, timeout: float) -> str:
 
 def _probed(
     ports: list[int], probe: Callable[[int], str], concurrency: int
-) -> list[tuple[int, str]] | _InOrder:
-    """(port, state) in port order, probing up to ``concurrency`` ports at once."""
+) -> Iterable[tuple[int, str]]:
+    """(port, state) in port order, each as soon as it is known, probing up to
+    ``concurrency`` ports at once (UDP: each probe waits for an ICMP error)."""
     if concurrency <= 1 or len(ports) <= 1:
-        return [(port, probe(port)) for port in ports]
-    return _InOrder(ports, probe, concurrency)
+        return ((port, probe(port)) for port in ports)
+    return _InOrder(ports, probe, min(concurrency, _fd_headroom()))
+
+
+#: Descriptors left free for everything else (stdio, the resolver, logging).
+_FD_RESERVE = 16
+
+
+def _fd_headroom() -> int:
+    """How many more descriptors this process may open (RLIMIT_NOFILE), less a reserve; at
+    least 1. A low ``ulimit -n`` makes a scan probe fewer ports at once, not fail."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        used = 16
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 16
+    return max(1, soft - used - _FD_RESERVE)
+
+
+def _errno_state(err: int) -> str:
+    if err == 0:
+        return "open"
+    if err == errno.ECONNREFUSED:
+        return "closed"
+    if err in _UNREACHABLE:
+        return "unreachable"
+    if err == errno.ETIMEDOUT:
+        return "timeout"
+    return "error"
+
+
+def _tcp_scan(
+    opts: NetcatOptions, ports: list[int], timeout: float, concurrency: int
+) -> Iterator[tuple[int, str]]:
+    """TCP ``-z`` from one thread: non-blocking connects, up to ``concurrency`` in flight
+    (fewer if the descriptor limit is low), finished by ``poll``; each port is tried on the
+    target's addresses in resolver order until one accepts (as nc does), and the results come
+    out in port order as soon as they and every port before them are known."""
+    family = {4: socket.AF_INET, 6: socket.AF_INET6}.get(opts.family, socket.AF_UNSPEC)
+    infos = resolve(
+        Address(opts.host, ports[0]), type=socket.SOCK_STREAM, family=family,
+        numeric=opts.numeric,
+    )  # fmt: skip
+    limit = max(1, min(concurrency, _fd_headroom()))
+    poller = select.poll()
+    flight: dict[int, tuple[int, int, socket.socket, float]] = {}  # fd: port, addr, sock, end
+    again: list[tuple[int, int]] = []  # (port index, next address) to try
+    done: dict[int, str] = {}
+    queued = emitted = 0
+
+    def start(index: int, which: int) -> bool:
+        """Start port ``index`` on address ``which``; False if no descriptor was free."""
+        fam, sockaddr = infos[which]
+        try:
+            sock = socket.socket(fam, socket.SOCK_STREAM)
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE) and flight:
+                return False  # wait for one in flight to finish
+            raise
+        try:
+            sock.setblocking(False)
+            bind_source(sock, opts, fam)
+            err = sock.connect_ex((sockaddr[0], ports[index], *sockaddr[2:]))
+        except BaseException:
+            sock.close()
+            raise
+        if err == errno.EINPROGRESS:
+            flight[sock.fileno()] = (index, which, sock, time.monotonic() + timeout)
+            poller.register(sock, select.POLLOUT)
+        else:
+            sock.close()
+            finished(index, which, _errno_state(err))
+        return True
+
+    def finished(index: int, which: int, state: str) -> None:
+        if state != "open" and which + 1 < len(infos):
+            again.append((index, which + 1))
+        else:
+            done[index] = state
+
+    try:
+        while emitted < len(ports):
+            while len(flight) < limit and (again or queued < len(ports)):
+                index, which = again.pop() if again else (queued, 0)
+                if not start(index, which):
+                    again.append((index, which))
+                    limit = max(1, len(flight))
+                    break
+                if which == 0 and index == queued:
+                    queued += 1
+            while emitted in done:
+                yield ports[emitted], done.pop(emitted)
+                emitted += 1
+            if not flight:
+                continue
+            wait = min(end for *_, end in flight.values()) - time.monotonic()
+            for fd, _event in poller.poll(int(max(0.0, wait) * 1000) + 1):
+                index, which, sock, _end = flight.pop(fd)
+                poller.unregister(fd)
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                sock.close()
+                finished(index, which, _errno_state(err))
+            now = time.monotonic()
+            for fd, (index, which, sock, end) in list(flight.items()):
+                if end <= now:
+                    del flight[fd]
+                    poller.unregister(fd)
+                    sock.close()
+                    finished(index, which, "timeout")
+    finally:
+        for _index, _which, sock, _end in flight.values():
+            sock.close()
 
 
 class _InOrder:

@@ -139,6 +139,7 @@ def client_wrap(
     wrapped.handshake(timeout if timeout is not None else HANDSHAKE_TIMEOUT)
     if tls.pin is not None:
         _check_pin(wrapped, tls.pin)
+        wrapped.pinned = True
     return wrapped
 
 
@@ -211,6 +212,8 @@ class TlsSocket:
         self.client_cert = True
         #: Plaintext received so far (a refused client certificate shows before any arrives).
         self.received = 0
+        #: The peer's certificate was checked against --tls-pin (instead of a CA).
+        self.pinned = False
         self._out = bytearray()  # ciphertext not yet taken by the kernel
         self._plain = b""  # decrypted bytes a short recv_into did not take
         self._eof = False  # the peer's EOF (close_notify or TCP FIN) was read
@@ -477,13 +480,14 @@ def tls_summary(info: dict[str, Any]) -> str:
     parts.append(f"ALPN {info['alpn']}" if info.get("alpn") else "no ALPN")
     cert = info.get("peer_certificate")
     if cert:
-        unverified = info.get("verified") is False
+        if info.get("pinned"):
+            trust = "peer certificate (pinned: its SHA-256 is the one --tls-pin names) "
+        elif info.get("verified") is False:
+            trust = "peer certificate (not verified: --tls-insecure) "
+        else:
+            trust = "peer certificate "
         parts.append(
-            (
-                "peer certificate (not verified: --tls-insecure) "
-                if unverified
-                else "peer certificate "
-            )
+            trust
             + f"subject {cert['subject'] or '(empty)'}, issuer {cert['issuer'] or '(empty)'}, "
             f"expires {cert['not_after'] or 'unknown'}, SHA-256 {cert['sha256']}"
         )
