@@ -157,3 +157,19 @@ def one_line(stderr: str) -> str:
     assert len(lines) == 1, lines
     assert "Traceback" not in stderr
     return lines[0]
+
+
+def write_pki(base: Path) -> dict[str, Path]:
+    """A test CA and a certificate for localhost, 127.0.0.1 and ::1 under ``base``: paths
+    ``ca`` (the CA's certificate), ``chain`` (certificate and CA) and ``key``."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1", "::1")
+    paths = {"ca": base / "ca.pem", "chain": base / "chain.pem", "key": base / "key.pem"}
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    cert.private_key_pem.write_to_path(str(paths["key"]))
+    with paths["chain"].open("wb") as fh:
+        for blob in cert.cert_chain_pems:
+            fh.write(blob.bytes())
+    return paths

@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 
 from support.netlab import Host, Lab
 from support.privilege import require_root, require_tool
 
-from .nctools import SK, finish, free_port, one_line, run_sk, started, wait_bound
+from .nctools import SK, finish, free_port, one_line, run_sk, started, wait_bound, write_pki
 
 B_ADDR = "198.18.9.2"
 
@@ -258,14 +257,7 @@ def test_a_source_port_scan_reaches_every_open_port() -> None:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("pki")
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    paths = {"ca": base / "ca.pem", "chain": base / "chain.pem", "key": base / "key.pem"}
-    ca.cert_pem.write_to_path(str(paths["ca"]))
-    cert.private_key_pem.write_to_path(str(paths["key"]))
-    with paths["chain"].open("wb") as fh:
-        for blob in cert.cert_chain_pems:
-            fh.write(blob.bytes())
+    paths = write_pki(base)
     return paths
 
 

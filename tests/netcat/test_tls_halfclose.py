@@ -14,20 +14,13 @@ from pathlib import Path
 import pytest
 import trustme
 
-from .nctools import SK, Collector, finish, free_port, started, wait_bound
+from .nctools import SK, Collector, finish, free_port, started, wait_bound, write_pki
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("pki-halfclose")
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    paths = {"ca": base / "ca.pem", "chain": base / "chain.pem", "key": base / "key.pem"}
-    ca.cert_pem.write_to_path(str(paths["ca"]))
-    cert.private_key_pem.write_to_path(str(paths["key"]))
-    with paths["chain"].open("wb") as fh:
-        for blob in cert.cert_chain_pems:
-            fh.write(blob.bytes())
+    paths = write_pki(base)
     return paths
 
 
