@@ -19,19 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from harness import interleave, report
+from harness import build_c, interleave, report
 
 HERE = Path(__file__).parent
-BUILD = HERE / "_build"
-
-
-def build_client() -> Path:
-    BUILD.mkdir(exist_ok=True)
-    exe = BUILD / "echo_load"
-    src = HERE / "c" / "echo_load.c"
-    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
-        subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], check=True)
-    return exe
 
 
 def run_once(kind: str, client: Path, conns: int, size: int, seconds: float) -> float:
@@ -72,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds = 1.5, 2
-    client = build_client()
+    client = build_c("echo_load")
 
     def rate(kind: str) -> float:
         return run_once(kind, client, args.conns, args.size, args.seconds)

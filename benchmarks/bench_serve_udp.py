@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BUILD = HERE / "_build"
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
@@ -104,15 +103,6 @@ def serve(kind: str, buffer: int) -> None:
 # -- the driver ---------------------------------------------------------------------------
 
 
-def build_client() -> Path:
-    BUILD.mkdir(exist_ok=True)
-    exe = BUILD / "udp_echo_load"
-    src = HERE / "c" / "udp_echo_load.c"
-    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
-        subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], check=True)
-    return exe
-
-
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -158,7 +148,7 @@ def run_once(kind: str, client: Path, args: argparse.Namespace) -> float:
 
 
 def main() -> None:
-    from harness import interleave, report
+    from harness import build_c, interleave, report
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="2 rounds of 1.5 s")
@@ -176,7 +166,7 @@ def main() -> None:
         return
     if args.quick:
         args.seconds, args.rounds = 1.5, 2
-    client = build_client()
+    client = build_c("udp_echo_load")
     print(
         f"setup: {args.peers} peers x {args.window} datagrams of {args.size} B in flight, "
         "loopback, "

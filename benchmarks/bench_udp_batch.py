@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import report
+from harness import build_c, report
 
 HERE = Path(__file__).parent
 ENV = os.environ | {"PYTHONPATH": str(HERE.parent / "src")}
@@ -133,17 +133,6 @@ def ours(mode: str, length: int, seconds: float, window: int, cpu: list[float]) 
     return int(count) / float(send_seconds) / 1e3
 
 
-def build_pair() -> Path:
-    """benchmarks/c/udp_mmsg_pair.c, compiled with gcc -O2 (once)."""
-    build = HERE / "_build"
-    build.mkdir(exist_ok=True)
-    exe = build / "udp_mmsg_pair"
-    src = HERE / "c" / "udp_mmsg_pair.c"
-    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
-        subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], check=True)
-    return exe
-
-
 def c_pair(exe: Path, length: int, seconds: float, window: int, cpu: list[float]) -> float:
     """k datagrams/s received by the C sendmmsg/recvmmsg pair."""
     recv = subprocess.Popen([str(exe), "receive", str(window)], stdout=subprocess.PIPE, text=True)
@@ -231,7 +220,7 @@ def main() -> None:
         return
     if args.quick:
         args.rounds, args.seconds = 1, 1.0
-    pair = build_pair()
+    pair = build_c("udp_mmsg_pair")
     for length in args.length:
         for window, setup in ((0, "kernel default buffers"), (args.window, f"-w {args.window}")):
             for mode, target, what in (

@@ -15,6 +15,7 @@ import json
 import os
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -22,6 +23,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("results.jsonl")
+#: Where the C helpers in benchmarks/c/ are compiled (git-ignored).
+BUILD = Path(__file__).with_name("_build")
+
+
+def build_c(name: str) -> Path:
+    """``benchmarks/c/NAME.c`` compiled with ``gcc -O2`` into ``_build/NAME``, again only
+    when the source is newer than the program."""
+    BUILD.mkdir(exist_ok=True)
+    exe = BUILD / name
+    src = Path(__file__).with_name("c") / f"{name}.c"
+    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+        subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], check=True)
+    return exe
 
 
 @dataclass
